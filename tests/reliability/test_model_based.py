@@ -1,0 +1,217 @@
+"""Model-based test: random store / batch / delete / prune / query sequences over three tenants on a
+real 3-worker gunicorn, checked after every step against a plain-Python model (tests/reliability/model.py).
+
+Embeddings are integer vectors of dim 4 with entries in [-2, 2], rewards and timestamps come from
+tiny ranges: ties in score, reward and timestamp are frequent, so the SPEC's tie-break is exercised.
+Every request uses a new connection, so consecutive steps land on different workers.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import httpx
+import pytest
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule, run_state_machine_as_test
+
+from tests.support.tenants import fresh_client, unique_slug
+
+from .model import TenantModel, check_query
+from .support import error_message, record
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+DIM = 4
+METRICS = ("cosine", "dot", "l2")
+TIMESTAMPS = (1_000, 1_001, 1_002, 1_003)
+
+vector = st.lists(st.integers(-2, 2), min_size=DIM, max_size=DIM).filter(any)
+episode_body = st.fixed_dictionaries(
+    {"task_id": st.sampled_from(["task_a", "task_b", "other"]), "state_embedding": vector,
+     "reward": st.integers(-1, 2), "timestamp": st.sampled_from(TIMESTAMPS)},
+    optional={"tags": st.lists(st.sampled_from("abc"), max_size=3),
+              "source": st.sampled_from(["s1", "s2"]), "user_id": st.just("u1"),
+              "metadata": st.fixed_dictionaries({"n": st.integers(0, 3)})},
+)
+query_filters = st.fixed_dictionaries(
+    {},
+    optional={"min_reward": st.integers(-1, 2), "tags_any": st.lists(st.sampled_from("abcd"), max_size=2),
+              "tags_all": st.lists(st.sampled_from("abc"), max_size=2),
+              "task_id_prefix": st.sampled_from(["task_", "o", "task_a", "x"]),
+              "source": st.sampled_from(["s1", "s2"]), "user_id": st.sampled_from(["u1", "u2"]),
+              "time_after": st.sampled_from(TIMESTAMPS), "time_before": st.sampled_from(TIMESTAMPS)},
+)
+
+
+class Tally:
+    requests = 0
+    server_errors = 0
+    leaks = 0
+    lost = 0
+    lenient = 0
+    steps = 0
+
+
+class MemcloudMachine(RuleBasedStateMachine):
+    clients: list[httpx.Client] = []
+    slugs: list[str] = []
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.models = [TenantModel(slug=slug, metric=metric) for slug, metric in zip(self.slugs, METRICS, strict=True)]
+
+    # ----- plumbing -----
+    def call(self, t: int, method: str, path: str, body: Any = None) -> httpx.Response:
+        response = self.clients[t].request(method, path, json=body)
+        Tally.requests += 1
+        if response.status_code >= 500:
+            Tally.server_errors += 1
+        assert response.status_code < 500, (method, path, response.status_code, response.text[:500])
+        if response.status_code >= 400:
+            error_message(response)
+        return response
+
+    def pick(self, t: int, i: int) -> str | None:
+        ids = sorted(self.models[t].episodes)
+        return ids[i % len(ids)] if ids else None
+
+    def learn_timestamp(self, t: int, episode_id: str, body: dict) -> int:
+        if "timestamp" in body:
+            return body["timestamp"]
+        return self.call(t, "GET", f"/v1/episodes/{episode_id}").json()["timestamp"]
+
+    # ----- rules -----
+    @initialize()
+    def empty_every_tenant(self) -> None:
+        for t in range(len(self.models)):
+            self.call(t, "POST", "/v1/prune/keep-newest", {"n": 0})
+
+    @rule(t=st.integers(0, 2), body=episode_body, client_id=st.booleans())
+    def store(self, t: int, body: dict, client_id: bool) -> None:
+        if client_id:
+            body = {**body, "id": str(uuid.uuid4())}
+        r = self.call(t, "POST", "/v1/episodes", body)
+        assert r.status_code == 201, r.text
+        episode_id = r.json()["id"]
+        self.models[t].add(episode_id, body, self.learn_timestamp(t, episode_id, body))
+
+    @rule(t=st.integers(0, 2), body=episode_body)
+    def store_at_server_time(self, t: int, body: dict) -> None:
+        self.store(t, {k: v for k, v in body.items() if k != "timestamp"}, client_id=False)
+
+    @rule(t=st.integers(0, 2), bodies=st.lists(episode_body, min_size=1, max_size=6))
+    def batch(self, t: int, bodies: list[dict]) -> None:
+        r = self.call(t, "POST", "/v1/episodes/batch", {"episodes": bodies})
+        assert r.status_code == 201, r.text
+        ids = r.json()["ids"]
+        assert len(ids) == len(bodies) == len(set(ids))
+        for episode_id, body in zip(ids, bodies, strict=True):
+            self.models[t].add(episode_id, body, self.learn_timestamp(t, episode_id, body))
+
+    @rule(t=st.integers(0, 2), bodies=st.lists(episode_body, min_size=1, max_size=4), bad=st.integers(0, 3))
+    def batch_with_one_bad_episode(self, t: int, bodies: list[dict], bad: int) -> None:
+        bad %= len(bodies)
+        bodies = [*bodies[:bad], {**bodies[bad], "reward": "high"}, *bodies[bad + 1:]]
+        r = self.call(t, "POST", "/v1/episodes/batch", {"episodes": bodies})
+        assert r.status_code == 400 and f"episodes[{bad}].reward" in r.json()["error"], r.text
+
+    @rule(t=st.integers(0, 2), i=st.integers(0, 10**6), same=st.booleans())
+    def retry_store(self, t: int, i: int, same: bool) -> None:
+        episode_id = self.pick(t, i)
+        if episode_id is None:
+            return
+        body = {**self.models[t].episodes[episode_id].body, "id": episode_id}
+        if not same:
+            body["reward"] = body["reward"] + 10
+        r = self.call(t, "POST", "/v1/episodes", body)
+        if same:
+            assert r.status_code == 200 and r.json() == {"id": episode_id}, r.text
+        else:
+            assert r.status_code == 409, r.text
+
+    @rule(t=st.integers(0, 2), i=st.integers(0, 10**6))
+    def delete(self, t: int, i: int) -> None:
+        episode_id = self.pick(t, i)
+        if episode_id is None:
+            return
+        r = self.call(t, "DELETE", f"/v1/episodes/{episode_id}")
+        assert r.status_code == 200 and r.json() == {"removed": 1}, r.text
+        del self.models[t].episodes[episode_id]
+
+    @rule(t=st.integers(0, 2), other=st.integers(1, 2), i=st.integers(0, 10**6), verb=st.sampled_from(["GET", "DELETE"]))
+    def touch_another_tenants_episode(self, t: int, other: int, i: int, verb: str) -> None:
+        episode_id = self.pick((t + other) % 3, i) or str(uuid.uuid4())
+        r = self.call(t, verb, f"/v1/episodes/{episode_id}")
+        if r.status_code != 404:
+            Tally.leaks += 1
+        assert r.status_code == 404, r.text
+
+    @rule(t=st.integers(0, 2), i=st.integers(0, 10**6))
+    def get_own(self, t: int, i: int) -> None:
+        episode_id = self.pick(t, i)
+        if episode_id is None:
+            return
+        r = self.call(t, "GET", f"/v1/episodes/{episode_id}")
+        e = self.models[t].episodes[episode_id]
+        assert r.status_code == 200, r.text
+        got = r.json()
+        assert (got["id"], got["state_embedding"], got["reward"], got["timestamp"]) == (
+            e.id, [float(x) for x in e.emb], e.reward, e.timestamp)
+
+    @rule(t=st.integers(0, 2), cutoff=st.sampled_from((*TIMESTAMPS, 1_004)))
+    def prune_older_than(self, t: int, cutoff: int) -> None:
+        r = self.call(t, "POST", "/v1/prune/older-than", {"timestamp_cutoff_ms": cutoff})
+        assert r.json() == {"removed": self.models[t].prune_older_than(cutoff)}
+
+    @rule(t=st.integers(0, 2), n=st.integers(0, 6))
+    def prune_keep_newest(self, t: int, n: int) -> None:
+        r = self.call(t, "POST", "/v1/prune/keep-newest", {"n": n})
+        assert r.json() == {"removed": self.models[t].prune_keep_newest(n)}
+
+    @rule(t=st.integers(0, 2), n=st.integers(0, 6))
+    def prune_keep_highest_reward(self, t: int, n: int) -> None:
+        r = self.call(t, "POST", "/v1/prune/keep-highest-reward", {"n": n})
+        assert r.json() == {"removed": self.models[t].prune_keep_highest_reward(n)}
+
+    @rule(t=st.integers(0, 2), q=vector, top_k=st.integers(1, 8), flt=query_filters)
+    def query(self, t: int, q: list[int], top_k: int, flt: dict) -> None:
+        r = self.call(t, "POST", "/v1/query", {"query_embedding": q, "top_k": top_k, **flt})
+        assert r.status_code == 200, r.text
+        answer = r.json()["episodes"]
+        if any(hit["id"] not in self.models[t].episodes for hit in answer):
+            Tally.leaks += 1
+        Tally.lenient += check_query(self.models[t], tuple(q), flt, top_k, answer)
+
+    # ----- after every step -----
+    @invariant()
+    def every_tenant_holds_exactly_its_model(self) -> None:
+        Tally.steps += 1
+        for t, model in enumerate(self.models):
+            assert self.call(t, "GET", "/v1/stats").json()["episodes"] == len(model.episodes)
+            r = self.call(t, "POST", "/v1/query", {"query_embedding": [1, 0, 0, 0], "top_k": 1000})
+            seen = {hit["id"] for hit in r.json()["episodes"]}
+            Tally.leaks += len(seen - set(model.episodes))
+            Tally.lost += len(set(model.episodes) - seen)
+            assert seen == set(model.episodes), (model.slug, seen ^ set(model.episodes))
+            Tally.lenient += check_query(model, (1, 0, 0, 0), {}, 1000, r.json()["episodes"])
+
+
+def test_api_matches_the_model(memcloud_server):
+    slugs = [unique_slug(f"mb-{metric}") for metric in METRICS]
+    keys = [memcloud_server.create_tenant(slug, "--dim", str(DIM), "--metric", metric)
+            for slug, metric in zip(slugs, METRICS, strict=True)]
+    clients = [fresh_client(memcloud_server.url, key) for key in keys]
+    MemcloudMachine.clients, MemcloudMachine.slugs = clients, slugs
+    try:
+        run_state_machine_as_test(MemcloudMachine, settings=settings(
+            max_examples=20, stateful_step_count=25, deadline=None, database=None,
+            suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much]))
+    finally:
+        for client in clients:
+            client.close()
+        record("model_based", requests=Tally.requests, server_errors=Tally.server_errors, leaks=Tally.leaks,
+               episodes_lost=Tally.lost, steps=Tally.steps, float_lenient_positions=Tally.lenient,
+               command="pytest tests/reliability/test_model_based.py")
