@@ -25,7 +25,7 @@ BITSET_TAGS = 256  # tags with codes below this live in a per-row bitset; rarer 
 _WORDS = BITSET_TAGS // 64
 GATHER_FRACTION = 0.25  # below this share of matching rows, score only the matching rows
 INT8_FRACTION = 0.05  # with an int8 copy, filters matching fewer rows than this gather float32 rows
-RELEASE_EVERY = 64  # searches between drops of the spilled float32 pages this worker touched
+RELEASE_SHARE = 1 / 16  # drop the spilled float32 pages after touching this share of the rows
 
 
 @dataclass(frozen=True)
@@ -77,7 +77,7 @@ class TenantIndex:
         # With an int8 copy, the float32 rows move to a file mapping (spill.py) unless told not to.
         self.spill, self.spill_dir = spill, spill_dir
         self._spilled: SpilledMatrix | None = None
-        self._touches = 0
+        self._touched = 0
         self._alloc(max(capacity, 16))
 
     # ----- storage -----
@@ -310,14 +310,17 @@ class TenantIndex:
             return [], np.empty(0, dtype=np.float32)
         if n >= self.quantize_from and matches >= INT8_FRACTION * n:
             rows = self._int8_candidates(q, k, mask)
+            if rows.size > 4 * k:  # a band of near-ties: a float32 pass narrows it before float64
+                rows = self._narrow(q, k, rows, self.scores(q, rows))
         else:
             rows = self._float32_candidates(q, k, mask)
         scores = self.exact_scores(q, rows)
         best = top_k(scores, self.timestamp[rows], self.seq[rows], k)
         if self._spilled is not None:
-            self._touches += 1
-            if self._touches % RELEASE_EVERY == 0:
+            self._touched += rows.size
+            if self._touched > RELEASE_SHARE * n:
                 self._spilled.release()
+                self._touched = 0
         return [self.ids[r] for r in rows[best]], scores[best]
 
     def _float32_candidates(self, q: np.ndarray, k: int, mask: np.ndarray | None) -> np.ndarray:
@@ -333,6 +336,12 @@ class TenantIndex:
             approx = self.scores(q, rows)
         else:
             approx = self.scores(q, None)[rows]
+        return self._narrow(q, k, rows, approx)
+
+    def _narrow(self, q: np.ndarray, k: int, rows: np.ndarray, approx: np.ndarray) -> np.ndarray:
+        """The rows whose fast float32 score is close enough to the k-th best to be in the exact top k."""
+        if rows.size <= k:
+            return rows
         kth = float(np.partition(approx, approx.size - k)[approx.size - k])
         # float32 sums of d terms are within ~d * 2^-24 * |q| |x| of exact: keep twice that below the k-th.
         row_norm = float(np.sqrt(self.sqnorm[: self.n].max()))

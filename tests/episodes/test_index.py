@@ -248,7 +248,7 @@ def test_spilled_rows_stay_exact_through_growth_and_removals():
         ix.add(**more)  # grows the file-backed matrix
         ix.remove(rows["ids"][::2])
     np.testing.assert_array_equal(index.emb[: index.n], plain.emb[: plain.n])
-    for trial in range(70):  # crosses RELEASE_EVERY: dropped pages are read back from the file
+    for trial in range(70):  # crosses RELEASE_SHARE: dropped pages are read back from the file
         query = rng.normal(size=dim).astype(np.float32)
         flt = Filters(tags_any=("a",)) if trial % 2 else Filters(min_reward=1.5, tags_all=("b", "c"))
         assert index.search(query, 7, flt)[0] == plain.search(query, 7, flt)[0]
