@@ -18,14 +18,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from .quantized import MIN_ROWS, QuantizedColumns, candidates
-from .spill import SpilledMatrix
 
 NO_EXPIRY = np.iinfo(np.int64).max
 BITSET_TAGS = 256  # tags with codes below this live in a per-row bitset; rarer ones in posting sets
 _WORDS = BITSET_TAGS // 64
 GATHER_FRACTION = 0.25  # below this share of matching rows, score only the matching rows
 INT8_FRACTION = 0.05  # with an int8 copy, filters matching fewer rows than this gather float32 rows
-RELEASE_SHARE = 1 / 16  # drop the spilled float32 pages after touching this share of the rows
 
 
 @dataclass(frozen=True)
@@ -59,8 +57,7 @@ class _Vocab:
 
 
 class TenantIndex:
-    def __init__(self, dim: int, metric: str = "cosine", capacity: int = 0, quantize_from: int = MIN_ROWS,
-                 spill: bool = True, spill_dir: str | None = None) -> None:
+    def __init__(self, dim: int, metric: str = "cosine", capacity: int = 0, quantize_from: int = MIN_ROWS) -> None:
         if metric not in ("cosine", "l2", "dot"):
             raise ValueError(f"unknown metric {metric!r}")
         self.dim = dim
@@ -74,10 +71,6 @@ class TenantIndex:
         self._expiring = 0
         self.quant: QuantizedColumns | None = None  # built lazily once the tenant is large enough
         self.quantize_from = quantize_from
-        # With an int8 copy, the float32 rows move to a file mapping (spill.py) unless told not to.
-        self.spill, self.spill_dir = spill, spill_dir
-        self._spilled: SpilledMatrix | None = None
-        self._touched = 0
         self._alloc(max(capacity, 16))
 
     # ----- storage -----
@@ -91,11 +84,7 @@ class TenantIndex:
                 new[:n] = getattr(self, name)[:n]
             setattr(self, name, new)
 
-        if self.__dict__.get("_spilled") is not None:
-            self._spilled = self._spilled.grown(n, capacity)
-            self.emb = self._spilled.array
-        else:
-            grow("emb", (capacity, self.dim), np.float32)
+        grow("emb", (capacity, self.dim), np.float32)
         grow("sqnorm", (capacity,), np.float32)
         grow("seq", (capacity,), np.int64)
         grow("timestamp", (capacity,), np.int64)
@@ -113,8 +102,7 @@ class TenantIndex:
         arrays = (self.emb, self.sqnorm, self.seq, self.timestamp, self.reward, self.expires,
                   self.task, self.source, self.user, self.tagbits)
         quant = self.quant.nbytes() if self.quant is not None else 0
-        spilled = self.emb.nbytes if self._spilled is not None else 0  # page cache, not this worker's heap
-        return sum(a.nbytes for a in arrays) - spilled + quant + self.n * 120  # + ids list and position dict
+        return sum(a.nbytes for a in arrays) + quant + self.n * 120  # + ids list and position dict
 
     def _tag_row(self, tags: Sequence[str]) -> tuple[np.ndarray, tuple[int, ...]]:
         bits = np.zeros(_WORDS, dtype=np.uint64)
@@ -316,11 +304,6 @@ class TenantIndex:
             rows = self._float32_candidates(q, k, mask)
         scores = self.exact_scores(q, rows)
         best = top_k(scores, self.timestamp[rows], self.seq[rows], k)
-        if self._spilled is not None:
-            self._touched += rows.size
-            if self._touched > RELEASE_SHARE * n:
-                self._spilled.release()
-                self._touched = 0
         return [self.ids[r] for r in rows[best]], scores[best]
 
     def _float32_candidates(self, q: np.ndarray, k: int, mask: np.ndarray | None) -> np.ndarray:
@@ -357,9 +340,6 @@ class TenantIndex:
         if self.quant is None:
             self.quant = QuantizedColumns(self.dim, self.capacity)
             self.quant.set_rows(0, self.emb[: self.n])
-            if self.spill:
-                self._spilled = SpilledMatrix(self.emb, self.n, self.capacity, self.spill_dir)
-                self.emb = self._spilled.array
         lower, upper = self.quant.bounds(q, self.n, self.metric)
         return candidates(lower, upper, k, mask)
 
