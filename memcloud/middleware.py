@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import logging
 import re
 import time
@@ -11,6 +12,7 @@ from collections.abc import Callable
 import orjson
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
+from django.core.handlers.wsgi import LimitedStream
 from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
@@ -19,23 +21,46 @@ _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
 
 
 class BodySizeLimitMiddleware:
-    """413 on a declared Content-Length over the limit, before any of the body is read."""
+    """413 on a declared Content-Length over the limit, before any of the body is read; a chunked
+    body (no Content-Length) is read up to the limit and no further."""
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]):
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        raw = request.META.get("CONTENT_LENGTH") or "0"
+        limit = settings.AGENT_MEM_MAX_BODY_BYTES
+        raw = request.META.get("CONTENT_LENGTH") or ""
+        if not raw and "chunked" in request.META.get("HTTP_TRANSFER_ENCODING", "").lower():
+            return self._chunked(request, limit)
         try:
-            length = int(raw)
+            length = int(raw or "0")
         except ValueError:
             return JsonResponse({"error": "Content-Length header is not a number"}, status=400)
-        if length > settings.AGENT_MEM_MAX_BODY_BYTES:
-            return JsonResponse(
-                {"error": f"request body is too large (limit {settings.AGENT_MEM_MAX_BODY_BYTES} bytes)"},
-                status=413,
-            )
+        if length > limit:
+            return self._too_large(limit)
         return self.get_response(request)
+
+    def _chunked(self, request: HttpRequest, limit: int) -> HttpResponse:
+        """A chunked body has no Content-Length, so Django would read it as empty: read at most
+        limit + 1 bytes of it here, answer 413 past the limit, else hand the view the bytes read."""
+        stream = request.environ["wsgi.input"]
+        parts, size = [], 0
+        while size <= limit:
+            part = stream.read(min(65536, limit + 1 - size))
+            if not part:
+                break
+            parts.append(part)
+            size += len(part)
+        if size > limit:
+            return self._too_large(limit)
+        body = b"".join(parts)
+        request.META["CONTENT_LENGTH"] = str(len(body))
+        request._stream = LimitedStream(io.BytesIO(body), len(body))
+        return self.get_response(request)
+
+    @staticmethod
+    def _too_large(limit: int) -> JsonResponse:
+        return JsonResponse({"error": f"request body is too large (limit {limit} bytes)"}, status=413)
 
 
 class RequestLogMiddleware:
