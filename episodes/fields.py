@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from typing import Any
 
 import numpy as np
@@ -10,6 +11,9 @@ import orjson
 from rest_framework import serializers
 
 MAX_INT64 = 2**63
+_NUMBER_TYPES = {int, float}
+# orjson writes U+0000 as \u0000; an even run of backslashes before it is an escaped backslash instead.
+_ESCAPED_NUL = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
 
 
 class StrictIntegerField(serializers.IntegerField):
@@ -97,6 +101,9 @@ class JSONSizedField(serializers.Field):
             raise serializers.ValidationError(f"cannot be encoded: {exc}") from None
         if len(encoded) > self.max_bytes:
             raise serializers.ValidationError(f"at most {self.max_bytes} bytes as JSON")
+        if b"\\u0000" in encoded and _ESCAPED_NUL.search(encoded):
+            # PostgreSQL's jsonb cannot hold U+0000: refuse it here rather than fail in the database.
+            raise serializers.ValidationError("must not contain NUL characters (\\u0000)")
         return data
 
     def to_representation(self, value: Any) -> Any:
@@ -109,6 +116,8 @@ def embedding_array(value: Any, *, dim: int, nonzero: bool) -> np.ndarray:
         raise serializers.ValidationError("must be an array of numbers")
     if len(value) != dim:
         raise serializers.ValidationError(f"must have exactly {dim} numbers (the tenant's dim), got {len(value)}")
+    if not set(map(type, value)) <= _NUMBER_TYPES:  # C-speed scan; numpy would read true as 1
+        raise serializers.ValidationError("must be an array of numbers")
     try:
         raw = np.asarray(value)
     except (ValueError, TypeError, OverflowError):
