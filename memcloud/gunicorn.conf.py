@@ -27,6 +27,9 @@ control_socket_disable = True
 
 
 def on_starting(server):
+    from memcloud import gunicorn_errors
+
+    gunicorn_errors.install()  # gunicorn's own 400/414/431 answers in JSON, not HTML
     path = os.environ["PROMETHEUS_MULTIPROC_DIR"]
     shutil.rmtree(path, ignore_errors=True)
     os.makedirs(path, exist_ok=True)
