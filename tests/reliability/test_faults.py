@@ -1,0 +1,203 @@
+"""Faults under load on a real server: a worker SIGKILLed mid-batch, PostgreSQL restarted while
+requests flow. Batches are all or nothing and nothing acknowledged is ever lost.
+
+The PostgreSQL restart stops the machine's shared cluster for a few seconds, so it runs only with
+MEMCLOUD_FAULT_TESTS=1 (CI sets it) and only on PostgreSQL."""
+
+from __future__ import annotations
+
+import collections
+import os
+import signal
+import subprocess
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+
+from tests.support.database import is_postgres
+from tests.support.server import LiveServer
+from tests.support.tenants import auth, unique_slug
+
+from .support import error_message, record
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+DIM = 32
+BATCH = 400
+
+
+def batch_body(label: str, rng: np.random.Generator) -> dict:
+    return {"episodes": [{"id": str(uuid.uuid4()), "task_id": f"{label}-{i:04d}",
+                          "state_embedding": rng.normal(size=DIM).round(4).tolist(), "reward": 1.0}
+                         for i in range(BATCH)]}
+
+
+def stored_with_prefix(client: httpx.Client, prefix: str) -> int:
+    response = client.post("/v1/query", json={"query_embedding": [1.0] * DIM, "top_k": 1000,
+                                              "task_id_prefix": prefix})
+    assert response.status_code == 200, response.text
+    return len(response.json()["episodes"])
+
+
+@pytest.fixture
+def fault_server(server_db_env) -> Iterator[tuple[LiveServer, str]]:
+    server = LiveServer(workers=3, env=server_db_env)
+    key = server.create_tenant(unique_slug("fault"), "--dim", str(DIM))
+    with server:
+        yield server, key
+
+
+def wait_for(condition, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def test_sigkill_of_a_worker_mid_batch(fault_server):
+    server, key = fault_server
+    acked: list[str] = []
+    unacked: list[str] = []
+    statuses: collections.Counter = collections.Counter()
+    lock = threading.Lock()
+    stop = threading.Event()
+
+    def writer(n: int) -> None:
+        rng = np.random.default_rng(n)
+        with httpx.Client(base_url=server.url, headers=auth(key), timeout=60,
+                          limits=httpx.Limits(max_keepalive_connections=0)) as client:
+            i = 0
+            while not stop.is_set():
+                label = f"kb-{n}-{i:04d}"
+                i += 1
+                try:
+                    response = client.post("/v1/episodes/batch", json=batch_body(label, rng))
+                except httpx.TransportError:
+                    with lock:
+                        unacked.append(label)
+                        statuses["connection error"] += 1
+                    continue
+                with lock:
+                    statuses[response.status_code] += 1
+                    (acked if response.status_code == 201 else unacked).append(label)
+                if response.status_code >= 400:
+                    error_message(response)
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    killed = []
+    try:
+        for _ in range(3):  # three kills, each of a worker busy with a batch
+            time.sleep(0.7)
+            before = set(server.worker_pids())
+            victim = sorted(before)[len(killed) % len(before)]
+            os.kill(victim, signal.SIGKILL)
+            killed.append(victim)
+            assert wait_for(lambda before=before: len(set(server.worker_pids()) - before) >= 1
+                            and len(server.worker_pids()) == server.workers, 30), "gunicorn did not replace the worker"
+        time.sleep(0.7)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=120)
+    assert statuses[500] == 0 and not any(isinstance(s, int) and s >= 500 for s in statuses), statuses
+    assert not set(killed) & set(server.worker_pids())
+    with httpx.Client(base_url=server.url, headers=auth(key), timeout=60) as client:
+        lost = sum(stored_with_prefix(client, label + "-") != BATCH for label in acked)
+        partial, unacked_present = 0, 0
+        for label in unacked:
+            n = stored_with_prefix(client, label + "-")
+            partial += n not in (0, BATCH)
+            unacked_present += n == BATCH
+        total = client.get("/v1/stats").json()["episodes"]
+    record("fault_worker_kill", batches_acknowledged=len(acked), batches_unacknowledged=len(unacked),
+           unacknowledged_found_complete=unacked_present, partial_batches=partial, acknowledged_batches_lost=lost,
+           workers_killed=len(killed), statuses={str(k): v for k, v in statuses.items()}, episodes=total,
+           server_errors=sum(v for k, v in statuses.items() if isinstance(k, int) and k >= 500),
+           command="pytest tests/reliability/test_faults.py -k sigkill")
+    assert len(acked) > 0 and statuses["connection error"] > 0, statuses  # the kills did hit batches
+    assert lost == 0, "an acknowledged batch is incomplete"
+    assert partial == 0, "a batch was stored in part"
+    assert total == BATCH * (len(acked) + unacked_present)
+
+
+def postgres_version() -> str:
+    return sorted(os.listdir("/etc/postgresql"))[0]
+
+
+@pytest.mark.skipif(os.environ.get("MEMCLOUD_FAULT_TESTS") != "1" or not is_postgres()
+                    or not Path("/etc/postgresql").is_dir(),
+                    reason="restarts the machine's PostgreSQL: set MEMCLOUD_FAULT_TESTS=1 (on PostgreSQL)")
+def test_postgres_restart_while_requests_flow(fault_server):
+    server, key = fault_server
+    acked: list[str] = []
+    statuses: collections.Counter = collections.Counter()
+    bad: list[str] = []
+    lock = threading.Lock()
+    stop = threading.Event()
+
+    def worker(n: int) -> None:
+        rng = np.random.default_rng(100 + n)
+        with httpx.Client(base_url=server.url, headers=auth(key), timeout=60,
+                          limits=httpx.Limits(max_keepalive_connections=0)) as client:
+            while not stop.is_set():
+                eid = str(uuid.uuid4())
+                body = {"id": eid, "task_id": "pg", "state_embedding": rng.normal(size=DIM).tolist(), "reward": 0.0}
+                try:
+                    store = client.post("/v1/episodes", json=body)
+                    query = client.post("/v1/query", json={"query_embedding": [1.0] * DIM})
+                    ready = client.get("/ready")
+                except httpx.TransportError as exc:
+                    with lock:
+                        bad.append(f"connection error: {exc!r}")
+                    continue
+                with lock:
+                    for response in (store, query, ready):
+                        statuses[response.status_code] += 1
+                        if response.status_code not in (200, 201, 503):
+                            bad.append(f"{response.request.url.path} {response.status_code} {response.text[:200]}")
+                        elif response.status_code == 503:
+                            if not response.headers.get("content-type", "").startswith("application/json"):
+                                bad.append(f"503 not JSON: {response.text[:200]}")
+                            elif "error" not in response.json():
+                                bad.append(f"503 without error: {response.text[:200]}")
+                    if store.status_code == 201:
+                        acked.append(eid)
+                time.sleep(0.02)
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(3)]
+    for thread in threads:
+        thread.start()
+    try:
+        time.sleep(1.5)
+        subprocess.run(["pg_ctlcluster", "--skip-systemctl-redirect", postgres_version(), "main", "restart"],
+                       check=True, capture_output=True, timeout=120)
+        with lock:
+            at_restart = sum(statuses.values())
+        # Keep the load on until the service has answered well again for a while by itself.
+        wait_for(lambda: sum(statuses.values()) > at_restart + 60, 60)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=120)
+    with httpx.Client(base_url=server.url, headers=auth(key), timeout=60) as client:
+        assert wait_for(lambda: client.get("/ready").status_code == 200, 60), "never ready again"
+        missing = [eid for eid in acked if client.get(f"/v1/episodes/{eid}").status_code != 200]
+        after = client.post("/v1/episodes", json={"task_id": "after", "state_embedding": [1.0] * DIM, "reward": 1})
+    record("fault_postgres_restart", requests=sum(statuses.values()), statuses={str(k): v for k, v in statuses.items()},
+           answers_503=statuses[503], server_errors=sum(v for k, v in statuses.items() if k >= 500 and k != 503),
+           bad_answers=len(bad), acknowledged_stores=len(acked), acknowledged_lost=len(missing),
+           command="MEMCLOUD_FAULT_TESTS=1 pytest tests/reliability/test_faults.py -k postgres")
+    assert not bad, bad[:10]
+    assert not missing, f"{len(missing)} acknowledged stores lost"
+    assert after.status_code == 201, after.text
+    assert "gunicorn exited" not in server.log() and server.process.poll() is None
