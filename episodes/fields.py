@@ -11,9 +11,8 @@ import orjson
 from rest_framework import serializers
 
 MAX_INT64 = 2**63
-_NUMBER_TYPES = {int, float}
-# orjson writes U+0000 as \u0000; an even run of backslashes before it is an escaped backslash instead.
-_ESCAPED_NUL = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
+# An escaped U+0000 in encoded JSON: "\u0000" after an even number of backslashes.
+_JSON_NUL = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
 
 
 class StrictIntegerField(serializers.IntegerField):
@@ -101,13 +100,16 @@ class JSONSizedField(serializers.Field):
             raise serializers.ValidationError(f"cannot be encoded: {exc}") from None
         if len(encoded) > self.max_bytes:
             raise serializers.ValidationError(f"at most {self.max_bytes} bytes as JSON")
-        if b"\\u0000" in encoded and _ESCAPED_NUL.search(encoded):
+        if b"\\u0000" in encoded and _JSON_NUL.search(encoded):
             # PostgreSQL's jsonb cannot hold U+0000: refuse it here rather than fail in the database.
             raise serializers.ValidationError("must not contain NUL characters (\\u0000)")
         return data
 
     def to_representation(self, value: Any) -> Any:
         return value
+
+
+_NUMBER_TYPES = {int, float}
 
 
 def embedding_array(value: Any, *, dim: int, nonzero: bool) -> np.ndarray:
