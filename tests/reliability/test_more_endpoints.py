@@ -123,7 +123,7 @@ def test_delete_by_ids_or_filter_never_crosses_tenants(pair):
                 json={"filter": {"tags_any": ["x"]}}).json() == {"removed": 0}
     assert call(pair["b"], "POST", "/v1/episodes/delete",
                 json={"filter": {"task_id_prefix": "private"}}).json() == {"removed": 0}
-    for body in ({}, {"filter": {}}, {"ids": []}, {"ids": ["nope"]}, {"ids": pair["ids_a"], "filter": {"tags_any": ["x"]}},
+    for body in ({}, {"filter": {}}, {"ids": ["nope"]}, {"ids": pair["ids_a"], "filter": {"tags_any": ["x"]}},
                  {"filter": {"min_reward": "NaN"}}):
         assert 400 <= call(pair["b"], "POST", "/v1/episodes/delete", json=body).status_code < 500
     a_is_intact(pair)
@@ -206,5 +206,5 @@ def test_rate_limit_falls_back_when_redis_is_unreachable(server_db_env):
         first = call(c, "GET", "/v1/stats")
         if "X-RateLimit-Limit" not in first.headers:
             pytest.skip("rate limiting is not served yet")
-        statuses = [first.status_code] + [call(c, "GET", "/v1/stats").status_code for _ in range(limit + 4)]
+        statuses = [first.status_code] + [call(c, "GET", "/v1/stats").status_code for _ in range(limit + 3)]
     assert statuses.count(200) == limit and statuses.count(429) == 4, statuses
