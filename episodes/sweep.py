@@ -2,8 +2,9 @@
 
 Each worker looks at most once per interval (a clock in the process, no database work between);
 then one conditional UPDATE on a SweepRun row decides which worker of the whole deployment runs
-it. It runs after the response has been handed to the server, in bounded chunks, and a failure is
-logged, never raised: a sweep must not slow or fail a request.
+it. It runs when a /v1 request has finished (its response already handed to the server; /health
+and /metrics never trigger it), in bounded chunks, and a failure is logged, never raised: a sweep
+must not slow or fail a request.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import threading
 import time
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import DatabaseError, IntegrityError, transaction
 
 from .models import SweepRun
 from .services import episodes_expire, now_ms
@@ -25,6 +26,7 @@ MAX_CHUNKS_PER_RUN = 20  # the rest waits for the next run (or `manage.py expire
 
 _next_look = 0.0
 _running = threading.Lock()
+_api_request = threading.local()
 
 
 def claim(*, name: str, interval_secs: float, at_ms: int) -> bool:
@@ -42,11 +44,17 @@ def claim(*, name: str, interval_secs: float, at_ms: int) -> bool:
     return True
 
 
+def note_request(environ=None, **_kwargs) -> None:
+    """`request_started` receiver: remember whether this thread serves an API request."""
+    _api_request.value = bool(environ) and environ.get("PATH_INFO", "").startswith("/v1/")
+
+
 def maybe_sweep(**_kwargs) -> None:
     """`request_finished` receiver."""
     global _next_look
+    api, _api_request.value = getattr(_api_request, "value", False), False
     interval = settings.AGENT_MEM_EXPIRE_INTERVAL_SECS
-    if not interval or time.monotonic() < _next_look or not _running.acquire(blocking=False):
+    if not api or not interval or time.monotonic() < _next_look or not _running.acquire(blocking=False):
         return
     try:
         _next_look = time.monotonic() + interval
@@ -54,6 +62,8 @@ def maybe_sweep(**_kwargs) -> None:
             removed = episodes_expire(max_chunks=MAX_CHUNKS_PER_RUN)
             if removed:
                 logger.info("expiry sweep removed %d episodes", removed)
+    except DatabaseError as exc:  # e.g. the database is restarting: the next interval retries
+        logger.warning("expiry sweep failed: %s", exc)
     except Exception:
         logger.exception("expiry sweep failed")
     finally:

@@ -394,18 +394,23 @@ def test_sweep_claim_is_won_once_per_interval(db):
 
 
 def test_requests_trigger_the_sweep_at_most_once_per_interval(client, tenant, settings, monkeypatch):
+    store(client, *[ep(expires_at=1) for _ in range(3)], ep())
     settings.AGENT_MEM_EXPIRE_INTERVAL_SECS = 3600
     monkeypatch.setattr(sweep, "_next_look", 0.0)
-    store(client, *[ep(expires_at=1) for _ in range(3)], ep())
+    assert client.get("/health").status_code == 200  # liveness never touches the database
+    assert Episode.objects.filter(tenant=tenant[0]).count() == 4
+    store(client, ep())
     # The store itself finished a request: that request's end ran the sweep.
-    assert Episode.objects.filter(tenant=tenant[0]).count() == 1
+    assert Episode.objects.filter(tenant=tenant[0]).count() == 2
     store(client, ep(expires_at=1))
     client.get("/v1/stats")
-    assert Episode.objects.filter(tenant=tenant[0]).count() == 2  # not again within the interval
+    assert Episode.objects.filter(tenant=tenant[0]).count() == 3  # not again within the interval
     SweepRun.objects.update(last_run_ms=0)  # as if another worker ran it long ago
+    client.get("/v1/stats")
+    assert Episode.objects.filter(tenant=tenant[0]).count() == 3  # this worker looks once per interval
     monkeypatch.setattr(sweep, "_next_look", 0.0)
     client.get("/v1/stats")
-    assert Episode.objects.filter(tenant=tenant[0]).count() == 1
+    assert Episode.objects.filter(tenant=tenant[0]).count() == 2
 
 
 def test_a_failing_sweep_never_fails_the_request(client, settings, monkeypatch, caplog):
