@@ -76,7 +76,8 @@ LIST_PARAMETERS = [
 class EpisodeCollectionApi(TenantApi):
     required_scope = {"POST": Scope.WRITE, "GET": Scope.READ}
 
-    @extend_schema(parameters=LIST_PARAMETERS, responses={200: EpisodeListResponse})
+    @extend_schema(operation_id="v1_episodes_list", parameters=LIST_PARAMETERS,
+                   responses={200: EpisodeListResponse})
     def get(self, request: Request) -> Response:
         data = EpisodeListInput(data=request.query_params, context={"tenant": self.tenant})
         data.is_valid(raise_exception=True)
