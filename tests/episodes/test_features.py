@@ -469,6 +469,7 @@ def test_scopes(api, tenant, scope):
             assert r.status_code in (200, 201, 404), (scope, path, r.content)
     if scope == "read":
         assert client.get(f"/v1/episodes/{eid}").json()["reward"] == 1.0
+        assert client.head("/v1/episodes").status_code == 200  # HEAD needs what GET needs
 
 
 def test_every_v1_view_declares_its_scope():
