@@ -250,6 +250,8 @@ def test_patch_expiry_sets_and_clears(client):
     ({"metadata": {"a": 1}, "metadata_merge": {"b": 2}}, "metadata_merge"),
     ({"expires_at": -1}, "expires_at"),
     ({"metadata": {"x": "y" * 70000}}, "metadata"),
+    ({"metadata": {"x": "nul\u0000"}}, "metadata"),  # jsonb cannot hold it: a 400, not a database error
+    ({"metadata_merge": {"nul\u0000": 1}}, "metadata_merge"),
 ])
 def test_bad_patch_is_a_400_and_changes_nothing(client, tenant, body, field):
     eid = store(client, ep(metadata={"keep": True}, tags=["t"]))[0]
@@ -262,6 +264,15 @@ def test_bad_patch_is_a_400_and_changes_nothing(client, tenant, body, field):
         assert "store a new episode" in r.json()["error"]
     assert client.get(f"/v1/episodes/{eid}").json() == before
     assert TenantState.objects.get(tenant=tenant[0]).version == version
+
+
+def test_nul_in_json_fields_is_a_400_on_store(client):
+    for body in (ep(metadata={"a": "\u0000"}), ep(steps=[{"s": "x\u0000"}])):
+        r = client.post("/v1/episodes", body, format="json")
+        assert r.status_code == 400 and "NUL" in r.json()["error"], r.content
+    r = client.post("/v1/episodes", ep(metadata={"a": "\\u0000 is text"}), format="json")
+    assert r.status_code == 201  # a backslash followed by u0000 is ordinary text
+    assert client.get(f"/v1/episodes/{r.json()['id']}").json()["metadata"] == {"a": "\\u0000 is text"}
 
 
 def test_patch_edge_cases(client, api, other_tenant):
