@@ -568,3 +568,45 @@ def test_admin_roll_action(tenant, admin_client, capsys):
     new = keys.exclude(pk=key.pk).get()
     assert new.scope == key.scope and new.expires_at is None
     assert f"replacing {prefix}" in r.content.decode()
+
+
+# ----- no 5xx for anything a client sends -----
+from hypothesis import HealthCheck, given  # noqa: E402
+from hypothesis import settings as hsettings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+PARAM_NAMES = ["limit", "cursor", "include_embedding", "min_reward", "tags_any", "tags_all", "task_id_prefix",
+               "source", "user_id", "time_after", "time_before", "bogus"]
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4),
+    max_leaves=10,
+)
+FUZZ = hsettings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+
+@FUZZ
+@given(params=st.dictionaries(st.sampled_from(PARAM_NAMES), st.text(max_size=30), max_size=5))
+def test_fuzzed_list_parameters_never_5xx(client, params):
+    r = client.get("/v1/episodes", params)
+    assert r.status_code in (200, 400), (params, r.content)
+    assert set(r.json()) == ({"episodes", "next_cursor"} if r.status_code == 200 else {"error"})
+
+
+@FUZZ
+@given(body=st.dictionaries(st.sampled_from(["metadata", "metadata_merge", "tags", "reward", "task_id", "source",
+                                             "user_id", "expires_at", "state_embedding", "x"]),
+                            json_values, max_size=3))
+def test_fuzzed_patch_never_5xx(client, body):
+    eid = client.post("/v1/episodes", ep(), format="json").json()["id"]
+    r = client.patch(f"/v1/episodes/{eid}", body, format="json")
+    assert r.status_code in (200, 400), (body, r.content)
+
+
+@FUZZ
+@given(body=st.dictionaries(st.sampled_from(["ids", "filter", "x"]), json_values, max_size=2)
+       | st.fixed_dictionaries({"filter": st.dictionaries(st.sampled_from(PARAM_NAMES[3:]), json_values,
+                                                          max_size=3)}))
+def test_fuzzed_delete_never_5xx(client, body):
+    r = client.post("/v1/episodes/delete", body, format="json")
+    assert r.status_code in (200, 400), (body, r.content)
