@@ -6,7 +6,7 @@ decides the order, with no float rounding in the model."""
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from typing import Any
 
@@ -27,6 +27,7 @@ class Ep:
     user_id: str | None
     seq: int
     body: dict[str, Any]  # exactly what was sent, for idempotent retries
+    patched: bool = False
 
 
 @dataclass
@@ -44,6 +45,16 @@ class TenantModel:
             user_id=body.get("user_id"), seq=self.next_seq, body=body,
         )
         self.next_seq += 1
+
+    def patch(self, episode_id: str, changes: dict[str, Any]) -> None:
+        fields = {k: tuple(dict.fromkeys(v)) if k == "tags" else v for k, v in changes.items()}
+        self.episodes[episode_id] = replace(self.episodes[episode_id], patched=True, **fields)
+
+    def delete_ids(self, ids: list[str]) -> int:
+        return self._remove([i for i in dict.fromkeys(ids) if i in self.episodes])
+
+    def delete_matching(self, flt: dict[str, Any]) -> int:
+        return self._remove([e.id for e in self.episodes.values() if self.matches(e, flt)])
 
     def newest_first(self) -> list[Ep]:
         return sorted(self.episodes.values(), key=lambda e: (-e.timestamp, -e.seq))

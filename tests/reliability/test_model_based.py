@@ -1,4 +1,4 @@
-"""Model-based test: random store / batch / delete / prune / query sequences over three tenants on a
+"""Model-based test: random store / batch / delete / prune / query / list / patch sequences over three tenants on a
 real 3-worker gunicorn, checked after every step against a plain-Python model (tests/reliability/model.py).
 
 Embeddings are integer vectors of dim 4 with entries in [-2, 2], rewards and timestamps come from
@@ -64,8 +64,8 @@ class MemcloudMachine(RuleBasedStateMachine):
         self.models = [TenantModel(slug=slug, metric=metric) for slug, metric in zip(self.slugs, METRICS, strict=True)]
 
     # ----- plumbing -----
-    def call(self, t: int, method: str, path: str, body: Any = None) -> httpx.Response:
-        response = self.clients[t].request(method, path, json=body)
+    def call(self, t: int, method: str, path: str, body: Any = None, params: dict | None = None) -> httpx.Response:
+        response = self.clients[t].request(method, path, json=body, params=params)
         Tally.requests += 1
         if response.status_code >= 500:
             Tally.server_errors += 1
@@ -123,6 +123,8 @@ class MemcloudMachine(RuleBasedStateMachine):
         episode_id = self.pick(t, i)
         if episode_id is None:
             return
+        if self.models[t].episodes[episode_id].patched:
+            return  # a PATCH changed what a retry of the original body would be compared with
         body = {**self.models[t].episodes[episode_id].body, "id": episode_id}
         if not same:
             body["reward"] = body["reward"] + 10
@@ -160,6 +162,58 @@ class MemcloudMachine(RuleBasedStateMachine):
         got = r.json()
         assert (got["id"], got["state_embedding"], got["reward"], got["timestamp"]) == (
             e.id, [float(x) for x in e.emb], e.reward, e.timestamp)
+
+    # ----- listing, PATCH and delete by ids or filter (SPEC section 8) -----
+    @rule(t=st.integers(0, 2), limit=st.integers(1, 4), flt=query_filters)
+    def list_every_page(self, t: int, limit: int, flt: dict) -> None:
+        params = {k: ",".join(v) if isinstance(v, list) else v for k, v in flt.items()}
+        seen, cursor = [], None
+        for _ in range(100):
+            page = self.call(t, "GET", "/v1/episodes", params={**params, "limit": limit,
+                                                                **({"cursor": cursor} if cursor else {})})
+            assert page.status_code == 200, page.text
+            seen += [e["id"] for e in page.json()["episodes"]]
+            cursor = page.json()["next_cursor"]
+            if cursor is None:
+                break
+        model = self.models[t]
+        expected = [e.id for e in model.newest_first() if model.matches(e, flt)]
+        Tally.leaks += len(set(seen) - set(model.episodes))
+        assert seen == expected, (flt, limit)
+
+    @rule(t=st.integers(0, 2), i=st.integers(0, 10**6), changes=st.fixed_dictionaries({}, optional={
+        "reward": st.integers(-1, 2), "tags": st.lists(st.sampled_from("abc"), max_size=3),
+        "task_id": st.sampled_from(["task_a", "other"]), "source": st.sampled_from([None, "s1", "s2"]),
+        "user_id": st.sampled_from([None, "u1"])}).filter(bool))
+    def patch(self, t: int, i: int, changes: dict) -> None:
+        episode_id = self.pick(t, i)
+        if episode_id is None:
+            return
+        r = self.call(t, "PATCH", f"/v1/episodes/{episode_id}", changes)
+        assert r.status_code == 200, r.text
+        self.models[t].patch(episode_id, changes)
+        got = r.json()
+        for name, value in changes.items():
+            assert got[name] == (list(dict.fromkeys(value)) if name == "tags" else value), (name, got)
+
+    @rule(t=st.integers(0, 2), picks=st.lists(st.integers(0, 10**6), min_size=1, max_size=4),
+          foreign=st.booleans())
+    def delete_by_ids(self, t: int, picks: list[int], foreign: bool) -> None:
+        ids = [i for i in (self.pick(t, p) for p in picks) if i is not None]
+        if foreign:
+            ids += [i for i in (self.pick((t + 1) % 3, p) for p in picks) if i is not None] + [str(uuid.uuid4())]
+        if not ids:
+            return
+        r = self.call(t, "POST", "/v1/episodes/delete", {"ids": ids})
+        assert r.json() == {"removed": self.models[t].delete_ids(ids)}, r.text
+
+    @rule(t=st.integers(0, 2), flt=query_filters.filter(bool))
+    def delete_by_filter(self, t: int, flt: dict) -> None:
+        r = self.call(t, "POST", "/v1/episodes/delete", {"filter": flt})
+        if not any(v not in (None, [], "") for v in flt.values()):
+            assert r.status_code == 400
+            return
+        assert r.json() == {"removed": self.models[t].delete_matching(flt)}, (flt, r.text)
 
     @rule(t=st.integers(0, 2), cutoff=st.sampled_from((*TIMESTAMPS, 1_004)))
     def prune_older_than(self, t: int, cutoff: int) -> None:
