@@ -89,6 +89,8 @@ MIDDLEWARE = [
 ROOT_URLCONF = "memcloud.urls"
 WSGI_APPLICATION = "memcloud.wsgi.application"
 APPEND_SLASH = False
+# A refused CSRF check (an unsafe method on a non-API path such as /health) answers JSON, not Django's page.
+CSRF_FAILURE_VIEW = "memcloud.http.csrf_failure"
 
 TEMPLATES = [
     {

@@ -6,18 +6,19 @@ import logging
 
 from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
-from django.views.decorators.http import require_GET
+
+from memcloud.http import json_get_only
 
 logger = logging.getLogger("memcloud.ops")
 
 
-@require_GET
+@json_get_only
 def health(request: HttpRequest) -> HttpResponse:
     """Liveness: touches nothing, so a database outage does not get the pod restarted."""
     return HttpResponse("ok", content_type="text/plain")
 
 
-@require_GET
+@json_get_only
 def ready(request: HttpRequest) -> JsonResponse:
     try:
         with connection.cursor() as cursor:
