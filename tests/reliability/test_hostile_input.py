@@ -356,3 +356,26 @@ def test_wrong_types_everywhere(hostile):
                          ("state_embedding", [0, 0, 0, 0]), ("state_embedding", [True, 0, 0, 1]),
                          ("timestamp", "2024-01-01"), ("topk", 5)]:
         rejected(hostile, "/v1/episodes", json_text(good_episode(**{field: value})), field)
+
+
+# ----- methods -----
+@pytest.mark.parametrize("method", ["PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT", "PROPFIND", "HEAD"])
+@pytest.mark.parametrize("path", ["/v1/episodes/batch", "/v1/query", "/v1/stats", "/v1/prune/keep-newest",
+                                  "/v1/nowhere", "/health", "/ready"])
+def test_unexpected_methods(hostile, method, path):
+    response = send(hostile, method, path)
+    assert response.status_code < 500, (method, path, response.status_code)
+    if response.status_code >= 400 and method != "HEAD":
+        error_message(response)
+
+
+def test_expired_on_arrival_is_never_visible(hostile):
+    before = count(hostile)
+    r = hostile.post("/v1/episodes", json=good_episode(expires_at=1, task_id="expired-on-arrival"))
+    assert r.status_code == 201, r.text
+    eid = r.json()["id"]
+    assert count(hostile) == before
+    assert hostile.get(f"/v1/episodes/{eid}").status_code == 404
+    hits = hostile.post("/v1/query", json={"query_embedding": [1, 0, 0, 0], "top_k": 1000,
+                                           "task_id_prefix": "expired-on-arrival"}).json()["episodes"]
+    assert hits == []
