@@ -17,6 +17,20 @@ NO_EXPIRY = np.iinfo(np.int64).max
 BITSET_TAGS = 256  # tags with codes below this live in a per-row bitset; rarer ones in posting sets
 _WORDS = BITSET_TAGS // 64
 GATHER_FRACTION = 0.25  # below this share of matching rows, score only the matching rows
+# The per-row columns of an index and their dtypes (what a checkpoint stores).
+ARRAY_COLUMNS: dict[str, np.dtype] = {
+    "emb": np.dtype(np.float32), "sqnorm": np.dtype(np.float32), "seq": np.dtype(np.int64),
+    "timestamp": np.dtype(np.int64), "reward": np.dtype(np.float64), "expires": np.dtype(np.int64),
+    "task": np.dtype(np.int32), "source": np.dtype(np.int32), "user": np.dtype(np.int32),
+    "tagbits": np.dtype(np.uint64),
+}
+
+
+def _column_shapes(dim: int, n: int) -> dict[str, tuple[int, ...]]:
+    shapes: dict[str, tuple[int, ...]] = {name: (n,) for name in ARRAY_COLUMNS}
+    shapes["emb"] = (n, dim)
+    shapes["tagbits"] = (n, _WORDS)
+    return shapes
 
 
 @dataclass(frozen=True)
@@ -284,6 +298,52 @@ class TenantIndex:
         n = self.n
         return {"emb": self.emb[:n], "seq": self.seq[:n], "timestamp": self.timestamp[:n],
                 "reward": self.reward[:n], "expires": self.expires[:n]}
+
+    def to_arrays(self) -> tuple[dict[str, np.ndarray], dict]:
+        """Everything needed to rebuild this index: the row columns (views of the first n rows: copy
+        them or hold the caller's lock while using them) and a JSON-able dict of ids and vocabularies."""
+        n = self.n
+        arrays = {name: getattr(self, name)[:n] for name in ARRAY_COLUMNS}
+        meta = {
+            "dim": self.dim, "metric": self.metric, "n": n, "ids": list(self.ids),
+            "tasks": list(self._tasks.strings), "sources": list(self._sources.strings),
+            "users": list(self._users.strings), "tags": list(self._tags.strings),
+            # rare tag codes per row position: the posting sets are rebuilt from them
+            "rare": [[self.pos[eid], list(codes)] for eid, codes in self._row_rare.items()],
+        }
+        return arrays, meta
+
+    @classmethod
+    def from_arrays(cls, arrays: dict[str, np.ndarray], meta: dict) -> TenantIndex:
+        """The inverse of to_arrays. The arrays are adopted, not copied: pass writable ones (a
+        copy-on-write memory map is fine); they are replaced by copies when the index grows."""
+        n = int(meta["n"])
+        index = cls(int(meta["dim"]), meta["metric"], capacity=0)
+        for name, shape in _column_shapes(index.dim, n).items():
+            column = arrays[name]
+            if column.shape != shape or column.dtype != ARRAY_COLUMNS[name]:
+                raise ValueError(f"column {name}: expected {shape} {ARRAY_COLUMNS[name]}, "
+                                 f"got {column.shape} {column.dtype}")
+            setattr(index, name, column)
+        ids = [str(eid) for eid in meta["ids"]]
+        if len(ids) != n or len(set(ids)) != n:
+            raise ValueError("ids do not match the row count or repeat")
+        index.n = index.capacity = n
+        index.ids = ids
+        index.pos = {eid: row for row, eid in enumerate(ids)}
+        for vocab, key in ((index._tasks, "tasks"), (index._sources, "sources"), (index._users, "users"),
+                           (index._tags, "tags")):
+            vocab.strings = [str(s) for s in meta[key]]
+            vocab.codes = {s: code for code, s in enumerate(vocab.strings)}
+            if len(vocab.codes) != len(vocab.strings):
+                raise ValueError(f"vocabulary {key} repeats a value")
+        for row, codes in meta["rare"]:
+            eid = ids[row]
+            index._row_rare[eid] = tuple(int(c) for c in codes)
+            for code in index._row_rare[eid]:
+                index._rare.setdefault(code, set()).add(eid)
+        index._expiring = int(np.count_nonzero(index.expires[:n] != NO_EXPIRY))
+        return index
 
 
 def top_k(scores: np.ndarray, timestamps: np.ndarray, seqs: np.ndarray, k: int) -> np.ndarray:

@@ -1,0 +1,163 @@
+"""Save, load and checkpoint services (SPEC section 4): files in snapshots.py and checkpoint.py,
+database work and cache coherence here."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+from django.db import connection, transaction
+
+from memcloud.errors import InvalidInput, QuotaExceeded, first_message
+from ops.audit import audit
+from tenants.models import Tenant
+
+from . import checkpoint, snapshots
+from .cache import build_index, cache
+from .models import Episode, TenantState, Tombstone
+from .selectors import live
+from .serializers import EpisodeInput
+from .services import content_hash, lock_state, now_ms
+
+SNAPSHOT_FIELDS = ("id", "task_id", "embedding", "reward", "metadata", "timestamp", "tags", "source", "user_id",
+                   "steps", "expires_at", "content_hash")
+CHUNK = 2000
+HASH_RE = re.compile(r"[0-9a-f]{64}")
+
+
+def _snapshot_line(row: tuple) -> dict[str, Any]:
+    eid, task_id, emb, reward, metadata, timestamp, tags, source, user_id, steps, expires_at, digest = row
+    return {
+        "id": str(eid), "task_id": task_id,
+        # float32 -> float64 is exact, and orjson's shortest repr of that double reads back to it.
+        "state_embedding": np.frombuffer(bytes(emb), dtype="<f4").tolist(),
+        "reward": reward, "metadata": metadata, "timestamp": timestamp, "tags": tags, "source": source,
+        "user_id": user_id, "steps": steps, "expires_at": expires_at, "content_hash": digest,
+    }
+
+
+def snapshot_save(*, tenant: Tenant, name: str, key_prefix: str | None = None) -> int:
+    """Write the tenant's live episodes, in store order, to the named snapshot; returns the count."""
+    snapshots.validate_name(name)
+    outermost = not connection.in_atomic_block
+    with transaction.atomic():
+        if connection.vendor == "postgresql" and outermost:
+            # One consistent view of the tenant for the count and the rows, without blocking writers.
+            connection.cursor().execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        rows = live(Episode.objects.filter(tenant=tenant), now_ms())
+        count = rows.count()
+        lines = (_snapshot_line(r) for r in
+                 rows.order_by("seq").values_list(*SNAPSHOT_FIELDS).iterator(chunk_size=CHUNK))
+        snapshots.write_snapshot(tenant.slug, name, dim=tenant.dim, count=count, episodes=lines)
+    audit("save", tenant_id=tenant.slug, key_prefix=key_prefix, path=name, episode_count=count)
+    return count
+
+
+def _validated(raw: dict, *, tenant: Tenant, name: str, number: int) -> tuple[dict, str | None]:
+    """One snapshot line through the store API's own validation; plus its stored content hash."""
+    where = f"path: snapshot {name!r} line {number}"
+    digest = raw.pop("content_hash", None)
+    if digest is not None and not (isinstance(digest, str) and HASH_RE.fullmatch(digest)):
+        raise InvalidInput(f"{where}: content_hash: must be 64 hex digits")
+    for required in ("id", "timestamp"):
+        if raw.get(required) is None:
+            raise InvalidInput(f"{where}: {required}: required in a snapshot")
+    data = EpisodeInput(data=raw, context={"tenant": tenant})
+    if not data.is_valid():
+        raise InvalidInput(f"{where}: {first_message(data.errors)}")
+    return data.validated_data, digest
+
+
+def _checked_episodes(fh, header: snapshots.Header, *, tenant: Tenant, name: str) -> Iterator[tuple[dict, str]]:
+    seen: set[int] = set()
+    for number, raw in snapshots.read_episodes(fh, header, name):
+        episode, digest = _validated(raw, tenant=tenant, name=name, number=number)
+        key = episode["id"].int
+        if key in seen:
+            raise InvalidInput(f"path: snapshot {name!r} line {number}: id: {episode['id']} appears twice")
+        seen.add(key)
+        yield episode, digest or content_hash(episode)
+
+
+def _row(tenant: Tenant, state: TenantState, episode: dict, digest: str, stamp: int) -> Episode:
+    expires_at = episode.get("expires_at")
+    if expires_at is None and episode.get("ttl_secs"):
+        expires_at = stamp + episode["ttl_secs"] * 1000
+    return Episode(
+        id=episode["id"], tenant=tenant, seq=state.next_seq, version=state.version, task_id=episode["task_id"],
+        embedding=episode["state_embedding"].astype("<f4").tobytes(), reward=episode["reward"],
+        metadata=episode.get("metadata", {}), timestamp=episode["timestamp"], tags=list(episode.get("tags", [])),
+        source=episode.get("source"), user_id=episode.get("user_id"), steps=episode.get("steps"),
+        expires_at=expires_at, content_hash=digest,
+    )
+
+
+def _open_checked(tenant: Tenant, name: str):
+    fh = snapshots.open_snapshot(tenant.slug, snapshots.validate_name(name))
+    try:
+        header = snapshots.read_header(fh, name)
+        if header.dim != tenant.dim:
+            raise InvalidInput(f"path: snapshot {name!r} has dim {header.dim}, the tenant's dim is {tenant.dim}")
+        if tenant.max_episodes is not None and header.episodes > tenant.max_episodes:
+            raise QuotaExceeded(f"max_episodes: loading {header.episodes} episodes would exceed the tenant's "
+                                f"quota of {tenant.max_episodes} episodes")
+    except BaseException:
+        fh.close()
+        raise
+    return fh, header
+
+
+def snapshot_load(*, tenant: Tenant, name: str, key_prefix: str | None = None) -> int:
+    """Replace the tenant's episodes with the snapshot's, in one transaction, after checking every line.
+
+    The file is read twice from the same open file (a save replaces a name by rename, never in
+    place): once to validate everything, then inside the transaction to insert. Every worker
+    rebuilds at its next request because the generation changes."""
+    fh, header = _open_checked(tenant, name)
+    with fh:
+        for _ in _checked_episodes(fh, header, tenant=tenant, name=name):
+            pass
+        fh.seek(0)
+        header = snapshots.read_header(fh, name)
+        stamp = now_ms()
+        with transaction.atomic():
+            state = lock_state(tenant)
+            Episode.objects.filter(tenant=tenant).delete()
+            Tombstone.objects.filter(tenant=tenant).delete()
+            state.version += 1
+            state.generation += 1
+            state.tombstone_floor = state.version
+            batch: list[Episode] = []
+            for episode, digest in _checked_episodes(fh, header, tenant=tenant, name=name):
+                batch.append(_row(tenant, state, episode, digest, stamp))
+                state.next_seq += 1
+                if len(batch) >= CHUNK:
+                    Episode.objects.bulk_create(batch)
+                    batch = []
+            Episode.objects.bulk_create(batch)
+            state.episode_count = header.episodes
+            state.save(update_fields=["version", "generation", "tombstone_floor", "next_seq", "episode_count"])
+    audit("load", tenant_id=tenant.slug, key_prefix=key_prefix, path=name, episode_count=header.episodes)
+    return header.episodes
+
+
+def snapshots_list(*, tenant: Tenant) -> list[dict]:
+    return snapshots.list_snapshots(tenant.slug)
+
+
+def tenant_checkpoint(*, tenant: Tenant, state: TenantState | None = None, from_database: bool = False,
+                      key_prefix: str | None = None) -> int:
+    """Write the tenant's index as its checkpoint: from this worker's cached index brought up to
+    `state`, or (offline) freshly built from the database. Returns the episode count."""
+    state = state or TenantState.objects.get(tenant=tenant)
+    cached = build_index(tenant, state) if from_database else cache.current(tenant, state)
+    with cached.lock:  # copy under the lock: a concurrent catch-up may move rows
+        arrays, meta = cached.index.to_arrays()
+        arrays = {k: v.copy() for k, v in arrays.items()}
+        generation, version = cached.generation, cached.version
+    checkpoint.write_checkpoint(slug=tenant.slug, identity=checkpoint.tenant_identity(tenant), arrays=arrays,
+                                meta=meta, generation=generation, version=version)
+    audit("checkpoint", tenant_id=tenant.slug, key_prefix=key_prefix, episode_count=meta["n"])
+    return meta["n"]
