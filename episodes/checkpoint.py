@@ -1,7 +1,7 @@
 """Binary checkpoints of a tenant's index, for a fast start of a worker that has never seen it.
 
 Layout under `AGENT_MEM_DATA_DIR/<slug>/checkpoint/`: one directory per checkpoint (`ckpt-...`)
-holding a `.npy` file per index column, `meta.json` (ids, vocabularies) and `manifest.json`
+holding a `.npy` file per index column (and the int8 copy of a large tenant), `meta.json` (ids, vocabularies) and `manifest.json`
 (generation, version, dim, metric, count, format, size and CRC-32 of every file), plus `CURRENT`,
 a one-line file naming the directory in use. A checkpoint is written in full into a new directory
 and fsynced before `CURRENT` is atomically replaced, so a crash leaves the previous checkpoint (or
@@ -33,6 +33,7 @@ DIR_RE = re.compile(r"^ckpt-[0-9a-z-]{1,100}$")
 CRC_CHUNK = 8 << 20
 # Columns memory-mapped copy-on-write when loading (the large ones); the rest are read in full.
 MAPPED = ("emb", "tagbits")
+OPTIONAL = ("quant_index", "quant_err")  # the int8 copy of large tenants, when the index has built it
 
 
 class CheckpointUnusable(Exception):
@@ -98,7 +99,8 @@ def write_checkpoint(*, slug: str, identity: str, arrays: dict[str, np.ndarray],
     work = root / f".tmp-{name}"
     work.mkdir()
     try:
-        files = {f"{column}.npy": _write_file(work / f"{column}.npy", arrays[column]) for column in ARRAY_COLUMNS}
+        files = {f"{column}.npy": _write_file(work / f"{column}.npy", arrays[column])
+                 for column in (*ARRAY_COLUMNS, *OPTIONAL) if column in arrays}
         files["meta.json"] = _write_file(work / "meta.json", orjson.dumps(meta))
         manifest = {
             "format": FORMAT, "format_version": FORMAT_VERSION, "tenant": slug, "identity": identity, "generation": generation,
@@ -157,12 +159,13 @@ def read_checkpoint(manifest: Manifest) -> TenantIndex:
     try:
         raw = orjson.loads((manifest.path / "manifest.json").read_bytes())
         files = raw["files"]
-        for fname in (*(f"{c}.npy" for c in ARRAY_COLUMNS), "meta.json"):
+        columns = [*ARRAY_COLUMNS, *(c for c in OPTIONAL if f"{c}.npy" in files)]
+        for fname in (*(f"{c}.npy" for c in columns), "meta.json"):
             expected, path = files[fname], manifest.path / fname
             if path.is_symlink() or path.stat().st_size != expected["bytes"] or _crc32(path) != expected["crc32"]:
                 raise CheckpointUnusable(f"{fname} does not match the manifest (size or checksum)")
         arrays = {c: np.load(manifest.path / f"{c}.npy", mmap_mode="c" if c in MAPPED else None,
-                             allow_pickle=False) for c in ARRAY_COLUMNS}
+                             allow_pickle=False) for c in columns}
         meta = orjson.loads((manifest.path / "meta.json").read_bytes())
         index = TenantIndex.from_arrays(arrays, meta)
     except CheckpointUnusable:

@@ -339,13 +339,17 @@ class TenantIndex:
         kth = float(np.partition(approx, approx.size - k)[approx.size - k])
         return rows[approx >= kth - 2 * self._float32_slack(q)]
 
-    def _int8_candidates(self, q: np.ndarray, k: int, mask: np.ndarray | None, matches: int) -> np.ndarray:
-        """Rows that provably contain the exact top k: the best of the int8 scan, re-ranked exactly,
-        plus every row whose int8 score could still reach the k-th best exact score."""
+    def ensure_quantized(self) -> None:
+        """Build the int8 copy now (a search of a large tenant builds it on first use)."""
         if self.quant is None:
             sample = self.emb[: self.n][:: max(1, self.n // TRAIN_SAMPLE)]
             self.quant = QuantizedCopy(self.dim, self.metric, sample)
             self.quant.append(self.emb[: self.n])
+
+    def _int8_candidates(self, q: np.ndarray, k: int, mask: np.ndarray | None, matches: int) -> np.ndarray:
+        """Rows that provably contain the exact top k: the best of the int8 scan, re-ranked exactly,
+        plus every row whose int8 score could still reach the k-th best exact score."""
+        self.ensure_quantized()
         count = min(matches, max(2 * k, k + 32))
         rows, approx = self.quant.best(q, count, mask)
         if rows.size >= matches:
@@ -367,9 +371,12 @@ class TenantIndex:
 
     def to_arrays(self) -> tuple[dict[str, np.ndarray], dict]:
         """Everything needed to rebuild this index: the row columns (views of the first n rows: copy
-        them or hold the caller's lock while using them) and a JSON-able dict of ids and vocabularies."""
+        them or hold the caller's lock while using them), the int8 copy when built (`quant_*`), and a
+        JSON-able dict of ids and vocabularies."""
         n = self.n
         arrays = {name: getattr(self, name)[:n] for name in ARRAY_COLUMNS}
+        if self.quant is not None:
+            arrays.update(self.quant.to_arrays())
         meta = {
             "dim": self.dim, "metric": self.metric, "n": n, "ids": list(self.ids),
             "tasks": list(self._tasks.strings), "sources": list(self._sources.strings),
@@ -409,6 +416,10 @@ class TenantIndex:
             for code in index._row_rare[eid]:
                 index._rare.setdefault(code, set()).add(eid)
         index._expiring = int(np.count_nonzero(index.expires[:n] != NO_EXPIRY))
+        if "quant_index" in arrays:
+            index.quant = QuantizedCopy.from_arrays(index.metric, arrays)
+            if index.quant.n != n:
+                raise ValueError("quantised copy does not match the row count")
         return index
 
 

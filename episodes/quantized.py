@@ -63,6 +63,22 @@ class QuantizedCopy:
     def nbytes(self) -> int:
         return self.n * self.faiss.code_size + self.err.nbytes
 
+    # ----- bulk form, for checkpoints -----
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        return {"quant_index": faiss.serialize_index(self.faiss), "quant_err": self.err[: self.n].copy()}
+
+    @classmethod
+    def from_arrays(cls, metric: str, arrays: dict[str, np.ndarray]) -> QuantizedCopy:
+        """The inverse of to_arrays: the trained quantiser and its codes, without retraining."""
+        copy = cls.__new__(cls)
+        copy.metric = metric
+        copy.faiss = faiss.deserialize_index(np.ascontiguousarray(arrays["quant_index"], dtype=np.uint8))
+        copy.err = np.array(arrays["quant_err"], dtype=np.float32)
+        copy.n = int(copy.faiss.ntotal)
+        if not isinstance(copy.faiss, faiss.IndexScalarQuantizer) or copy.err.shape != (copy.n,):
+            raise ValueError("quantised copy does not match its error column")
+        return copy
+
     # ----- search -----
     def _params(self, mask: np.ndarray | None):
         if mask is None:

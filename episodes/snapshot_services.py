@@ -154,6 +154,8 @@ def tenant_checkpoint(*, tenant: Tenant, state: TenantState | None = None, from_
     state = state or TenantState.objects.get(tenant=tenant)
     cached = build_index(tenant, state) if from_database else cache.current(tenant, state)
     with cached.lock:  # copy under the lock: a concurrent catch-up may move rows
+        if len(cached.index) >= cached.index.quantize_from:
+            cached.index.ensure_quantized()  # stored too, so a new worker's first query need not build it
         arrays, meta = cached.index.to_arrays()
         arrays = {k: v.copy() for k, v in arrays.items()}
         generation, version = cached.generation, cached.version

@@ -98,7 +98,7 @@ def test_hostile_paths_and_other_tenants_snapshots(server, data_dir):
     assert {p.name for p in data_dir.parent.iterdir()} == outside_before
     assert sorted(p.name for p in data_dir.iterdir() if p.name in (slug_a, slug_b)) == sorted([slug_a, slug_b])
     assert sorted(str(p.relative_to(data_dir)) for p in (data_dir / slug_a).rglob("*")) == \
-        ["{}/snapshots".format(slug_a), f"{slug_a}/snapshots/mine"]
+        [f"{slug_a}/snapshots", f"{slug_a}/snapshots/mine"]
 
 
 def test_truncated_or_wrong_snapshots_change_nothing(server, data_dir):

@@ -204,3 +204,27 @@ def test_checkpoint_command_writes_every_tenant(tenant, other_tenant, tmp_path, 
         call_command("checkpoint")
     with pytest.raises(CommandError):
         call_command("checkpoint", "nobody")
+
+
+@pytest.mark.parametrize("metric", ["cosine", "l2"])
+def test_the_int8_copy_of_a_large_index_travels_with_the_checkpoint(tmp_path, settings, metric):
+    settings.AGENT_MEM_DATA_DIR = tmp_path
+    rng = np.random.default_rng(12)
+    rows = make_rows(rng, 600, DIM)
+    index = TenantIndex(DIM, metric, quantize_from=100)  # "large" from 100 rows, to test at small scale
+    index.add(**rows)
+    index.ensure_quantized()
+    index.remove(["id3", "id50"])
+    arrays, meta = index.to_arrays()
+    assert {"quant_index", "quant_err"} <= set(arrays)
+    checkpoint.write_checkpoint(slug="big", identity="1@0", arrays=arrays, meta=meta, generation=0, version=1)
+    restored = checkpoint.read_checkpoint(checkpoint.current_manifest("big"))
+    assert restored.quant is not None and restored.quant.n == len(restored) == 598
+    np.testing.assert_array_equal(restored.quant._codes(), index.quant._codes())
+    restored.quantize_from = index.quantize_from
+    assert_same_answers(index, restored, rng)
+    more = make_rows(rng, 40, DIM, start=2000)
+    for target in (index, restored):
+        target.remove(["id7"])
+        target.add(**more)
+    assert_same_answers(index, restored, rng)
