@@ -11,11 +11,14 @@ none) in use, never a half one.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import re
 import shutil
+import time
 import uuid
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -31,6 +34,7 @@ FORMAT_VERSION = 1
 POINTER = "CURRENT"
 DIR_RE = re.compile(r"^ckpt-[0-9a-z-]{1,100}$")
 CRC_CHUNK = 8 << 20
+TMP_GRACE_SECS = 3600  # a temporary directory this old belongs to a writer that died
 # Columns memory-mapped copy-on-write when loading (the large ones); the rest are read in full.
 MAPPED = ("emb", "tagbits")
 OPTIONAL = ("quant_index", "quant_err")  # the int8 copy of large tenants, when the index has built it
@@ -103,8 +107,8 @@ def write_checkpoint(*, slug: str, identity: str, arrays: dict[str, np.ndarray],
                  for column in (*ARRAY_COLUMNS, *OPTIONAL) if column in arrays}
         files["meta.json"] = _write_file(work / "meta.json", orjson.dumps(meta))
         manifest = {
-            "format": FORMAT, "format_version": FORMAT_VERSION, "tenant": slug, "identity": identity, "generation": generation,
-            "version": version, "dim": meta["dim"], "metric": meta["metric"], "count": meta["n"],
+            "format": FORMAT, "format_version": FORMAT_VERSION, "tenant": slug, "identity": identity,
+            "generation": generation, "version": version, "dim": meta["dim"], "metric": meta["metric"], "count": meta["n"],
             "created": datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"), "files": files,
         }
         _write_file(work / "manifest.json", orjson.dumps(manifest, option=orjson.OPT_INDENT_2))
@@ -114,19 +118,44 @@ def write_checkpoint(*, slug: str, identity: str, arrays: dict[str, np.ndarray],
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise
-    pointer_tmp = root / f".tmp-{POINTER}-{uuid.uuid4().hex[:12]}"
-    _write_file(pointer_tmp, name.encode() + b"\n")
-    os.replace(pointer_tmp, root / POINTER)
-    fsync_dir(root)
-    _remove_old(root, keep=name)
+    with _swap_lock(root):  # concurrent writers (several workers, the command) swap one at a time
+        try:
+            current = current_manifest(slug)
+            newer = current.identity == identity and (current.generation, current.version) > (generation, version)
+        except CheckpointUnusable:
+            newer = False
+        if newer:  # a slower writer must not replace a more recent checkpoint with its older one
+            shutil.rmtree(root / name, ignore_errors=True)
+            return current.path
+        pointer_tmp = root / f".tmp-{POINTER}-{uuid.uuid4().hex[:12]}"
+        _write_file(pointer_tmp, name.encode() + b"\n")
+        os.replace(pointer_tmp, root / POINTER)
+        fsync_dir(root)
+        _remove_old(root, keep=name)
     return root / name
 
 
+@contextlib.contextmanager
+def _swap_lock(root: Path) -> Iterator[None]:
+    fd = os.open(root / ".lock", os.O_RDWR | os.O_CREAT, 0o640)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
 def _remove_old(root: Path, keep: str) -> None:
-    """Drop older checkpoint directories (a reader still mapping one keeps its open files)."""
+    """Drop other checkpoint directories and leftovers of crashed writers; a reader that still maps
+    files of a removed one keeps them until it closes them. Called under the swap lock."""
     for entry in root.iterdir():
-        if entry.name != keep and (DIR_RE.match(entry.name) or entry.name.startswith(".tmp-ckpt-")):
-            shutil.rmtree(entry, ignore_errors=True)
+        stale_tmp = entry.name.startswith(f".tmp-{POINTER}-") or (
+            entry.name.startswith(".tmp-ckpt-") and time.time() - entry.stat().st_mtime > TMP_GRACE_SECS)
+        if entry.name != keep and (DIR_RE.match(entry.name) or stale_tmp):
+            if entry.is_dir():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                entry.unlink(missing_ok=True)
 
 
 def current_manifest(slug: str) -> Manifest:

@@ -87,8 +87,12 @@ def test_a_new_checkpoint_replaces_the_old_one_whole(tmp_path, settings):
         checkpoint.write_checkpoint(slug="acme", identity="1@0", arrays=arrays, meta=meta, generation=0,
                                     version=version)
     root = checkpoint.checkpoint_root("acme")
-    assert sorted(p.name.split("-")[0] for p in root.iterdir()) == ["CURRENT", "ckpt"]
+    assert sorted(p.name.split("-")[0] for p in root.iterdir() if p.name != ".lock") == ["CURRENT", "ckpt"]
     assert checkpoint.current_manifest("acme").version == 2
+    # A slower writer finishing later with an older version does not replace the newer checkpoint.
+    checkpoint.write_checkpoint(slug="acme", identity="1@0", arrays=arrays, meta=meta, generation=0, version=1)
+    assert checkpoint.current_manifest("acme").version == 2
+    assert sorted(p.name.split("-")[0] for p in root.iterdir() if p.name != ".lock") == ["CURRENT", "ckpt"]
 
 
 @pytest.mark.parametrize("damage", ["flip", "truncate", "delete", "manifest", "pointer"])
