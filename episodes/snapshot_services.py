@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 from django.db import connection, transaction
+from rest_framework.exceptions import ValidationError
 
 from memcloud.errors import InvalidInput, QuotaExceeded, first_message
 from ops.audit import audit
@@ -55,25 +56,35 @@ def snapshot_save(*, tenant: Tenant, name: str, key_prefix: str | None = None) -
     return count
 
 
-def _validated(raw: dict, *, tenant: Tenant, name: str, number: int) -> tuple[dict, str | None]:
-    """One snapshot line through the store API's own validation; plus its stored content hash."""
-    where = f"path: snapshot {name!r} line {number}"
-    digest = raw.pop("content_hash", None)
-    if digest is not None and not (isinstance(digest, str) and HASH_RE.fullmatch(digest)):
-        raise InvalidInput(f"{where}: content_hash: must be 64 hex digits")
-    for required in ("id", "timestamp"):
-        if raw.get(required) is None:
-            raise InvalidInput(f"{where}: {required}: required in a snapshot")
-    data = EpisodeInput(data=raw, context={"tenant": tenant})
-    if not data.is_valid():
-        raise InvalidInput(f"{where}: {first_message(data.errors)}")
-    return data.validated_data, digest
+class LineValidator:
+    """Snapshot lines through the store API's own validation (EpisodeInput). One serializer serves
+    every line: building one per line deep-copies its fields and cost more than the checks."""
+
+    def __init__(self, tenant: Tenant, name: str) -> None:
+        self.serializer = EpisodeInput(context={"tenant": tenant})
+        self.name = name
+
+    def __call__(self, raw: dict, number: int) -> tuple[dict, str | None]:
+        """The validated episode and its stored content hash, if any."""
+        where = f"path: snapshot {self.name!r} line {number}"
+        digest = raw.pop("content_hash", None)
+        if digest is not None and not (isinstance(digest, str) and HASH_RE.fullmatch(digest)):
+            raise InvalidInput(f"{where}: content_hash: must be 64 hex digits")
+        for required in ("id", "timestamp"):
+            if raw.get(required) is None:
+                raise InvalidInput(f"{where}: {required}: required in a snapshot")
+        self.serializer.initial_data = raw  # read by EpisodeInput.validate_id
+        try:
+            return self.serializer.run_validation(raw), digest
+        except ValidationError as exc:
+            raise InvalidInput(f"{where}: {first_message(exc.detail)}") from None
 
 
 def _checked_episodes(fh, header: snapshots.Header, *, tenant: Tenant, name: str) -> Iterator[tuple[dict, str]]:
     seen: set[int] = set()
+    validate = LineValidator(tenant, name)
     for number, raw in snapshots.read_episodes(fh, header, name):
-        episode, digest = _validated(raw, tenant=tenant, name=name, number=number)
+        episode, digest = validate(raw, number)
         key = episode["id"].int
         if key in seen:
             raise InvalidInput(f"path: snapshot {name!r} line {number}: id: {episode['id']} appears twice")
