@@ -398,12 +398,12 @@ class TenantIndex:
                 raise ValueError(f"column {name}: expected {shape} {ARRAY_COLUMNS[name]}, "
                                  f"got {column.shape} {column.dtype}")
             setattr(index, name, column)
-        ids = [str(eid) for eid in meta["ids"]]
-        if len(ids) != n or len(set(ids)) != n:
+        ids = meta["ids"]
+        index.pos = dict(zip(ids, range(len(ids)), strict=True))
+        if len(ids) != n or len(index.pos) != n:
             raise ValueError("ids do not match the row count or repeat")
         index.n = index.capacity = n
-        index.ids = ids
-        index.pos = {eid: row for row, eid in enumerate(ids)}
+        index.ids = list(ids)
         for vocab, key in ((index._tasks, "tasks"), (index._sources, "sources"), (index._users, "users"),
                            (index._tags, "tags")):
             vocab.strings = [str(s) for s in meta[key]]
