@@ -4,10 +4,12 @@ database work and cache coherence here."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+import uuid
+import zlib
 from typing import Any
 
 import numpy as np
+import orjson
 from django.db import connection, transaction
 from rest_framework.exceptions import ValidationError
 
@@ -80,29 +82,62 @@ class LineValidator:
             raise InvalidInput(f"{where}: {first_message(exc.detail)}") from None
 
 
-def _checked_episodes(fh, header: snapshots.Header, *, tenant: Tenant, name: str) -> Iterator[tuple[dict, str]]:
+def _validate_file(fh, header: snapshots.Header, *, tenant: Tenant, name: str) -> int:
+    """Check every line as the store API would (plus unique ids); returns the CRC-32 of the lines."""
     seen: set[int] = set()
     validate = LineValidator(tenant, name)
-    for number, raw in snapshots.read_episodes(fh, header, name):
-        episode, digest = validate(raw, number)
+    crc = 0
+    for number, raw, line in snapshots.read_episodes(fh, header, name):
+        episode, _ = validate(raw, number)
         key = episode["id"].int
         if key in seen:
             raise InvalidInput(f"path: snapshot {name!r} line {number}: id: {episode['id']} appears twice")
         seen.add(key)
-        yield episode, digest or content_hash(episode)
+        crc = zlib.crc32(line, crc)
+    return crc
 
 
-def _row(tenant: Tenant, state: TenantState, episode: dict, digest: str, stamp: int) -> Episode:
-    expires_at = episode.get("expires_at")
-    if expires_at is None and episode.get("ttl_secs"):
-        expires_at = stamp + episode["ttl_secs"] * 1000
-    return Episode(
-        id=episode["id"], tenant=tenant, seq=state.next_seq, version=state.version, task_id=episode["task_id"],
-        embedding=episode["state_embedding"].astype("<f4").tobytes(), reward=episode["reward"],
-        metadata=episode.get("metadata", {}), timestamp=episode["timestamp"], tags=list(episode.get("tags", [])),
-        source=episode.get("source"), user_id=episode.get("user_id"), steps=episode.get("steps"),
-        expires_at=expires_at, content_hash=digest,
-    )
+def _checked_row(raw: dict, *, tenant_id: int, seq: int, version: int, stamp: int) -> dict[str, Any]:
+    """A database row from a line that _validate_file accepted: the same conversions as EpisodeInput
+    (integral numbers to int, tags deduplicated, the embedding through float64 to float32)."""
+    embedding = np.asarray(raw["state_embedding"]).astype(np.float32)
+    episode = {
+        "id": uuid.UUID(raw["id"]), "task_id": raw["task_id"], "state_embedding": embedding,
+        "reward": float(raw["reward"]), "metadata": raw.get("metadata", {}), "timestamp": int(raw["timestamp"]),
+        "tags": list(dict.fromkeys(raw.get("tags") or [])), "source": raw.get("source"),
+        "user_id": raw.get("user_id"), "steps": raw.get("steps"),
+        "expires_at": None if raw.get("expires_at") is None else int(raw["expires_at"]),
+    }
+    expires_at = episode["expires_at"]
+    if raw.get("ttl_secs") is not None:
+        episode["ttl_secs"] = int(raw["ttl_secs"])
+        if expires_at is None:
+            expires_at = stamp + episode["ttl_secs"] * 1000
+    return {
+        "id": episode["id"], "tenant_id": tenant_id, "seq": seq, "version": version, "task_id": episode["task_id"],
+        "embedding": embedding.astype("<f4").tobytes(), "reward": episode["reward"],
+        "metadata": episode["metadata"], "timestamp": episode["timestamp"], "tags": episode["tags"],
+        "source": episode["source"], "user_id": episode["user_id"], "steps": episode["steps"],
+        "expires_at": expires_at, "content_hash": raw.get("content_hash") or content_hash(episode),
+    }
+
+
+def _insert(rows: list[dict[str, Any]]) -> None:
+    """Insert rows: COPY on PostgreSQL (several times faster than INSERT), bulk_create elsewhere."""
+    if not rows:
+        return
+    if connection.vendor != "postgresql":
+        Episode.objects.bulk_create([Episode(**row) for row in rows])
+        return
+    columns = list(rows[0])
+    json_columns = {"metadata", "tags", "steps"}
+    table = connection.ops.quote_name(Episode._meta.db_table)
+    with connection.cursor() as cursor, cursor.cursor.copy(
+            f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
+        for row in rows:
+            copy.write_row([
+                (None if row[c] is None else orjson.dumps(row[c]).decode()) if c in json_columns else row[c]
+                for c in columns])
 
 
 def _open_checked(tenant: Tenant, name: str):
@@ -124,12 +159,13 @@ def snapshot_load(*, tenant: Tenant, name: str, key_prefix: str | None = None) -
     """Replace the tenant's episodes with the snapshot's, in one transaction, after checking every line.
 
     The file is read twice from the same open file (a save replaces a name by rename, never in
-    place): once to validate everything, then inside the transaction to insert. Every worker
-    rebuilds at its next request because the generation changes."""
+    place): once to validate everything with the store API's serializer, then inside the
+    transaction to insert, converting the already checked lines directly; a CRC of the lines
+    proves the second pass read what the first checked. Every worker rebuilds at its next request
+    because the generation changes."""
     fh, header = _open_checked(tenant, name)
     with fh:
-        for _ in _checked_episodes(fh, header, tenant=tenant, name=name):
-            pass
+        crc = _validate_file(fh, header, tenant=tenant, name=name)
         fh.seek(0)
         header = snapshots.read_header(fh, name)
         stamp = now_ms()
@@ -140,14 +176,19 @@ def snapshot_load(*, tenant: Tenant, name: str, key_prefix: str | None = None) -
             state.version += 1
             state.generation += 1
             state.tombstone_floor = state.version
-            batch: list[Episode] = []
-            for episode, digest in _checked_episodes(fh, header, tenant=tenant, name=name):
-                batch.append(_row(tenant, state, episode, digest, stamp))
+            batch: list[dict[str, Any]] = []
+            again = 0
+            for _, raw, line in snapshots.read_episodes(fh, header, name):
+                again = zlib.crc32(line, again)
+                batch.append(_checked_row(raw, tenant_id=tenant.pk, seq=state.next_seq, version=state.version,
+                                          stamp=stamp))
                 state.next_seq += 1
                 if len(batch) >= CHUNK:
-                    Episode.objects.bulk_create(batch)
+                    _insert(batch)
                     batch = []
-            Episode.objects.bulk_create(batch)
+            _insert(batch)
+            if again != crc:  # changed in place between the passes: roll everything back
+                raise InvalidInput(f"path: snapshot {name!r} changed while it was being loaded")
             state.episode_count = header.episodes
             state.save(update_fields=["version", "generation", "tombstone_floor", "next_seq", "episode_count"])
     audit("load", tenant_id=tenant.slug, key_prefix=key_prefix, path=name, episode_count=header.episodes)

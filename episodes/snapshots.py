@@ -175,8 +175,8 @@ def read_header(fh: IO[bytes], name: str) -> Header:
     return parse_header(first, name=name)
 
 
-def read_episodes(fh: IO[bytes], header: Header, name: str) -> Iterator[tuple[int, dict]]:
-    """(line number, raw episode object) for every line after the header; checks the count."""
+def read_episodes(fh: IO[bytes], header: Header, name: str) -> Iterator[tuple[int, dict, bytes]]:
+    """(line number, raw episode object, line) for every line after the header; checks the count."""
     seen = 0
     for number, line in enumerate(_lines(fh, name), start=2):
         seen += 1
@@ -188,7 +188,7 @@ def read_episodes(fh: IO[bytes], header: Header, name: str) -> Iterator[tuple[in
             raise InvalidInput(f"path: snapshot {name!r} line {number}: not JSON") from None
         if not isinstance(raw, dict):
             raise InvalidInput(f"path: snapshot {name!r} line {number}: not a JSON object")
-        yield number, raw
+        yield number, raw, line
     if seen != header.episodes:
         raise InvalidInput(f"path: snapshot {name!r} is truncated: {seen} of {header.episodes} episodes")
 
