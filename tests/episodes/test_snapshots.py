@@ -282,3 +282,26 @@ def test_scopes_and_strict_bodies(api, make_tenant):
         assert r.status_code == 400 and field in r.json()["error"], (endpoint, body, r.json())
     assert admin.get("/v1/snapshots").json() == {"snapshots": []}
     assert admin.post("/v1/checkpoint", {}, format="json").json() == {"ok": True, "episodes": 0}
+
+
+def test_loaded_lines_are_normalised_like_the_store_api(api, make_tenant, data_dir):
+    """The second pass converts lines itself: it must agree with EpisodeInput + the store service."""
+    t, key = make_tenant("norm", dim=DIM, default_ttl_secs=60)
+    client = api.as_key(key)
+    eid = str(uuid.uuid4())
+    line = {"id": eid, "task_id": "t", "state_embedding": [1, 0.5, 2.0, 0, 0, 0, 0, 3], "reward": 2,
+            "timestamp": 5.0, "tags": ["a", "a", "b"], "expires_at": None}
+    folder = data_dir / "norm" / "snapshots"
+    folder.mkdir(parents=True)
+    header = {"format": "memcloud-snapshot", "version": 1, "tenant": "elsewhere", "dim": DIM, "episodes": 1,
+              "created": "2026-01-01T00:00:00Z"}
+    (folder / "hand").write_text(json.dumps(header) + "\n" + json.dumps(line) + "\n")
+    assert client.post("/v1/load", {"path": "hand"}, format="json").json() == {"ok": True, "episodes": 1}
+    got = client.get(f"/v1/episodes/{eid}").json()
+    assert (got["timestamp"], got["tags"], got["metadata"], got["reward"], got["expires_at"]) == \
+        (5, ["a", "b"], {}, 2.0, None)
+    assert got["state_embedding"] == [1.0, 0.5, 2.0, 0.0, 0.0, 0.0, 0.0, 3.0]
+    # Same content sent to the store API: an idempotent retry (same content hash), not a conflict.
+    retry = {k: v for k, v in line.items() if k != "expires_at"}
+    assert client.post("/v1/episodes", retry, format="json").status_code == 200
+    assert client.post("/v1/episodes", {**retry, "reward": 3}, format="json").status_code == 409
