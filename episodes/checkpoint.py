@@ -28,7 +28,7 @@ import numpy as np
 import orjson
 from django.conf import settings
 
-from .index import ARRAY_COLUMNS, TenantIndex
+from .index import ARRAY_COLUMNS, QUANT_COLUMNS, TenantIndex
 
 FORMAT = "memcloud-checkpoint"
 FORMAT_VERSION = 1
@@ -36,8 +36,9 @@ POINTER = "CURRENT"
 DIR_RE = re.compile(r"^ckpt-[0-9a-z-]{1,100}$")
 TMP_GRACE_SECS = 3600  # a temporary directory this old belongs to a writer that died
 # Columns memory-mapped copy-on-write when loading (the large ones); the rest are read in full.
-MAPPED = ("emb", "tagbits")
-OPTIONAL = ("quant_index", "quant_err")  # the int8 copy of large tenants, when the index has built it
+MAPPED = ("emb", "tagbits", "quant_codes")
+# The int8 copy of a large tenant, when the index has built it.
+OPTIONAL = tuple(f"quant_{name}" for name in QUANT_COLUMNS)
 
 
 class CheckpointUnusable(Exception):
@@ -189,7 +190,8 @@ def read_checkpoint(manifest: Manifest) -> TenantIndex:
     try:
         raw = orjson.loads((manifest.path / "manifest.json").read_bytes())
         files = raw["files"]
-        columns = [*ARRAY_COLUMNS, *(c for c in OPTIONAL if f"{c}.npy" in files)]
+        optional = [c for c in OPTIONAL if f"{c}.npy" in files]
+        columns = [*ARRAY_COLUMNS, *(optional if len(optional) == len(OPTIONAL) else ())]
         for fname in (*(f"{c}.npy" for c in columns), "meta.json"):
             expected, path = files[fname], manifest.path / fname
             if path.is_symlink() or path.stat().st_size != expected["bytes"] or _crc32(path) != expected["crc32"]:

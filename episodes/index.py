@@ -17,18 +17,26 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .quantized import MIN_ROWS, ROUNDING, TRAIN_SAMPLE, QuantizedCopy
+from .quantized import MIN_ROWS, QuantizedColumns, candidates
 
 NO_EXPIRY = np.iinfo(np.int64).max
 BITSET_TAGS = 256  # tags with codes below this live in a per-row bitset; rarer ones in posting sets
 _WORDS = BITSET_TAGS // 64
 GATHER_FRACTION = 0.25  # below this share of matching rows, score only the matching rows
+INT8_FRACTION = 0.05  # with an int8 copy, filters matching fewer rows than this gather float32 rows
 # The per-row columns of an index and their dtypes (what a checkpoint stores).
 ARRAY_COLUMNS: dict[str, np.dtype] = {
     "emb": np.dtype(np.float32), "sqnorm": np.dtype(np.float32), "seq": np.dtype(np.int64),
     "timestamp": np.dtype(np.int64), "reward": np.dtype(np.float64), "expires": np.dtype(np.int64),
     "task": np.dtype(np.int32), "source": np.dtype(np.int32), "user": np.dtype(np.int32),
     "tagbits": np.dtype(np.uint64),
+}
+
+
+# The int8 copy's columns (quantized.QuantizedColumns), stored as quant_<name> when it was built.
+QUANT_COLUMNS: dict[str, np.dtype] = {
+    "codes": np.dtype(np.int8), "scale": np.dtype(np.float64), "err": np.dtype(np.float64),
+    "norm": np.dtype(np.float64), "sq": np.dtype(np.float64),
 }
 
 
@@ -82,7 +90,7 @@ class TenantIndex:
         self._rare: dict[int, set[str]] = {}  # tag code >= BITSET_TAGS -> ids carrying it
         self._row_rare: dict[str, tuple[int, ...]] = {}
         self._expiring = 0
-        self.quant: QuantizedCopy | None = None  # built lazily once the tenant is large enough
+        self.quant: QuantizedColumns | None = None  # built lazily once the tenant is large enough
         self.quantize_from = quantize_from
         self._alloc(max(capacity, 16))
 
@@ -107,13 +115,15 @@ class TenantIndex:
         grow("source", (capacity,), np.int32, -1)
         grow("user", (capacity,), np.int32, -1)
         grow("tagbits", (capacity, _WORDS), np.uint64)
+        if self.__dict__.get("quant") is not None:
+            self.quant.grow(capacity, n)
         self.capacity = capacity
 
     def nbytes(self) -> int:
         arrays = (self.emb, self.sqnorm, self.seq, self.timestamp, self.reward, self.expires,
                   self.task, self.source, self.user, self.tagbits)
         quant = self.quant.nbytes() if self.quant is not None else 0
-        return sum(a.nbytes for a in arrays) + quant + self.n * 120  # ids list + position dict
+        return sum(a.nbytes for a in arrays) + quant + self.n * 120  # + ids list and position dict
 
     def _tag_row(self, tags: Sequence[str]) -> tuple[np.ndarray, tuple[int, ...]]:
         bits = np.zeros(_WORDS, dtype=np.uint64)
@@ -174,7 +184,7 @@ class TenantIndex:
                 for code in rare:
                     self._rare.setdefault(code, set()).add(eid)
         if self.quant is not None:
-            self.quant.append(self.emb[first_new : self.n])
+            self.quant.set_rows(first_new, self.emb[first_new : self.n])
 
     def _set_vector(self, row: int, vector: np.ndarray) -> None:
         if self.metric == "cosine":
@@ -197,8 +207,8 @@ class TenantIndex:
             self._forget_rare(eid)
             self._expiring -= int(self.expires[row] != NO_EXPIRY)
             last = self.n - 1
-            if self.quant is not None:
-                self.quant.move_last_into(row)
+            if self.quant is not None and row != last:
+                self.quant.move(last, row)
             if row != last:
                 moved = self.ids[last]
                 self.ids[row] = moved
@@ -296,14 +306,6 @@ class TenantIndex:
             return (-np.sqrt(((matrix - q64) ** 2).sum(axis=1))).astype(np.float32)
         return (matrix * q64).sum(axis=1).astype(np.float32)
 
-    def _float32_slack(self, q: np.ndarray) -> float:
-        """Largest gap between a fast float32 score and its exact score."""
-        q_norm = float(np.linalg.norm(q))
-        row_norm = float(np.sqrt(self.sqnorm[: self.n].max()))
-        if self.metric == "l2":
-            return float(np.sqrt(ROUNDING)) * (q_norm + row_norm) + 1e-6
-        return ROUNDING * q_norm * row_norm + 1e-6
-
     def search(self, query: np.ndarray, k: int, flt: Filters | None = None,
                now_ms: int = 0) -> tuple[list[str], np.ndarray]:
         """Ids and scores of the k best matching rows, best first (ties: newer timestamp, later stored)."""
@@ -315,8 +317,10 @@ class TenantIndex:
         matches = n if mask is None else int(np.count_nonzero(mask))
         if matches == 0:
             return [], np.empty(0, dtype=np.float32)
-        if matches >= GATHER_FRACTION * n and n >= self.quantize_from:
-            rows = self._int8_candidates(q, k, mask, matches)
+        if n >= self.quantize_from and matches >= INT8_FRACTION * n:
+            rows = self._int8_candidates(q, k, mask)
+            if rows.size > 4 * k:  # a band of near-ties: a float32 pass narrows it before float64
+                rows = self._narrow(q, k, rows, self.scores(q, rows))
         else:
             rows = self._float32_candidates(q, k, mask)
         scores = self.exact_scores(q, rows)
@@ -324,8 +328,8 @@ class TenantIndex:
         return [self.ids[r] for r in rows[best]], scores[best]
 
     def _float32_candidates(self, q: np.ndarray, k: int, mask: np.ndarray | None) -> np.ndarray:
-        """Matching rows whose float32 score is within twice the rounding slack of the k-th best:
-        a superset of the exact top k, usually k rows and a few."""
+        """Matching rows whose fast float32 score is close enough to the k-th best to be in the
+        exact top k: usually k rows and a few."""
         rows = np.arange(self.n) if mask is None else np.flatnonzero(mask)
         if rows.size <= k:
             return rows
@@ -336,32 +340,33 @@ class TenantIndex:
             approx = self.scores(q, rows)
         else:
             approx = self.scores(q, None)[rows]
+        return self._narrow(q, k, rows, approx)
+
+    def _narrow(self, q: np.ndarray, k: int, rows: np.ndarray, approx: np.ndarray) -> np.ndarray:
+        """The rows whose fast float32 score is close enough to the k-th best to be in the exact top k."""
+        if rows.size <= k:
+            return rows
         kth = float(np.partition(approx, approx.size - k)[approx.size - k])
-        return rows[approx >= kth - 2 * self._float32_slack(q)]
+        # float32 sums of d terms are within ~d * 2^-24 * |q| |x| of exact: keep twice that below the k-th.
+        row_norm = float(np.sqrt(self.sqnorm[: self.n].max()))
+        q_norm = float(np.linalg.norm(q))
+        if self.metric == "l2":
+            slack = float(np.sqrt(self.dim * 2.0**-23)) * (q_norm + row_norm) + 1e-6
+        else:
+            slack = self.dim * 2.0**-23 * q_norm * row_norm + 1e-6
+        return rows[approx >= kth - 2 * slack]
 
     def ensure_quantized(self) -> None:
         """Build the int8 copy now (a search of a large tenant builds it on first use)."""
         if self.quant is None:
-            sample = self.emb[: self.n][:: max(1, self.n // TRAIN_SAMPLE)]
-            self.quant = QuantizedCopy(self.dim, self.metric, sample)
-            self.quant.append(self.emb[: self.n])
+            self.quant = QuantizedColumns(self.dim, self.capacity)
+            self.quant.set_rows(0, self.emb[: self.n])
 
-    def _int8_candidates(self, q: np.ndarray, k: int, mask: np.ndarray | None, matches: int) -> np.ndarray:
-        """Rows that provably contain the exact top k: the best of the int8 scan, re-ranked exactly,
-        plus every row whose int8 score could still reach the k-th best exact score."""
+    def _int8_candidates(self, q: np.ndarray, k: int, mask: np.ndarray | None) -> np.ndarray:
+        """Rows whose int8 score interval can reach the k-th best lower bound (quantized.py)."""
         self.ensure_quantized()
-        count = min(matches, max(2 * k, k + 32))
-        rows, approx = self.quant.best(q, count, mask)
-        if rows.size >= matches:
-            return rows  # every matching row is a candidate
-        if rows.size < k:  # not expected from faiss; stay exact whatever happens
-            return np.arange(self.n) if mask is None else np.flatnonzero(mask)
-        exact = self.exact_scores(q, rows)
-        tau = float(np.partition(exact, exact.size - k)[exact.size - k])  # k-th best exact score
-        slack = self.quant.slack(q, float(np.sqrt(self.sqnorm[: self.n].max())))
-        if float(approx.min()) + slack < tau:
-            return rows  # every other row scores strictly below tau: it cannot enter, not even on a tie
-        return np.union1d(rows, self.quant.reaching(q, tau - slack, mask))
+        lower, upper = self.quant.bounds(q, self.n, self.metric)
+        return candidates(lower, upper, k, mask)
 
     # ----- bulk form, for checkpoints -----
     def columns(self) -> dict[str, np.ndarray]:
@@ -376,7 +381,7 @@ class TenantIndex:
         n = self.n
         arrays = {name: getattr(self, name)[:n] for name in ARRAY_COLUMNS}
         if self.quant is not None:
-            arrays.update(self.quant.to_arrays())
+            arrays.update({f"quant_{name}": getattr(self.quant, name)[:n] for name in QUANT_COLUMNS})
         meta = {
             "dim": self.dim, "metric": self.metric, "n": n, "ids": list(self.ids),
             "tasks": list(self._tasks.strings), "sources": list(self._sources.strings),
@@ -416,10 +421,14 @@ class TenantIndex:
             for code in index._row_rare[eid]:
                 index._rare.setdefault(code, set()).add(eid)
         index._expiring = int(np.count_nonzero(index.expires[:n] != NO_EXPIRY))
-        if "quant_index" in arrays:
-            index.quant = QuantizedCopy.from_arrays(index.metric, arrays)
-            if index.quant.n != n:
-                raise ValueError("quantised copy does not match the row count")
+        if all(f"quant_{name}" in arrays for name in QUANT_COLUMNS):
+            index.quant = QuantizedColumns(index.dim, 0)
+            for name, dtype in QUANT_COLUMNS.items():
+                column = arrays[f"quant_{name}"]
+                shape = (n, index.dim) if name == "codes" else (n,)
+                if column.shape != shape or column.dtype != dtype:
+                    raise ValueError(f"column quant_{name}: expected {shape} {dtype}, got {column.shape} {column.dtype}")
+                setattr(index.quant, name, column)
         return index
 
 
