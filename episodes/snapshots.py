@@ -14,6 +14,7 @@ import contextlib
 import os
 import re
 import stat
+import time
 import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -34,6 +35,7 @@ MAX_HEADER_BYTES = 4096
 # A line holds one episode: metadata 64 KiB + steps 1 MiB + embedding; anything longer is not ours.
 MAX_LINE_BYTES = 4 << 20
 TMP_PREFIX = ".tmp-"
+STALE_TMP_SECS = 6 * 3600  # far longer than any save takes
 
 
 @dataclass(frozen=True)
@@ -107,10 +109,21 @@ def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
+def _remove_stale_temporaries(folder: Path) -> None:
+    """Temporary files of saves that died (a crash, kill -9) long enough ago to be no one's."""
+    cutoff = time.time() - STALE_TMP_SECS
+    for entry in os.scandir(folder):
+        if entry.name.startswith(TMP_PREFIX) and entry.is_file(follow_symlinks=False):
+            with contextlib.suppress(FileNotFoundError):
+                if entry.stat(follow_symlinks=False).st_mtime < cutoff:
+                    os.unlink(entry.path)
+
+
 def write_snapshot(slug: str, name: str, *, dim: int, count: int, episodes: Iterable[dict]) -> int:
     """Stream `count` episodes (JSON-ready dicts) into the named snapshot atomically; returns its size.
     Raises ValueError if the iterable does not yield exactly `count` episodes."""
     path = snapshot_path(slug, name, create_dir=True)
+    _remove_stale_temporaries(path.parent)
     tmp = path.parent / f"{TMP_PREFIX}{name}-{uuid.uuid4().hex[:12]}"
     header = {"format": FORMAT, "version": FORMAT_VERSION, "tenant": slug, "dim": dim, "episodes": count,
               "created": now_iso()}

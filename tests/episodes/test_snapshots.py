@@ -123,6 +123,14 @@ def test_snapshot_file_format(api, tenant, data_dir):
     assert listed == {"snapshots": [{"path": "fmt", "episodes": 3, "bytes": path.stat().st_size,
                                      "created": header["created"]}]}
     assert not [p for p in path.parent.iterdir() if p.name.startswith(".")]  # no temp file left
+    # Leftovers of a save that died long ago are cleared by the next save; a recent one is kept.
+    old, recent = path.parent / ".tmp-fmt-dead", path.parent / ".tmp-fmt-busy"
+    old.write_text("half")
+    recent.write_text("half")
+    os.utime(old, (1, 1))
+    client.post("/v1/save", {"path": "other"}, format="json")
+    assert not old.exists() and recent.exists()
+    assert [s["path"] for s in client.get("/v1/snapshots").json()["snapshots"]] == ["fmt", "other"]
 
 
 @pytest.mark.parametrize("name", HOSTILE + NOT_STRINGS)
