@@ -86,13 +86,13 @@ def from_checkpoint(tenant: Tenant, state: TenantState) -> CachedIndex:
     """The tenant's checkpoint brought up to `state`, or CheckpointUnusable saying why not."""
     manifest = checkpoint.current_manifest(tenant.slug)
     if manifest.identity != checkpoint.tenant_identity(tenant):
-        raise checkpoint.CheckpointUnusable("written for an earlier tenant of the same slug")
+        raise checkpoint.CheckpointOutdated("written for an earlier tenant of the same slug")
     if manifest.generation != state.generation:
-        raise checkpoint.CheckpointUnusable(f"stale generation {manifest.generation} (now {state.generation})")
+        raise checkpoint.CheckpointOutdated(f"stale generation {manifest.generation} (now {state.generation})")
     if (manifest.dim, manifest.metric) != (tenant.dim, tenant.metric):
         raise checkpoint.CheckpointUnusable(f"dim/metric {manifest.dim}/{manifest.metric} differ from the tenant's")
     if not state.tombstone_floor <= manifest.version <= state.version:
-        raise checkpoint.CheckpointUnusable(
+        raise checkpoint.CheckpointOutdated(
             f"version {manifest.version} outside [{state.tombstone_floor}, {state.version}]")
     cached = CachedIndex(index=checkpoint.read_checkpoint(manifest), generation=manifest.generation,
                          version=manifest.version)
@@ -107,11 +107,12 @@ def start_index(tenant: Tenant, state: TenantState) -> CachedIndex:
     """A worker's first index of a tenant: from its checkpoint when usable, else from the database."""
     try:
         cached = from_checkpoint(tenant, state)
-    except checkpoint.CheckpointUnusable as why:
-        if str(why) != "no checkpoint":
-            logger.warning("index of %s built from the database: checkpoint unusable (%s)", tenant.slug, why)
-        elif state.episode_count:
-            logger.info("index of %s built from the database: no checkpoint", tenant.slug)
+    except checkpoint.CheckpointOutdated as why:
+        if state.episode_count:
+            logger.info("index of %s built from the database: checkpoint unusable (%s)", tenant.slug, why)
+        return build_index(tenant, state)
+    except checkpoint.CheckpointUnusable as why:  # damaged: worth an operator's attention
+        logger.warning("index of %s built from the database: checkpoint unusable (%s)", tenant.slug, why)
         return build_index(tenant, state)
     return cached
 

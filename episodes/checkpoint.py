@@ -45,6 +45,10 @@ class CheckpointUnusable(Exception):
     """Why a checkpoint cannot be used; the caller falls back to the database."""
 
 
+class CheckpointOutdated(CheckpointUnusable):
+    """The expected case: no checkpoint, or one from before a load or bulk removal."""
+
+
 @dataclass(frozen=True)
 class Manifest:
     generation: int
@@ -166,7 +170,7 @@ def current_manifest(slug: str) -> Manifest:
     try:
         name = (root / POINTER).read_text().strip()
     except FileNotFoundError:
-        raise CheckpointUnusable("no checkpoint") from None
+        raise CheckpointOutdated("no checkpoint") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise CheckpointUnusable(f"unreadable {POINTER}: {exc}") from None
     if not DIR_RE.match(name):
@@ -207,8 +211,3 @@ def read_checkpoint(manifest: Manifest) -> TenantIndex:
     if (index.dim, index.metric, len(index)) != (manifest.dim, manifest.metric, manifest.count):
         raise CheckpointUnusable("checkpoint contents disagree with its manifest")
     return index
-
-
-def remove_checkpoint(slug: str) -> None:
-    with contextlib.suppress(FileNotFoundError):
-        shutil.rmtree(checkpoint_root(slug))

@@ -184,6 +184,7 @@ def test_a_corrupt_or_stale_checkpoint_falls_back_to_the_database(api, tenant, t
     with caplog.at_level(logging.INFO, logger="memcloud.cache"):
         assert _query_ids(client, rng) == sorted(ids)
     assert "checkpoint unusable (emb.npy does not match the manifest" in caplog.text
+    assert any(r.levelno == logging.WARNING and "does not match" in r.getMessage() for r in caplog.records)
     # Stale generation: a fresh checkpoint, then a load bumps the generation.
     client.post("/v1/checkpoint", {}, format="json")
     client.post("/v1/save", {"path": "s1"}, format="json")
@@ -193,6 +194,7 @@ def test_a_corrupt_or_stale_checkpoint_falls_back_to_the_database(api, tenant, t
     with caplog.at_level(logging.INFO, logger="memcloud.cache"):
         assert _query_ids(client, rng) == sorted(ids)
     assert "checkpoint unusable (stale generation" in caplog.text
+    assert all(r.levelno == logging.INFO for r in caplog.records if "stale generation" in r.getMessage())
 
 
 @pytest.mark.django_db(transaction=True)
