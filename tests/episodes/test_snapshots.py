@@ -313,3 +313,33 @@ def test_loaded_lines_are_normalised_like_the_store_api(api, make_tenant, data_d
     retry = {k: v for k, v in line.items() if k != "expires_at"}
     assert client.post("/v1/episodes", retry, format="json").status_code == 200
     assert client.post("/v1/episodes", {**retry, "reward": 3}, format="json").status_code == 409
+
+
+def test_a_snapshot_changed_in_place_during_a_load_is_refused(api, tenant, data_dir, monkeypatch):
+    """The second pass must insert what the first pass checked: an in-place edit in between (not
+    something the service itself ever does) rolls the load back."""
+    from episodes import snapshot_services
+
+    t, key = tenant
+    client = api.as_key(key)
+    ids = store_rich(client, np.random.default_rng(8), 4)
+    client.post("/v1/save", {"path": "s"}, format="json")
+    client.post("/v1/prune/keep-newest", {"n": 2}, format="json")
+    rows, state = db_rows(t), state_of(t)
+    path = data_dir / "acme" / "snapshots" / "s"
+    checked = snapshot_services._validate_file
+
+    def validate_then_edit(*args, **kwargs):
+        crc = checked(*args, **kwargs)
+        data = path.read_bytes()
+        with open(path, "r+b") as fh:  # same length, still valid: task_0 -> task_9
+            fh.write(data.replace(b'"task_0"', b'"task_9"', 1))
+        return crc
+
+    monkeypatch.setattr(snapshot_services, "_validate_file", validate_then_edit)
+    r = client.post("/v1/load", {"path": "s"}, format="json")
+    assert r.status_code == 400 and "changed while" in r.json()["error"]
+    assert db_rows(t) == rows and state_of(t) == state
+    monkeypatch.undo()
+    assert client.post("/v1/load", {"path": "s"}, format="json").json()["episodes"] == 4
+    assert query_ids(client) == sorted(ids)
