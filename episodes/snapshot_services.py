@@ -13,7 +13,7 @@ import orjson
 from django.db import connection, transaction
 from rest_framework.exceptions import ValidationError
 
-from memcloud.errors import InvalidInput, QuotaExceeded, first_message
+from memcloud.errors import InvalidInput, QuotaExceeded, Unavailable, first_message
 from ops.audit import audit
 from tenants.models import Tenant
 
@@ -41,6 +41,12 @@ def _snapshot_line(row: tuple) -> dict[str, Any]:
     }
 
 
+def storage_unavailable(what: str, exc: OSError) -> Unavailable:
+    """A 503 naming the cause (never the server's paths): the write failed and left nothing under the name."""
+    return Unavailable(f"cannot write the {what}: the data directory is not writable "
+                       f"({exc.strerror or type(exc).__name__})")
+
+
 def snapshot_save(*, tenant: Tenant, name: str, key_prefix: str | None = None) -> int:
     """Write the tenant's live episodes, in store order, to the named snapshot; returns the count."""
     snapshots.validate_name(name)
@@ -53,7 +59,10 @@ def snapshot_save(*, tenant: Tenant, name: str, key_prefix: str | None = None) -
         count = rows.count()
         lines = (_snapshot_line(r) for r in
                  rows.order_by("seq").values_list(*SNAPSHOT_FIELDS).iterator(chunk_size=CHUNK))
-        snapshots.write_snapshot(tenant.slug, name, dim=tenant.dim, count=count, episodes=lines)
+        try:
+            snapshots.write_snapshot(tenant.slug, name, dim=tenant.dim, count=count, episodes=lines)
+        except OSError as exc:  # disk full, read-only or missing data dir: the server's fault, not the client's
+            raise storage_unavailable("snapshot", exc) from None
     audit("save", tenant_id=tenant.slug, key_prefix=key_prefix, path=name, episode_count=count)
     return count
 
@@ -211,7 +220,10 @@ def tenant_checkpoint(*, tenant: Tenant, state: TenantState | None = None, from_
         arrays, meta = cached.index.to_arrays()
         arrays = {k: v.copy() for k, v in arrays.items()}
         generation, version = cached.generation, cached.version
-    checkpoint.write_checkpoint(slug=tenant.slug, identity=checkpoint.tenant_identity(tenant), arrays=arrays,
-                                meta=meta, generation=generation, version=version)
+    try:
+        checkpoint.write_checkpoint(slug=tenant.slug, identity=checkpoint.tenant_identity(tenant), arrays=arrays,
+                                    meta=meta, generation=generation, version=version)
+    except OSError as exc:
+        raise storage_unavailable("checkpoint", exc) from None
     audit("checkpoint", tenant_id=tenant.slug, key_prefix=key_prefix, episode_count=meta["n"])
     return meta["n"]
