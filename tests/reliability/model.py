@@ -56,6 +56,17 @@ class TenantModel:
     def delete_matching(self, flt: dict[str, Any]) -> int:
         return self._remove([e.id for e in self.episodes.values() if self.matches(e, flt)])
 
+    def snapshot(self) -> list[Ep]:
+        return sorted(self.episodes.values(), key=lambda e: e.seq)
+
+    def load(self, saved: list[Ep]) -> None:
+        """Replace everything with a snapshot's episodes, stored anew in the snapshot's order. What the
+        client first sent is unknown now, so they no longer serve for idempotent retries."""
+        self.episodes = {}
+        for e in saved:
+            self.episodes[e.id] = replace(e, seq=self.next_seq, patched=True)
+            self.next_seq += 1
+
     def newest_first(self) -> list[Ep]:
         return sorted(self.episodes.values(), key=lambda e: (-e.timestamp, -e.seq))
 

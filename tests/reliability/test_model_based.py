@@ -1,4 +1,4 @@
-"""Model-based test: random store / batch / delete / prune / query / list / patch sequences over three tenants on a
+"""Model-based test: random store / batch / delete / prune / query / list / patch / save / load sequences over three tenants on a
 real 3-worker gunicorn, checked after every step against a plain-Python model (tests/reliability/model.py).
 
 Embeddings are integer vectors of dim 4 with entries in [-2, 2], rewards and timestamps come from
@@ -62,6 +62,7 @@ class MemcloudMachine(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
         self.models = [TenantModel(slug=slug, metric=metric) for slug, metric in zip(self.slugs, METRICS, strict=True)]
+        self.saved: list[dict[str, list]] = [{} for _ in self.models]  # per tenant: snapshot name -> episodes
 
     # ----- plumbing -----
     def call(self, t: int, method: str, path: str, body: Any = None, params: dict | None = None) -> httpx.Response:
@@ -215,6 +216,32 @@ class MemcloudMachine(RuleBasedStateMachine):
             return
         assert r.json() == {"removed": self.models[t].delete_matching(flt)}, (flt, r.text)
 
+    # ----- snapshots (SPEC section 4) -----
+    @rule(t=st.integers(0, 2))
+    def save(self, t: int) -> None:
+        name = f"mb-{uuid.uuid4().hex[:10]}"
+        r = self.call(t, "POST", "/v1/save", {"path": name})
+        assert r.json() == {"ok": True, "path": name, "episodes": len(self.models[t].episodes)}, r.text
+        self.saved[t][name] = self.models[t].snapshot()
+
+    @rule(t=st.integers(0, 2), i=st.integers(0, 10**6))
+    def load(self, t: int, i: int) -> None:
+        if not self.saved[t]:
+            return
+        name = sorted(self.saved[t])[i % len(self.saved[t])]
+        r = self.call(t, "POST", "/v1/load", {"path": name})
+        assert r.json() == {"ok": True, "episodes": len(self.saved[t][name])}, r.text
+        self.models[t].load(self.saved[t][name])
+
+    @rule(t=st.integers(0, 2), other=st.integers(1, 2), i=st.integers(0, 10**6))
+    def load_another_tenants_snapshot(self, t: int, other: int, i: int) -> None:
+        names = sorted(self.saved[(t + other) % 3])
+        if not names:
+            return
+        r = self.call(t, "POST", "/v1/load", {"path": names[i % len(names)]})
+        Tally.leaks += r.status_code != 404
+        assert r.status_code == 404, r.text
+
     @rule(t=st.integers(0, 2), cutoff=st.sampled_from((*TIMESTAMPS, 1_004)))
     def prune_older_than(self, t: int, cutoff: int) -> None:
         r = self.call(t, "POST", "/v1/prune/older-than", {"timestamp_cutoff_ms": cutoff})
@@ -261,7 +288,7 @@ def test_api_matches_the_model(memcloud_server):
     MemcloudMachine.clients, MemcloudMachine.slugs = clients, slugs
     try:
         run_state_machine_as_test(MemcloudMachine, settings=settings(
-            max_examples=20, stateful_step_count=25, deadline=None, database=None,
+            max_examples=16, stateful_step_count=25, deadline=None, database=None,
             suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much]))
     finally:
         for client in clients:
