@@ -12,7 +12,6 @@ from collections.abc import Callable
 import orjson
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
-from django.core.handlers.wsgi import LimitedStream
 from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
@@ -55,7 +54,7 @@ class BodySizeLimitMiddleware:
             return self._too_large(limit)
         body = b"".join(parts)
         request.META["CONTENT_LENGTH"] = str(len(body))
-        request._stream = LimitedStream(io.BytesIO(body), len(body))
+        request._stream = io.BytesIO(body)  # what HttpRequest.read() and .body read from
         return self.get_response(request)
 
     @staticmethod
