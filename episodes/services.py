@@ -15,6 +15,7 @@ from django.db.models import QuerySet, Subquery
 
 from memcloud.errors import Conflict, QuotaExceeded
 from ops.audit import audit
+from ops.usage import note_stored
 from tenants.models import Tenant
 
 from .models import Episode, TenantState, Tombstone
@@ -96,6 +97,7 @@ def episodes_store(*, tenant: Tenant, episodes: Sequence[dict], key_prefix: str 
             Episode.objects.bulk_create(rows, batch_size=500)
             state.episode_count += fresh
             state.save(update_fields=["version", "next_seq", "episode_count"])
+    note_stored(created.count(True))  # metrics and usage count new episodes, not idempotent retries
     if len(episodes) == 1:
         audit("store_episode", tenant_id=tenant.slug, key_prefix=key_prefix, task_id=episodes[0]["task_id"],
               episode_count=1)

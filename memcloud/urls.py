@@ -3,7 +3,9 @@ from django.http import HttpRequest, JsonResponse
 from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from ops import dashboard
 from ops import views as ops_views
+from ops.metrics import metrics_view
 
 urlpatterns = [
     path("health", ops_views.health, name="health"),
@@ -12,7 +14,8 @@ urlpatterns = [
     path("docs", SpectacularSwaggerView.as_view(url_name="openapi"), name="docs"),
     path("v1/", include("episodes.urls")),
     path("admin/", admin.site.urls),
-    path("", include("django_prometheus.urls")),
+    path("metrics", metrics_view, name="metrics"),
+    path("dashboard", dashboard.dashboard, name="dashboard"),
 ]
 
 
