@@ -1,3 +1,5 @@
+"""Redis fixtures: a flushable test database (REDIS_URL_FOR_TESTS) and a URL where nothing listens."""
+
 from __future__ import annotations
 
 import os
