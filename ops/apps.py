@@ -8,6 +8,7 @@ class OpsConfig(AppConfig):
     def ready(self) -> None:
         from episodes.cache import cache
 
+        from . import schema  # noqa: F401 - registers the OpenAPI extensions
         from .metrics import index_cache_changed
 
         cache.on_change = index_cache_changed
