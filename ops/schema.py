@@ -108,6 +108,8 @@ def add_errors_and_headers(result: dict, generator, request, public) -> dict:
                 responses[code].setdefault(
                     "content", {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}})
             for code, response in responses.items():
+                if code == "401":  # before authentication: no tenant, no limit to report
+                    continue
                 hdrs = response.setdefault("headers", {})
                 for name in RATE_HEADERS:
                     hdrs[name] = {"$ref": f"#/components/headers/{name}"}
