@@ -10,15 +10,20 @@ from django.utils.safestring import SafeString
 WIDTH, HEIGHT, PAD_LEFT, PAD_BOTTOM, PAD_TOP = 600, 160, 40, 20, 10
 
 
+def _n(x: float) -> str:
+    return f"{x:.1f}"  # format_html escapes its arguments to strings: format numbers first
+
+
 def bar_chart(values: Sequence[int], *, title: str, css_id: str, x_labels: tuple[str, str]) -> SafeString:
     """One bar per value (oldest first), a y-axis maximum label and the first and last x labels."""
     top = max(max(values, default=0), 1)
     plot_w, plot_h = WIDTH - PAD_LEFT, HEIGHT - PAD_BOTTOM - PAD_TOP
     step = plot_w / max(len(values), 1)
     bars = format_html_join(
-        "", '<rect x="{:.1f}" y="{:.1f}" width="{:.1f}" height="{:.1f}" data-value="{}"><title>{}</title></rect>',
+        "", '<rect x="{}" y="{}" width="{}" height="{}" data-value="{}"><title>{}</title></rect>',
         (
-            (PAD_LEFT + i * step, PAD_TOP + plot_h - v / top * plot_h, max(step - 1, 1), v / top * plot_h, v, v)
+            (_n(PAD_LEFT + i * step), _n(PAD_TOP + plot_h - v / top * plot_h), _n(max(step - 1, 1)),
+             _n(v / top * plot_h), v, v)
             for i, v in enumerate(values)
         ),
     )
