@@ -40,6 +40,6 @@ def bar_chart(values: Sequence[int], *, title: str, css_id: str, x_labels: tuple
         PAD_LEFT - 4, PAD_TOP + 8, top,
         PAD_LEFT - 4, PAD_TOP + plot_h,
         PAD_LEFT, HEIGHT - 4, x_labels[0],
-        WIDTH, HEIGHT - 4, x_labels[1],
+        WIDTH - 2, HEIGHT - 4, x_labels[1],
         bars,
     )
