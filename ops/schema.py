@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from drf_spectacular.extensions import OpenApiAuthenticationExtension, OpenApiSerializerFieldExtension
 
 ERROR_SCHEMA = {
@@ -95,9 +96,14 @@ def add_errors_and_headers(result: dict, generator, request, public) -> dict:
         headers[name] = {"description": text, "schema": {"type": "string" if "Policy" in name or name == "RateLimit"
                                                          else "integer"}}
     headers["Retry-After"] = {"description": "Whole seconds until the window ends.", "schema": {"type": "integer"}}
+    for name, body in components["schemas"].items():
+        if name.endswith("Request") and body.get("type") == "object":
+            body["additionalProperties"] = False  # unknown fields are a 400 (SPEC section 9)
     batch = components["schemas"].get("EpisodeBatchInputRequest")
     if batch and "EpisodeInputRequest" in components["schemas"]:
-        batch["properties"]["episodes"]["items"] = {"$ref": "#/components/schemas/EpisodeInputRequest"}
+        batch["properties"]["episodes"].update(
+            items={"$ref": "#/components/schemas/EpisodeInputRequest"}, minItems=1,
+            maxItems=settings.AGENT_MEM_MAX_BATCH)
     for path, operations in result.get("paths", {}).items():
         if not path.startswith("/v1/"):
             continue
