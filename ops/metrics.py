@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 
 from django.conf import settings
 from django.db import DatabaseError
@@ -54,6 +55,22 @@ def index_cache_changed(cache) -> None:
         new, _evictions_seen = cache.evictions - _evictions_seen, cache.evictions
     if new > 0:
         CACHE_EVICTIONS.inc(new)
+
+
+_last_refresh = 0.0
+REFRESH_SECS = 1.0
+
+
+def refresh_cache_gauges() -> None:
+    """Catch-ups grow indexes without a rebuild: republish the cache size, at most once a second."""
+    global _last_refresh
+    now = time.monotonic()
+    if now - _last_refresh < REFRESH_SECS:
+        return
+    _last_refresh = now
+    from episodes.cache import cache
+
+    index_cache_changed(cache)
 
 
 class TenantsActiveCollector:

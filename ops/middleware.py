@@ -28,4 +28,5 @@ class MetricsMiddleware:
             metrics.REQUESTS.inc()
             if endpoint == "query" and status == 200:
                 metrics.QUERIES.inc()
+            metrics.refresh_cache_gauges()
         return response
