@@ -18,14 +18,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from .quantized import MIN_ROWS, QuantizedColumns, candidates
-from .spill import SpilledMatrix
 
 NO_EXPIRY = np.iinfo(np.int64).max
 BITSET_TAGS = 256  # tags with codes below this live in a per-row bitset; rarer ones in posting sets
 _WORDS = BITSET_TAGS // 64
 GATHER_FRACTION = 0.25  # below this share of matching rows, score only the matching rows
 INT8_FRACTION = 0.05  # with an int8 copy, filters matching fewer rows than this gather float32 rows
-RELEASE_EVERY = 64  # searches between drops of the spilled float32 pages this worker touched
 
 
 @dataclass(frozen=True)
@@ -59,8 +57,7 @@ class _Vocab:
 
 
 class TenantIndex:
-    def __init__(self, dim: int, metric: str = "cosine", capacity: int = 0, quantize_from: int = MIN_ROWS,
-                 spill: bool = True, spill_dir: str | None = None) -> None:
+    def __init__(self, dim: int, metric: str = "cosine", capacity: int = 0, quantize_from: int = MIN_ROWS) -> None:
         if metric not in ("cosine", "l2", "dot"):
             raise ValueError(f"unknown metric {metric!r}")
         self.dim = dim
@@ -74,10 +71,6 @@ class TenantIndex:
         self._expiring = 0
         self.quant: QuantizedColumns | None = None  # built lazily once the tenant is large enough
         self.quantize_from = quantize_from
-        # With an int8 copy, the float32 rows move to a file mapping (spill.py) unless told not to.
-        self.spill, self.spill_dir = spill, spill_dir
-        self._spilled: SpilledMatrix | None = None
-        self._touches = 0
         self._alloc(max(capacity, 16))
 
     # ----- storage -----
@@ -91,11 +84,7 @@ class TenantIndex:
                 new[:n] = getattr(self, name)[:n]
             setattr(self, name, new)
 
-        if self.__dict__.get("_spilled") is not None:
-            self._spilled = self._spilled.grown(n, capacity)
-            self.emb = self._spilled.array
-        else:
-            grow("emb", (capacity, self.dim), np.float32)
+        grow("emb", (capacity, self.dim), np.float32)
         grow("sqnorm", (capacity,), np.float32)
         grow("seq", (capacity,), np.int64)
         grow("timestamp", (capacity,), np.int64)
@@ -113,8 +102,7 @@ class TenantIndex:
         arrays = (self.emb, self.sqnorm, self.seq, self.timestamp, self.reward, self.expires,
                   self.task, self.source, self.user, self.tagbits)
         quant = self.quant.nbytes() if self.quant is not None else 0
-        spilled = self.emb.nbytes if self._spilled is not None else 0  # page cache, not this worker's heap
-        return sum(a.nbytes for a in arrays) - spilled + quant + self.n * 120  # + ids list and position dict
+        return sum(a.nbytes for a in arrays) + quant + self.n * 120  # + ids list and position dict
 
     def _tag_row(self, tags: Sequence[str]) -> tuple[np.ndarray, tuple[int, ...]]:
         bits = np.zeros(_WORDS, dtype=np.uint64)
@@ -310,14 +298,12 @@ class TenantIndex:
             return [], np.empty(0, dtype=np.float32)
         if n >= self.quantize_from and matches >= INT8_FRACTION * n:
             rows = self._int8_candidates(q, k, mask)
+            if rows.size > 4 * k:  # a band of near-ties: a float32 pass narrows it before float64
+                rows = self._narrow(q, k, rows, self.scores(q, rows))
         else:
             rows = self._float32_candidates(q, k, mask)
         scores = self.exact_scores(q, rows)
         best = top_k(scores, self.timestamp[rows], self.seq[rows], k)
-        if self._spilled is not None:
-            self._touches += 1
-            if self._touches % RELEASE_EVERY == 0:
-                self._spilled.release()
         return [self.ids[r] for r in rows[best]], scores[best]
 
     def _float32_candidates(self, q: np.ndarray, k: int, mask: np.ndarray | None) -> np.ndarray:
@@ -333,6 +319,12 @@ class TenantIndex:
             approx = self.scores(q, rows)
         else:
             approx = self.scores(q, None)[rows]
+        return self._narrow(q, k, rows, approx)
+
+    def _narrow(self, q: np.ndarray, k: int, rows: np.ndarray, approx: np.ndarray) -> np.ndarray:
+        """The rows whose fast float32 score is close enough to the k-th best to be in the exact top k."""
+        if rows.size <= k:
+            return rows
         kth = float(np.partition(approx, approx.size - k)[approx.size - k])
         # float32 sums of d terms are within ~d * 2^-24 * |q| |x| of exact: keep twice that below the k-th.
         row_norm = float(np.sqrt(self.sqnorm[: self.n].max()))
@@ -348,9 +340,6 @@ class TenantIndex:
         if self.quant is None:
             self.quant = QuantizedColumns(self.dim, self.capacity)
             self.quant.set_rows(0, self.emb[: self.n])
-            if self.spill:
-                self._spilled = SpilledMatrix(self.emb, self.n, self.capacity, self.spill_dir)
-                self.emb = self._spilled.array
         lower, upper = self.quant.bounds(q, self.n, self.metric)
         return candidates(lower, upper, k, mask)
 

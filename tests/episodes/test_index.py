@@ -231,24 +231,3 @@ def test_certified_search_follows_adds_and_removals():
     for _ in range(20):
         query = rng.normal(size=dim).astype(np.float32)
         assert index.search(query, 10)[0] == brute_force(index, query, 10)[0]
-
-
-def test_spilled_rows_stay_exact_through_growth_and_removals():
-    rng = np.random.default_rng(9)
-    dim = 24
-    rows = make_rows(rng, 2000, dim)
-    more = make_rows(rng, 3000, dim, start=50_000)
-    index = TenantIndex(dim, "l2", quantize_from=500)
-    plain = TenantIndex(dim, "l2", quantize_from=10**9)  # anonymous memory, float32 path only
-    for ix in (index, plain):
-        ix.add(**rows)
-        ix.search(rng.normal(size=dim).astype(np.float32), 5)
-    assert index._spilled is not None and plain._spilled is None
-    for ix in (index, plain):
-        ix.add(**more)  # grows the file-backed matrix
-        ix.remove(rows["ids"][::2])
-    np.testing.assert_array_equal(index.emb[: index.n], plain.emb[: plain.n])
-    for trial in range(70):  # crosses RELEASE_EVERY: dropped pages are read back from the file
-        query = rng.normal(size=dim).astype(np.float32)
-        flt = Filters(tags_any=("a",)) if trial % 2 else Filters(min_reward=1.5, tags_all=("b", "c"))
-        assert index.search(query, 7, flt)[0] == plain.search(query, 7, flt)[0]
