@@ -76,6 +76,13 @@ class JSONSizedFieldSchema(OpenApiSerializerFieldExtension):
         return schema
 
 
+class PassThroughFieldSchema(OpenApiSerializerFieldExtension):
+    target_class = "episodes.serializers.PassThroughField"
+
+    def map_serializer_field(self, auto_schema, direction) -> dict[str, Any]:
+        return {}  # any JSON value; the batch's items are pointed at the episode schema below
+
+
 def _errors_for(path: str, method: str) -> list[str]:
     codes = ["400", "401", "403", "429", "503"]
     if method in ("post", "put", "patch"):
