@@ -87,7 +87,7 @@ def _errors_for(path: str, method: str) -> list[str]:
     codes = ["400", "401", "403", "429", "503"]
     if method in ("post", "put", "patch"):
         codes.append("413")
-    if "{" in path:
+    if "{" in path or path == "/v1/load":  # an episode or a snapshot of this tenant's that is not there
         codes.append("404")
     if method == "post" and path in ("/v1/episodes", "/v1/episodes/batch"):
         codes.append("409")
@@ -115,6 +115,9 @@ def add_errors_and_headers(result: dict, generator, request, public) -> dict:
         if not path.startswith("/v1/"):
             continue
         for method, operation in operations.items():
+            if method == "post" and "requestBody" not in operation:  # e.g. checkpoint: `{}` or no body
+                operation["requestBody"] = {"required": False, "content": {"application/json": {
+                    "schema": {"type": "object", "additionalProperties": False}}}}
             responses = operation.setdefault("responses", {})
             for code in _errors_for(path, method):
                 responses.setdefault(code, {"description": ERRORS[code]})
