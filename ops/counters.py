@@ -83,10 +83,11 @@ class RedisCounter:
     def available(self) -> bool:
         return time.monotonic() >= self._down_until
 
-    def hit(self, *, tenant_id: int, window_no: int, limit: int, ttl_secs: int) -> int | None:
-        """As db_hit; raises redis.RedisError when Redis cannot answer."""
+    def hit(self, *, tenant_slug: str, window_no: int, limit: int, ttl_secs: int) -> int | None:
+        """As db_hit; raises redis.RedisError when Redis cannot answer. Keyed by slug, not by database
+        id, so that deployments or test databases sharing one Redis do not count into each other."""
         script = self._connect()
-        used = script(keys=[f"memcloud:rl:{tenant_id}:{window_no}"], args=[limit, ttl_secs])
+        used = script(keys=[redis_key(tenant_slug, window_no)], args=[limit, ttl_secs])
         return None if int(used) < 0 else int(used)
 
     def failed(self, exc: Exception) -> None:
@@ -110,14 +111,19 @@ def redis_counter() -> RedisCounter | None:
     return _redis
 
 
-def hit(*, tenant_id: int, window_no: int, limit: int, ttl_secs: int) -> tuple[int | None, str]:
+def redis_key(tenant_slug: str, window_no: int) -> str:
+    return f"memcloud:rl:{tenant_slug}:{window_no}"
+
+
+def hit(*, tenant_id: int, tenant_slug: str, window_no: int, limit: int, ttl_secs: int) -> tuple[int | None, str]:
     """Count one request in the configured store: (its number or None when refused, backend used)."""
     counter = redis_counter()
     if counter is not None and counter.available():
         import redis
 
         try:
-            return counter.hit(tenant_id=tenant_id, window_no=window_no, limit=limit, ttl_secs=ttl_secs), "redis"
+            used = counter.hit(tenant_slug=tenant_slug, window_no=window_no, limit=limit, ttl_secs=ttl_secs)
+            return used, "redis"
         except redis.RedisError as exc:
             counter.failed(exc)
     return db_hit(tenant_id=tenant_id, window_no=window_no, limit=limit), "database"

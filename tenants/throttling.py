@@ -65,7 +65,7 @@ def rate_limit_hit(*, tenant: Tenant, now: float | None = None) -> RateState | N
     now = time.time() if now is None else now
     window_no = math.floor(now / window)
     reset = max(1, math.ceil((window_no + 1) * window - now))
-    used, backend = counters.hit(tenant_id=tenant.pk, window_no=window_no, limit=limit, ttl_secs=window + 5)
+    used, backend = counters.hit(tenant_id=tenant.pk, tenant_slug=tenant.slug, window_no=window_no, limit=limit, ttl_secs=window + 5)
     if used is None:
         metrics.RATE_LIMITED.labels(backend=backend).inc()
         return RateState(limit=limit, window_secs=window, used=limit, reset_secs=reset, allowed=False)

@@ -133,13 +133,16 @@ def test_concurrent_hits_never_exceed_the_limit(make_tenant):
 def test_redis_counts_when_configured(api, make_tenant, settings, redis_url):
     import redis
 
+    from tests.support.tenants import unique_slug
+
     settings.REDIS_URL = redis_url
-    tenant, key = make_tenant("limited", rate_limit=2)
+    tenant, key = make_tenant(unique_slug("limited"), rate_limit=2)
     client = api.as_key(key)
     assert [stats(client).status_code for _ in range(4)] == [200, 200, 429, 429]
     assert not RateCounter.objects.exists()
-    keys = redis.Redis.from_url(redis_url).keys(f"memcloud:rl:{tenant.pk}:*")
-    assert len(keys) == 1 and int(redis.Redis.from_url(redis_url).get(keys[0])) == 2
+    server = redis.Redis.from_url(redis_url)
+    keys = server.keys(f"memcloud:rl:{tenant.slug}:*")
+    assert len(keys) == 1 and int(server.get(keys[0])) == 2 and 0 < server.ttl(keys[0]) <= 65
 
 
 def test_redis_down_falls_back_to_the_database_and_warns_once(api, make_tenant, settings, closed_port_url,
