@@ -54,8 +54,9 @@ def test_chart_lints_renders_and_validates(helm, label):
 def test_full_values_turn_every_optional_object_on(full):
     assert set(full) >= {
         "Deployment", "Service", "Ingress", "PersistentVolumeClaim", "Secret", "Job",
-        "HorizontalPodAutoscaler", "PodDisruptionBudget", "ServiceMonitor", "ServiceAccount",
+        "HorizontalPodAutoscaler", "PodDisruptionBudget", "ServiceMonitor", "ServiceAccount", "NetworkPolicy",
     }
+    assert _container(full)["image"].startswith("registry.example.com/memcloud@sha256:")
     # The HPA owns the replica count.
     assert "replicas" not in full["Deployment"]["spec"]
 
