@@ -17,6 +17,6 @@ terraform-check: venv
 	$(PY) -m pytest tests/deploy/test_terraform.py -v $(PYTEST_ARGS)
 	test -x $(CHECKOV_VENV)/bin/checkov || ( $(PYTHON) -m venv $(CHECKOV_VENV) \
 	  && $(CHECKOV_VENV)/bin/pip install --quiet checkov==$(CHECKOV_VERSION) )
-	$(CHECKOV_VENV)/bin/checkov --quiet --compact -d deploy/terraform
+	$(CHECKOV_VENV)/bin/checkov --compact --skip-download -d deploy/terraform
 
 deploy-check: docker-check chart-check terraform-check
