@@ -165,7 +165,6 @@ def test_the_rate_limit_is_exact_across_replicas(cluster):
             assert "error" in r.json()
 
 
-@pytest.mark.xfail(strict=False, reason="the save/load/snapshots endpoints (SPEC section 4) have not landed yet")
 def test_a_snapshot_saved_on_one_replica_loads_on_the_other(cluster):
     rng = np.random.default_rng(64)
     with cluster.clients(cluster.tenant_key()) as (a, b, via):
