@@ -96,14 +96,14 @@ class NginxIngress:
         raise RuntimeError(f"nginx did not listen in {timeout}s: {self.error_log()}")
 
     def stop(self) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.terminate()  # SIGTERM: fast shutdown of master and workers
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, 9)
-            self.process.wait(timeout=10)
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()  # SIGTERM: fast shutdown of master and workers
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, 9)
+                self.process.wait(timeout=10)
+        shutil.rmtree(self.dir, ignore_errors=True)
 
     def error_log(self) -> str:
         path = self.dir / "error.log"
