@@ -1,0 +1,141 @@
+"""Per-worker cache of tenant indexes, kept coherent with the database (SPEC section 7).
+
+The authentication query already read the tenant's (generation, version). A cached index at the
+same pair is current: no database work. One at an older version of the same generation reads only
+the rows and tombstones stamped after its version; anything else is rebuilt from the database.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+from django.conf import settings
+
+from tenants.models import Tenant
+
+from .index import NO_EXPIRY, TenantIndex
+from .models import Episode, TenantState, Tombstone
+
+logger = logging.getLogger("memcloud.cache")
+
+ROW_FIELDS = ("id", "seq", "version", "embedding", "timestamp", "reward", "expires_at", "task_id",
+              "source", "user_id", "tags")
+REBUILD_CHUNK = 5000
+
+
+@dataclass
+class CachedIndex:
+    index: TenantIndex
+    generation: int
+    version: int
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+def _add_rows(index: TenantIndex, rows: list[tuple]) -> None:
+    if not rows:
+        return
+    ids, seq, _version, emb, ts, reward, expires, task, source, user, tags = zip(*rows, strict=True)
+    index.add(
+        ids=[str(i) for i in ids],
+        embeddings=np.frombuffer(b"".join(bytes(e) for e in emb), dtype="<f4").reshape(len(rows), index.dim),
+        seq=np.asarray(seq, dtype=np.int64),
+        timestamp=np.asarray(ts, dtype=np.int64),
+        reward=np.asarray(reward, dtype=np.float64),
+        expires_at=np.asarray([NO_EXPIRY if e is None else e for e in expires], dtype=np.int64),
+        task_id=task, source=source, user_id=user, tags=tags,
+    )
+
+
+def build_index(tenant: Tenant, state: TenantState) -> CachedIndex:
+    """A fresh index of every episode of the tenant, stamped with the (generation, version) read
+    at authentication; rows committed later are harmless (the next catch-up re-reads them)."""
+    index = TenantIndex(tenant.dim, tenant.metric, capacity=max(state.episode_count, 16))
+    batch: list[tuple] = []
+    for row in Episode.objects.filter(tenant=tenant).order_by("seq").values_list(*ROW_FIELDS).iterator(
+        chunk_size=REBUILD_CHUNK
+    ):
+        batch.append(row)
+        if len(batch) >= REBUILD_CHUNK:
+            _add_rows(index, batch)
+            batch = []
+    _add_rows(index, batch)
+    return CachedIndex(index=index, generation=state.generation, version=state.version)
+
+
+def catch_up(tenant: Tenant, cached: CachedIndex, state: TenantState) -> None:
+    """Apply what other workers committed after cached.version: cost follows the change, not N."""
+    since = cached.version
+    rows = list(Episode.objects.filter(tenant=tenant, version__gt=since).order_by("version", "seq")
+                .values_list(*ROW_FIELDS))
+    tombs = list(Tombstone.objects.filter(tenant=tenant, version__gt=since).values_list("episode_id", "version"))
+    # An id deleted after the version we read it at stays deleted; one re-stored after its deletion lives.
+    row_version = {str(r[0]): r[2] for r in rows}
+    gone = {str(eid) for eid, v in tombs if row_version.get(str(eid), -1) < v}
+    cached.index.remove(str(eid) for eid, _ in tombs)
+    _add_rows(cached.index, [r for r in rows if str(r[0]) not in gone])
+    cached.version = state.version
+
+
+class IndexCache:
+    """LRU of tenant indexes under a byte budget. An index larger than half the budget is served
+    but not kept, so one huge tenant cannot evict every small one."""
+
+    def __init__(self, budget_bytes: int) -> None:
+        self.budget = budget_bytes
+        self.entries: OrderedDict[int, CachedIndex] = OrderedDict()
+        self.lock = threading.Lock()
+        self.evictions = 0
+        self.on_change: Callable[[IndexCache], None] | None = None
+
+    def bytes_used(self) -> int:
+        return sum(e.index.nbytes() for e in self.entries.values())
+
+    def current(self, tenant: Tenant, state: TenantState) -> CachedIndex:
+        """The tenant's index, brought up to the state read with this request's authentication."""
+        with self.lock:
+            cached = self.entries.get(tenant.pk)
+            if cached is not None:
+                self.entries.move_to_end(tenant.pk)
+        if cached is not None and cached.generation == state.generation and cached.version >= state.tombstone_floor:
+            if cached.version < state.version:
+                with cached.lock:
+                    if cached.version < state.version:
+                        catch_up(tenant, cached, state)
+            return cached
+        if cached is not None:
+            logger.info("rebuilding index of %s (generation %s -> %s)", tenant.slug, cached.generation,
+                        state.generation)
+        cached = build_index(tenant, state)
+        self._keep(tenant, cached)
+        return cached
+
+    def _keep(self, tenant: Tenant, cached: CachedIndex) -> None:
+        size = cached.index.nbytes()
+        with self.lock:
+            self.entries.pop(tenant.pk, None)
+            if size > self.budget // 2:
+                logger.warning("index of %s (%d MB) exceeds half the cache budget: not kept", tenant.slug,
+                               size >> 20)
+            else:
+                self.entries[tenant.pk] = cached
+                while self.bytes_used() > self.budget and len(self.entries) > 1:
+                    self.entries.popitem(last=False)
+                    self.evictions += 1
+        if self.on_change:
+            self.on_change(self)
+
+    def drop(self, tenant_pk: int) -> None:
+        with self.lock:
+            self.entries.pop(tenant_pk, None)
+
+    def clear(self) -> None:
+        with self.lock:
+            self.entries.clear()
+
+
+cache = IndexCache(settings.AGENT_MEM_INDEX_MEMORY_MB * 1024 * 1024)

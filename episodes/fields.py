@@ -1,0 +1,126 @@
+"""Strict DRF fields for SPEC section 9: JSON types exactly, no silent coercion of "5" or true."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import orjson
+from rest_framework import serializers
+
+MAX_INT64 = 2**63
+
+
+class StrictIntegerField(serializers.IntegerField):
+    """Integral JSON numbers (5 or 5.0); strings, booleans and fractions are refused."""
+
+    def to_internal_value(self, data: Any) -> int:
+        if isinstance(data, bool) or not isinstance(data, (int, float)):
+            self.fail("invalid")
+        if isinstance(data, float):
+            if not math.isfinite(data) or not data.is_integer():
+                self.fail("invalid")
+            data = int(data)
+        return int(data)
+
+
+class StrictFloatField(serializers.FloatField):
+    """A finite JSON number (float64), not a string or a boolean."""
+
+    default_error_messages = {"invalid": "must be a finite number"}
+
+    def to_internal_value(self, data: Any) -> float:
+        if isinstance(data, bool) or not isinstance(data, (int, float)):
+            self.fail("invalid")
+        try:
+            value = float(data)
+        except OverflowError:
+            self.fail("invalid")
+        if not math.isfinite(value):
+            self.fail("invalid")
+        return value
+
+
+class StrictCharField(serializers.CharField):
+    """A JSON string only (DRF's CharField would turn 5 into "5")."""
+
+    default_error_messages = {"invalid": "must be a string"}
+
+    def to_internal_value(self, data: Any) -> str:
+        if not isinstance(data, str):
+            self.fail("invalid")
+        if "\x00" in data:
+            raise serializers.ValidationError("must not contain NUL characters")
+        return super().to_internal_value(data)
+
+
+class TagsField(serializers.Field):
+    """A set of tags: a list of 1-128 character strings, duplicates dropped, first order kept."""
+
+    def __init__(self, *, max_tags: int = 64, **kwargs: Any) -> None:
+        self.max_tags = max_tags
+        super().__init__(**kwargs)
+
+    def to_internal_value(self, data: Any) -> list[str]:
+        if not isinstance(data, list):
+            raise serializers.ValidationError("must be a list of strings")
+        tags = list(dict.fromkeys(data)) if all(isinstance(t, str) for t in data) else None
+        if tags is None:
+            raise serializers.ValidationError("must be a list of strings")
+        if len(tags) > self.max_tags:
+            raise serializers.ValidationError(f"at most {self.max_tags} tags")
+        for tag in tags:
+            if not 1 <= len(tag) <= 128:
+                raise serializers.ValidationError("each tag must be 1 to 128 characters")
+            if "\x00" in tag:
+                raise serializers.ValidationError("tags must not contain NUL characters")
+        return tags
+
+    def to_representation(self, value: Any) -> list[str]:
+        return list(value)
+
+
+class JSONSizedField(serializers.Field):
+    """Any JSON value of the given kind, at most `max_bytes` once encoded."""
+
+    def __init__(self, *, max_bytes: int, kind: type | tuple[type, ...], kind_name: str, **kwargs: Any):
+        self.max_bytes, self.kind, self.kind_name = max_bytes, kind, kind_name
+        super().__init__(**kwargs)
+
+    def to_internal_value(self, data: Any) -> Any:
+        if not isinstance(data, self.kind):
+            raise serializers.ValidationError(f"must be {self.kind_name}")
+        try:
+            encoded = orjson.dumps(data)
+        except (TypeError, orjson.JSONEncodeError) as exc:  # e.g. nesting deeper than orjson allows
+            raise serializers.ValidationError(f"cannot be encoded: {exc}") from None
+        if len(encoded) > self.max_bytes:
+            raise serializers.ValidationError(f"at most {self.max_bytes} bytes as JSON")
+        return data
+
+    def to_representation(self, value: Any) -> Any:
+        return value
+
+
+def embedding_array(value: Any, *, dim: int, nonzero: bool) -> np.ndarray:
+    """Validate an embedding with numpy (PERF.md: never element by element in Python)."""
+    if not isinstance(value, list):
+        raise serializers.ValidationError("must be an array of numbers")
+    if len(value) != dim:
+        raise serializers.ValidationError(f"must have exactly {dim} numbers (the tenant's dim), got {len(value)}")
+    try:
+        raw = np.asarray(value)
+    except (ValueError, TypeError, OverflowError):
+        raise serializers.ValidationError("must be an array of numbers") from None
+    if raw.ndim != 1 or raw.dtype.kind not in "fiu":
+        raise serializers.ValidationError("must be an array of numbers")
+    with np.errstate(over="ignore", invalid="ignore"):
+        vector = raw.astype(np.float32)
+        if not np.isfinite(vector).all():
+            raise serializers.ValidationError("every number must be finite as float32")
+        if not np.isfinite(np.dot(vector, vector)):
+            raise serializers.ValidationError("numbers too large: the squared norm overflows float32")
+    if nonzero and not vector.any():
+        raise serializers.ValidationError("must not be all zeros (cosine similarity is undefined)")
+    return vector

@@ -1,0 +1,367 @@
+"""Per-tenant in-memory index: exact filtered top-k over a contiguous float32 matrix.
+
+numpy, the standard library and the int8 copy (quantized.py): arrays in, arrays out. Rows live in a prefix [0, n) of
+capacity-sized columns; a removal moves the last row into the hole, so store order is kept in the
+`seq` column rather than in row positions. Filters become one boolean mask applied before the
+top-k selection, so a selective filter still yields min(k, matches) results (SPEC section 4).
+
+Search in two steps: a fast scan picks candidates (float32 BLAS, or the int8 copy for large
+tenants), then the candidates get their exact scores (float64 sums of the float32 rows, rounded to
+float32) and the SPEC tie-break. Every candidate set is a proven superset of the exact top k.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from .quantized import MIN_ROWS, ROUNDING, TRAIN_SAMPLE, QuantizedCopy
+
+NO_EXPIRY = np.iinfo(np.int64).max
+BITSET_TAGS = 256  # tags with codes below this live in a per-row bitset; rarer ones in posting sets
+_WORDS = BITSET_TAGS // 64
+GATHER_FRACTION = 0.25  # below this share of matching rows, score only the matching rows
+
+
+@dataclass(frozen=True)
+class Filters:
+    min_reward: float | None = None
+    tags_any: tuple[str, ...] = ()
+    tags_all: tuple[str, ...] = ()
+    task_id_prefix: str | None = None
+    source: str | None = None
+    user_id: str | None = None
+    time_after: int | None = None
+    time_before: int | None = None
+
+
+class _Vocab:
+    """String -> small int code; codes are never reused (the index is rebuilt on a new generation)."""
+
+    def __init__(self) -> None:
+        self.codes: dict[str, int] = {}
+        self.strings: list[str] = []
+
+    def code(self, value: str) -> int:
+        code = self.codes.get(value)
+        if code is None:
+            code = self.codes[value] = len(self.strings)
+            self.strings.append(value)
+        return code
+
+    def codes_with_prefix(self, prefix: str) -> np.ndarray:
+        return np.fromiter((c for s, c in self.codes.items() if s.startswith(prefix)), dtype=np.int32)
+
+
+class TenantIndex:
+    def __init__(self, dim: int, metric: str = "cosine", capacity: int = 0, quantize_from: int = MIN_ROWS) -> None:
+        if metric not in ("cosine", "l2", "dot"):
+            raise ValueError(f"unknown metric {metric!r}")
+        self.dim = dim
+        self.metric = metric
+        self.n = 0
+        self.ids: list[str] = []
+        self.pos: dict[str, int] = {}
+        self._tasks, self._sources, self._users, self._tags = _Vocab(), _Vocab(), _Vocab(), _Vocab()
+        self._rare: dict[int, set[str]] = {}  # tag code >= BITSET_TAGS -> ids carrying it
+        self._row_rare: dict[str, tuple[int, ...]] = {}
+        self._expiring = 0
+        self.quant: QuantizedCopy | None = None  # built lazily once the tenant is large enough
+        self.quantize_from = quantize_from
+        self._alloc(max(capacity, 16))
+
+    # ----- storage -----
+    def _alloc(self, capacity: int) -> None:
+        old = self.__dict__.get("emb")
+        n = self.n
+
+        def grow(name: str, shape: tuple[int, ...], dtype, fill=0) -> None:
+            new = np.full(shape, fill, dtype=dtype)
+            if old is not None:
+                new[:n] = getattr(self, name)[:n]
+            setattr(self, name, new)
+
+        grow("emb", (capacity, self.dim), np.float32)
+        grow("sqnorm", (capacity,), np.float32)
+        grow("seq", (capacity,), np.int64)
+        grow("timestamp", (capacity,), np.int64)
+        grow("reward", (capacity,), np.float64)
+        grow("expires", (capacity,), np.int64, NO_EXPIRY)
+        grow("task", (capacity,), np.int32)
+        grow("source", (capacity,), np.int32, -1)
+        grow("user", (capacity,), np.int32, -1)
+        grow("tagbits", (capacity, _WORDS), np.uint64)
+        self.capacity = capacity
+
+    def nbytes(self) -> int:
+        arrays = (self.emb, self.sqnorm, self.seq, self.timestamp, self.reward, self.expires,
+                  self.task, self.source, self.user, self.tagbits)
+        quant = self.quant.nbytes() if self.quant is not None else 0
+        return sum(a.nbytes for a in arrays) + quant + self.n * 120  # ids list + position dict
+
+    def _tag_row(self, tags: Sequence[str]) -> tuple[np.ndarray, tuple[int, ...]]:
+        bits = np.zeros(_WORDS, dtype=np.uint64)
+        rare = []
+        for tag in tags:
+            code = self._tags.code(tag)
+            if code < BITSET_TAGS:
+                bits[code >> 6] |= np.uint64(1) << np.uint64(code & 63)
+            else:
+                rare.append(code)
+        return bits, tuple(rare)
+
+    def add(
+        self,
+        ids: Sequence[str],
+        embeddings: np.ndarray,
+        seq: np.ndarray,
+        timestamp: np.ndarray,
+        reward: np.ndarray,
+        expires_at: np.ndarray,
+        task_id: Sequence[str],
+        source: Sequence[str | None],
+        user_id: Sequence[str | None],
+        tags: Sequence[Sequence[str]],
+    ) -> None:
+        """Insert rows, or update the filter columns of ids already present (embeddings are immutable)."""
+        m = len(ids)
+        if m == 0:
+            return
+        emb = np.asarray(embeddings, dtype=np.float32).reshape(m, self.dim)
+        new_rows = [i for i, eid in enumerate(ids) if eid not in self.pos]
+        first_new = self.n
+        if self.n + len(new_rows) > self.capacity:
+            self._alloc(max(self.n + len(new_rows), int(self.capacity * 1.5) + 16))
+        for i, eid in enumerate(ids):
+            row = self.pos.get(eid)
+            if row is None:
+                row = self.n
+                self.n += 1
+                self.ids.append(eid)
+                self.pos[eid] = row
+                self._set_vector(row, emb[i])
+            else:
+                self._forget_rare(eid)
+                self._expiring -= int(self.expires[row] != NO_EXPIRY)
+            self.seq[row] = seq[i]
+            self.timestamp[row] = timestamp[i]
+            self.reward[row] = reward[i]
+            self.expires[row] = expires_at[i]
+            self._expiring += int(expires_at[i] != NO_EXPIRY)
+            self.task[row] = self._tasks.code(task_id[i])
+            self.source[row] = -1 if source[i] is None else self._sources.code(source[i])
+            self.user[row] = -1 if user_id[i] is None else self._users.code(user_id[i])
+            bits, rare = self._tag_row(tags[i])
+            self.tagbits[row] = bits
+            if rare:
+                self._row_rare[eid] = rare
+                for code in rare:
+                    self._rare.setdefault(code, set()).add(eid)
+        if self.quant is not None:
+            self.quant.append(self.emb[first_new : self.n])
+
+    def _set_vector(self, row: int, vector: np.ndarray) -> None:
+        if self.metric == "cosine":
+            norm = float(np.linalg.norm(vector))
+            vector = vector / norm if norm > 0 else vector
+        self.emb[row] = vector
+        self.sqnorm[row] = float(np.dot(self.emb[row], self.emb[row]))
+
+    def _forget_rare(self, eid: str) -> None:
+        for code in self._row_rare.pop(eid, ()):
+            self._rare[code].discard(eid)
+
+    def remove(self, ids: Iterable[str]) -> int:
+        removed = 0
+        for eid in ids:
+            row = self.pos.pop(eid, None)
+            if row is None:
+                continue
+            removed += 1
+            self._forget_rare(eid)
+            self._expiring -= int(self.expires[row] != NO_EXPIRY)
+            last = self.n - 1
+            if self.quant is not None:
+                self.quant.move_last_into(row)
+            if row != last:
+                moved = self.ids[last]
+                self.ids[row] = moved
+                self.pos[moved] = row
+                for column in (self.emb, self.sqnorm, self.seq, self.timestamp, self.reward, self.expires,
+                               self.task, self.source, self.user, self.tagbits):
+                    column[row] = column[last]
+            self.ids.pop()
+            self.n = last
+        return removed
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __contains__(self, eid: str) -> bool:
+        return eid in self.pos
+
+    # ----- search -----
+    def _tag_mask(self, tag: str) -> np.ndarray | None:
+        """Rows carrying `tag`, or None when no row can (unknown tag)."""
+        code = self._tags.codes.get(tag)
+        if code is None:
+            return None
+        if code < BITSET_TAGS:
+            word = self.tagbits[: self.n, code >> 6]
+            return (word & (np.uint64(1) << np.uint64(code & 63))) != 0
+        mask = np.zeros(self.n, dtype=bool)
+        holders = self._rare.get(code, ())
+        if holders:
+            mask[np.fromiter((self.pos[e] for e in holders), dtype=np.int64, count=len(holders))] = True
+        return mask
+
+    def mask(self, flt: Filters, now_ms: int) -> np.ndarray | None:
+        """One boolean mask for all filters; None when nothing filters (every row matches)."""
+        n = self.n
+        mask: np.ndarray | None = None
+
+        def both(extra: np.ndarray) -> None:
+            nonlocal mask
+            mask = extra if mask is None else (mask & extra)
+
+        empty = np.zeros(n, dtype=bool)
+        if self._expiring:
+            both(self.expires[:n] > now_ms)
+        if flt.min_reward is not None:
+            both(self.reward[:n] >= flt.min_reward)
+        if flt.time_after is not None:
+            both(self.timestamp[:n] >= flt.time_after)
+        if flt.time_before is not None:
+            both(self.timestamp[:n] <= flt.time_before)
+        for value, vocab, column in ((flt.source, self._sources, self.source),
+                                     (flt.user_id, self._users, self.user)):
+            if value is not None:
+                code = vocab.codes.get(value)
+                both(empty if code is None else column[:n] == code)
+        if flt.task_id_prefix:
+            codes = self._tasks.codes_with_prefix(flt.task_id_prefix)
+            both(np.isin(self.task[:n], codes) if codes.size else empty)
+        if flt.tags_any:
+            any_mask = np.zeros(n, dtype=bool)
+            for tag in flt.tags_any:
+                tag_mask = self._tag_mask(tag)
+                if tag_mask is not None:
+                    any_mask |= tag_mask
+            both(any_mask)
+        for tag in flt.tags_all:
+            tag_mask = self._tag_mask(tag)
+            both(empty if tag_mask is None else tag_mask)
+        return mask
+
+    def prepare_query(self, query: np.ndarray) -> np.ndarray:
+        q = np.asarray(query, dtype=np.float32).reshape(self.dim)
+        if self.metric == "cosine":
+            norm = float(np.linalg.norm(q))
+            q = q / norm if norm > 0 else q
+        return np.ascontiguousarray(q, dtype=np.float32)
+
+    def scores(self, q: np.ndarray, rows: np.ndarray | None) -> np.ndarray:
+        """Fast float32 (BLAS) scores of `rows` (all rows when None), higher is better. Their last
+        bits depend on how BLAS blocks the matrix, so they only choose candidates (see exact_scores)."""
+        matrix = self.emb[: self.n] if rows is None else self.emb[rows]
+        dots = matrix @ q
+        if self.metric != "l2":
+            return dots
+        sq = self.sqnorm[: self.n] if rows is None else self.sqnorm[rows]
+        dist2 = np.maximum(sq - 2.0 * dots + np.float32(np.dot(q, q)), 0.0)
+        return -np.sqrt(dist2, dtype=np.float32)
+
+    def exact_scores(self, q: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """The reported scores: each row on its own in float64, rounded to float32, so equal rows
+        score equal wherever they sit and ties fall to the SPEC tie-break, not to rounding."""
+        matrix = self.emb[rows].astype(np.float64)
+        q64 = q.astype(np.float64)
+        if self.metric == "l2":
+            return (-np.sqrt(((matrix - q64) ** 2).sum(axis=1))).astype(np.float32)
+        return (matrix * q64).sum(axis=1).astype(np.float32)
+
+    def _float32_slack(self, q: np.ndarray) -> float:
+        """Largest gap between a fast float32 score and its exact score."""
+        q_norm = float(np.linalg.norm(q))
+        row_norm = float(np.sqrt(self.sqnorm[: self.n].max()))
+        if self.metric == "l2":
+            return float(np.sqrt(ROUNDING)) * (q_norm + row_norm) + 1e-6
+        return ROUNDING * q_norm * row_norm + 1e-6
+
+    def search(self, query: np.ndarray, k: int, flt: Filters | None = None,
+               now_ms: int = 0) -> tuple[list[str], np.ndarray]:
+        """Ids and scores of the k best matching rows, best first (ties: newer timestamp, later stored)."""
+        n = self.n
+        if n == 0 or k <= 0:
+            return [], np.empty(0, dtype=np.float32)
+        q = self.prepare_query(query)
+        mask = self.mask(flt or Filters(), now_ms)
+        matches = n if mask is None else int(np.count_nonzero(mask))
+        if matches == 0:
+            return [], np.empty(0, dtype=np.float32)
+        if matches >= GATHER_FRACTION * n and n >= self.quantize_from:
+            rows = self._int8_candidates(q, k, mask, matches)
+        else:
+            rows = self._float32_candidates(q, k, mask)
+        scores = self.exact_scores(q, rows)
+        best = top_k(scores, self.timestamp[rows], self.seq[rows], k)
+        return [self.ids[r] for r in rows[best]], scores[best]
+
+    def _float32_candidates(self, q: np.ndarray, k: int, mask: np.ndarray | None) -> np.ndarray:
+        """Matching rows whose float32 score is within twice the rounding slack of the k-th best:
+        a superset of the exact top k, usually k rows and a few."""
+        rows = np.arange(self.n) if mask is None else np.flatnonzero(mask)
+        if rows.size <= k:
+            return rows
+        # Few matches: gather and score only them; many: one full scan is cheaper than a gather.
+        if mask is None:
+            approx = self.scores(q, None)
+        elif rows.size < GATHER_FRACTION * self.n:
+            approx = self.scores(q, rows)
+        else:
+            approx = self.scores(q, None)[rows]
+        kth = float(np.partition(approx, approx.size - k)[approx.size - k])
+        return rows[approx >= kth - 2 * self._float32_slack(q)]
+
+    def _int8_candidates(self, q: np.ndarray, k: int, mask: np.ndarray | None, matches: int) -> np.ndarray:
+        """Rows that provably contain the exact top k: the best of the int8 scan, re-ranked exactly,
+        plus every row whose int8 score could still reach the k-th best exact score."""
+        if self.quant is None:
+            sample = self.emb[: self.n][:: max(1, self.n // TRAIN_SAMPLE)]
+            self.quant = QuantizedCopy(self.dim, self.metric, sample)
+            self.quant.append(self.emb[: self.n])
+        count = min(matches, max(2 * k, k + 32))
+        rows, approx = self.quant.best(q, count, mask)
+        if rows.size >= matches:
+            return rows  # every matching row is a candidate
+        if rows.size < k:  # not expected from faiss; stay exact whatever happens
+            return np.arange(self.n) if mask is None else np.flatnonzero(mask)
+        exact = self.exact_scores(q, rows)
+        tau = float(np.partition(exact, exact.size - k)[exact.size - k])  # k-th best exact score
+        slack = self.quant.slack(q, float(np.sqrt(self.sqnorm[: self.n].max())))
+        if float(approx.min()) + slack < tau:
+            return rows  # every other row scores strictly below tau: it cannot enter, not even on a tie
+        return np.union1d(rows, self.quant.reaching(q, tau - slack, mask))
+
+    # ----- bulk form, for checkpoints -----
+    def columns(self) -> dict[str, np.ndarray]:
+        n = self.n
+        return {"emb": self.emb[:n], "seq": self.seq[:n], "timestamp": self.timestamp[:n],
+                "reward": self.reward[:n], "expires": self.expires[:n]}
+
+
+def top_k(scores: np.ndarray, timestamps: np.ndarray, seqs: np.ndarray, k: int) -> np.ndarray:
+    """Positions of the k best: higher score, then newer timestamp, then later stored.
+
+    A partition finds the k-th best score; every row tied with it stays in the running, so the
+    tie-break decides among all of them rather than among whichever the partition kept."""
+    size = scores.size
+    if k < size:
+        kth = np.partition(scores, size - k)[size - k]
+        candidates = np.flatnonzero(scores >= kth)
+    else:
+        candidates = np.arange(size)
+    order = np.lexsort((-seqs[candidates], -timestamps[candidates], -scores[candidates]))
+    return candidates[order[:k]]

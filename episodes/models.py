@@ -1,0 +1,65 @@
+"""Episodes live in the database (the source of truth); workers cache them in numpy (cache.py).
+
+Coherence (SPEC section 7): every write locks its tenant's TenantState row, bumps `version` and
+stamps the rows it adds or changes with the new value, and records removals as Tombstones with the
+new value, all in one transaction. Versions therefore commit in order per tenant, and a worker whose
+cache is at version v only needs rows and tombstones stamped after v. Bulk replacements bump
+`generation` instead, which makes every worker rebuild.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from django.db import models
+
+from tenants.models import Tenant
+
+
+class TenantState(models.Model):
+    tenant = models.OneToOneField(Tenant, on_delete=models.CASCADE, primary_key=True, related_name="state")
+    version = models.BigIntegerField(default=0)
+    generation = models.BigIntegerField(default=0)
+    next_seq = models.BigIntegerField(default=0)
+    episode_count = models.BigIntegerField(default=0)
+    # Tombstones below this version were discarded: a cache older than it must rebuild.
+    tombstone_floor = models.BigIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"state of {self.tenant_id} v{self.version} g{self.generation}"
+
+
+class Episode(models.Model):
+    pk_id = models.BigAutoField(primary_key=True)
+    id = models.UUIDField(default=uuid.uuid4)
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="+")
+    seq = models.BigIntegerField()  # store order within the tenant (tie-break: later stored is newer)
+    version = models.BigIntegerField()  # TenantState.version of the write that last changed the row
+    task_id = models.CharField(max_length=512)
+    embedding = models.BinaryField()  # float32 little-endian, as the client sent it
+    reward = models.FloatField()
+    metadata = models.JSONField(default=dict)
+    timestamp = models.BigIntegerField()
+    tags = models.JSONField(default=list)
+    source = models.CharField(max_length=256, null=True, blank=True)
+    user_id = models.CharField(max_length=256, null=True, blank=True)
+    steps = models.JSONField(null=True, blank=True)
+    expires_at = models.BigIntegerField(null=True, blank=True)  # ms since the epoch
+    content_hash = models.CharField(max_length=64)  # digest of what the client sent (idempotent stores)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["tenant", "id"], name="episode_tenant_id_unique")]
+        indexes = [
+            models.Index(fields=["tenant", "version"], name="episode_tenant_version"),
+            models.Index(fields=["tenant", "timestamp", "seq"], name="episode_tenant_time"),
+            models.Index(fields=["tenant", "expires_at"], name="episode_tenant_expiry"),
+        ]
+
+
+class Tombstone(models.Model):
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="+")
+    episode_id = models.UUIDField()
+    version = models.BigIntegerField()
+
+    class Meta:
+        indexes = [models.Index(fields=["tenant", "version"], name="tombstone_tenant_version")]

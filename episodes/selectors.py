@@ -1,0 +1,83 @@
+"""Reads on episodes: get, similarity query, stats."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import numpy as np
+from django.conf import settings
+from django.db.models import Q
+
+from memcloud.errors import NotFound
+from ops.audit import audit
+from tenants.models import Tenant
+
+from .cache import cache
+from .index import Filters
+from .models import Episode, TenantState
+from .services import now_ms
+
+OUTPUT_FIELDS = ("id", "task_id", "reward", "metadata", "timestamp", "tags", "source", "user_id", "steps",
+                 "expires_at", "seq")
+MAX_RACE_RETRIES = 3
+
+
+def live(queryset, at_ms: int):
+    """Episodes that have not expired (the sweep removes expired ones later)."""
+    return queryset.filter(Q(expires_at__isnull=True) | Q(expires_at__gt=at_ms))
+
+
+def episode_json(row: dict[str, Any], *, embedding: bytes | None = None) -> dict[str, Any]:
+    out = {k: row[k] for k in OUTPUT_FIELDS if k != "seq"}
+    out["id"] = str(row["id"])
+    if embedding is not None:
+        out["state_embedding"] = np.frombuffer(bytes(embedding), dtype="<f4").tolist()
+    return out
+
+
+def episode_get(*, tenant: Tenant, episode_id: uuid.UUID) -> dict[str, Any]:
+    row = live(Episode.objects.filter(tenant=tenant, id=episode_id), now_ms()).values(
+        *OUTPUT_FIELDS, "embedding").first()
+    if row is None:
+        raise NotFound(f"episode {episode_id} not found")
+    return episode_json(row, embedding=row["embedding"])
+
+
+def episodes_query(*, tenant: Tenant, state: TenantState, query_embedding: np.ndarray, top_k: int,
+                   filters: Filters, include_embedding: bool = False,
+                   key_prefix: str | None = None) -> list[dict[str, Any]]:
+    """Exact filtered top-k from the worker's index, then the winners' fields from the database."""
+    at = now_ms()
+    fields = (*OUTPUT_FIELDS, "embedding") if include_embedding else OUTPUT_FIELDS
+    for _ in range(MAX_RACE_RETRIES):
+        cached = cache.current(tenant, state)
+        with cached.lock:
+            ids, scores = cached.index.search(query_embedding, top_k, filters, at)
+        rows = {str(r["id"]): r for r in Episode.objects.filter(tenant=tenant, id__in=ids).values(*fields)}
+        if len(rows) == len(ids):
+            break
+        # A concurrent delete removed a winner between catch-up and fetch: look again at the newer state.
+        state = TenantState.objects.get(pk=tenant.pk)
+    hits = []
+    for episode_id, score in zip(ids, scores.tolist(), strict=True):
+        row = rows.get(episode_id)
+        if row is None:
+            continue
+        hit = episode_json(row, embedding=row["embedding"] if include_embedding else None)
+        hit["score"] = score
+        hits.append(hit)
+    audit("query", tenant_id=tenant.slug, key_prefix=key_prefix, episode_count=len(hits))
+    return hits
+
+
+def tenant_stats(*, tenant: Tenant) -> dict[str, Any]:
+    rate_limit = tenant.rate_limit or settings.AGENT_MEM_RATE_LIMIT
+    return {
+        "tenant": tenant.slug,
+        "dim": tenant.dim,
+        "metric": tenant.metric,
+        "episodes": live(Episode.objects.filter(tenant=tenant), now_ms()).count(),
+        "rate_limit": rate_limit,
+        "max_episodes": tenant.max_episodes,
+    }

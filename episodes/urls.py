@@ -1,0 +1,14 @@
+from django.urls import path
+
+from . import views
+
+urlpatterns = [
+    path("episodes", views.EpisodeCollectionApi.as_view(), name="episodes"),
+    path("episodes/batch", views.EpisodeBatchCreateApi.as_view(), name="episodes-batch"),
+    path("episodes/<str:episode_id>", views.EpisodeDetailApi.as_view(), name="episode-detail"),
+    path("query", views.EpisodeQueryApi.as_view(), name="query"),
+    path("prune/older-than", views.PruneOlderThanApi.as_view(), name="prune-older-than"),
+    path("prune/keep-newest", views.PruneKeepNewestApi.as_view(), name="prune-keep-newest"),
+    path("prune/keep-highest-reward", views.PruneKeepHighestRewardApi.as_view(), name="prune-keep-highest-reward"),
+    path("stats", views.StatsApi.as_view(), name="stats"),
+]

@@ -1,0 +1,38 @@
+"""gunicorn settings: `gunicorn -c memcloud/gunicorn.conf.py memcloud.wsgi` (command-line flags override)."""
+
+import os
+import shutil
+import tempfile
+
+# Set before anything imports prometheus_client, so every worker writes its own metric files
+# and /metrics sums them, whichever worker answers the scrape.
+os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="memcloud-prom-"))
+# One BLAS thread per worker: with one worker per core, more threads only fight (PERF.md).
+for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(var, "1")
+
+bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8080")
+workers = int(os.environ.get("GUNICORN_WORKERS", "2"))
+worker_class = "sync"
+timeout = int(os.environ.get("GUNICORN_TIMEOUT", "60"))
+graceful_timeout = 20
+keepalive = 5
+max_requests = 0  # caches are warm: never recycle workers without a reason
+accesslog = None  # the app logs one structured line per request
+errorlog = "-"
+loglevel = os.environ.get("GUNICORN_LOGLEVEL", "info")
+wsgi_app = "memcloud.wsgi:application"
+# Several servers may run on one host (tests, replicas): no shared control socket in $HOME.
+control_socket_disable = True
+
+
+def on_starting(server):
+    path = os.environ["PROMETHEUS_MULTIPROC_DIR"]
+    shutil.rmtree(path, ignore_errors=True)
+    os.makedirs(path, exist_ok=True)
+
+
+def child_exit(server, worker):
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)

@@ -1,0 +1,42 @@
+from django.contrib import admin
+from django.http import HttpRequest, JsonResponse
+from django.urls import include, path, re_path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from ops import views as ops_views
+
+urlpatterns = [
+    path("health", ops_views.health, name="health"),
+    path("ready", ops_views.ready, name="ready"),
+    path("v1/openapi.json", SpectacularAPIView.as_view(), name="openapi"),
+    path("docs", SpectacularSwaggerView.as_view(url_name="openapi"), name="docs"),
+    path("v1/", include("episodes.urls")),
+    path("admin/", admin.site.urls),
+    path("", include("django_prometheus.urls")),
+]
+
+
+# Errors outside DRF views answer JSON too (SPEC section 4: never an HTML page).
+def json_bad_request(request: HttpRequest, exception=None) -> JsonResponse:
+    return JsonResponse({"error": "bad request"}, status=400)
+
+
+def json_permission_denied(request: HttpRequest, exception=None) -> JsonResponse:
+    return JsonResponse({"error": "forbidden"}, status=403)
+
+
+def json_not_found(request: HttpRequest, exception=None) -> JsonResponse:
+    return JsonResponse({"error": f"no such endpoint: {request.path}"}, status=404)
+
+
+def json_server_error(request: HttpRequest) -> JsonResponse:
+    return JsonResponse({"error": "internal server error"}, status=500)
+
+
+# Last: any other path is a JSON 404, also with DEBUG on (whose 404 page would be HTML).
+urlpatterns.append(re_path(r"^.*$", json_not_found))
+
+handler400 = json_bad_request
+handler403 = json_permission_denied
+handler404 = json_not_found
+handler500 = json_server_error

@@ -1,0 +1,90 @@
+"""Django admin: tenants, and keys issued (shown once), revoked and rolled here too."""
+
+from __future__ import annotations
+
+from django.contrib import admin, messages
+from django.db import transaction
+from django.utils import timezone
+
+from episodes.models import TenantState
+from ops.audit import audit
+
+from .keys import make_key
+from .models import ApiKey, Tenant
+from .services import key_revoke, key_roll
+
+
+class ApiKeyInline(admin.TabularInline):
+    model = ApiKey
+    extra = 0
+    can_delete = False
+    fields = ("prefix", "name", "scope", "created", "expires_at", "revoked_at", "last_used_at")
+    readonly_fields = fields
+    show_change_link = True
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(Tenant)
+class TenantAdmin(admin.ModelAdmin):
+    list_display = ("slug", "name", "dim", "metric", "is_active", "rate_limit", "max_episodes", "episodes", "created")
+    list_filter = ("is_active", "metric")
+    search_fields = ("slug", "name")
+    inlines = [ApiKeyInline]
+
+    def get_readonly_fields(self, request, obj=None):
+        # dim and metric shape every stored embedding: fixed once the tenant exists.
+        return ("slug", "dim", "metric", "created") if obj else ("created",)
+
+    @admin.display(description="episodes")
+    def episodes(self, obj: Tenant) -> int:
+        state = TenantState.objects.filter(tenant=obj).first()
+        return state.episode_count if state else 0
+
+    def save_model(self, request, obj, form, change):
+        with transaction.atomic():
+            super().save_model(request, obj, form, change)
+            TenantState.objects.get_or_create(tenant=obj)
+
+
+@admin.register(ApiKey)
+class ApiKeyAdmin(admin.ModelAdmin):
+    list_display = ("prefix", "tenant", "name", "scope", "created", "expires_at", "revoked_at", "last_used_at")
+    list_filter = ("scope", "tenant")
+    search_fields = ("prefix", "name", "tenant__slug")
+    actions = ["revoke_keys", "roll_keys"]
+
+    def get_fields(self, request, obj=None):
+        if obj is None:
+            return ("tenant", "name", "scope", "expires_at")
+        return ("tenant", "name", "prefix", "scope", "created", "expires_at", "revoked_at", "last_used_at")
+
+    def get_readonly_fields(self, request, obj=None):
+        if obj is None:
+            return ()
+        # A revoked key stays revoked: revoke with the action, never by editing the field back.
+        return ("tenant", "prefix", "scope", "created", "revoked_at", "last_used_at")
+
+    def save_model(self, request, obj: ApiKey, form, change):
+        if change:
+            super().save_model(request, obj, form, change)
+            return
+        raw, obj.prefix, obj.key_hash = make_key()
+        super().save_model(request, obj, form, change)
+        audit("key_issued", tenant_id=obj.tenant.slug, key_prefix=obj.prefix)
+        messages.warning(request, f"New API key for {obj.tenant.slug} (shown only once, copy it now): {raw}")
+
+    @admin.action(description="Revoke selected keys")
+    def revoke_keys(self, request, queryset):
+        for key in queryset.filter(revoked_at__isnull=True):
+            key_revoke(prefix=key.prefix)
+        messages.success(request, "revoked")
+
+    @admin.action(description="Roll selected keys (new key; old expires in 24 h)")
+    def roll_keys(self, request, queryset):
+        now = timezone.now()
+        for key in queryset:
+            if key.revoked_at is None and (key.expires_at is None or key.expires_at > now):
+                new, raw = key_roll(prefix=key.prefix, grace_hours=24)
+                messages.warning(request, f"New key replacing {key.prefix} (shown only once): {raw}")

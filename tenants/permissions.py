@@ -1,0 +1,20 @@
+"""Authorisation: a tenant key must be present and hold the scope the endpoint needs (SPEC section 8)."""
+
+from __future__ import annotations
+
+from rest_framework import exceptions
+from rest_framework.permissions import BasePermission
+
+from .models import SCOPE_RANK, Scope, Tenant
+
+
+class HasScope(BasePermission):
+    def has_permission(self, request, view) -> bool:
+        if not isinstance(request.user, Tenant):
+            raise exceptions.NotAuthenticated("missing API key: send 'Authorization: Bearer <key>' or 'X-API-Key'")
+        needed = getattr(view, "required_scope", Scope.ADMIN)
+        if isinstance(needed, dict):  # per method, e.g. {"GET": "read", "POST": "write"}
+            needed = needed.get(request.method, Scope.ADMIN)
+        if SCOPE_RANK[request.auth.scope] < SCOPE_RANK[needed]:
+            raise exceptions.PermissionDenied(f"this API key lacks the '{needed}' scope this endpoint needs")
+        return True

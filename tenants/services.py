@@ -1,0 +1,119 @@
+"""Writes on tenants and keys. Each service owns its transaction."""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from episodes.models import TenantState
+from memcloud.errors import Conflict, InvalidInput, NotFound
+from ops.audit import audit
+
+from .keys import make_key
+from .models import SLUG_PATTERN, ApiKey, Metric, Scope, Tenant
+
+
+def tenant_create(
+    *,
+    slug: str,
+    name: str = "",
+    dim: int | None = None,
+    metric: str = Metric.COSINE,
+    rate_limit: int | None = None,
+    max_episodes: int | None = None,
+    default_ttl_secs: int | None = None,
+) -> Tenant:
+    if not re.match(SLUG_PATTERN, slug):
+        raise InvalidInput(f"slug: must match {SLUG_PATTERN}")
+    if metric not in Metric.values:
+        raise InvalidInput(f"metric: must be one of {', '.join(Metric.values)}")
+    dim = dim or settings.AGENT_MEM_DIM
+    if dim < 1 or dim > 65536:
+        raise InvalidInput("dim: must be between 1 and 65536")
+    try:
+        with transaction.atomic():
+            tenant = Tenant.objects.create(
+                slug=slug, name=name or slug, dim=dim, metric=metric, rate_limit=rate_limit,
+                max_episodes=max_episodes, default_ttl_secs=default_ttl_secs,
+            )
+            TenantState.objects.create(tenant=tenant)
+    except IntegrityError:
+        raise Conflict(f"slug: tenant {slug!r} already exists") from None
+    return tenant
+
+
+def tenant_get_or_create_default() -> Tenant:
+    """The tenant `default` that AGENT_MEM_API_KEY authenticates as (created on first use)."""
+    tenant = Tenant.objects.filter(slug="default").select_related("state").first()
+    if tenant is not None:
+        return tenant
+    with contextlib.suppress(Conflict):  # another worker may create it first
+        tenant_create(slug="default", name="default")
+    return Tenant.objects.select_related("state").get(slug="default")
+
+
+def key_issue(
+    *,
+    tenant: Tenant,
+    name: str = "",
+    scope: str = Scope.WRITE,
+    expires_at: datetime | None = None,
+) -> tuple[ApiKey, str]:
+    """Issue a key; the raw key is returned once and never stored."""
+    if scope not in Scope.values:
+        raise InvalidInput(f"scope: must be one of {', '.join(Scope.values)}")
+    for _ in range(5):  # prefixes are random: retry the rare collision
+        raw, prefix, key_hash = make_key()
+        try:
+            with transaction.atomic():
+                api_key = ApiKey.objects.create(
+                    tenant=tenant, name=name, prefix=prefix, key_hash=key_hash, scope=scope,
+                    expires_at=expires_at,
+                )
+            break
+        except IntegrityError:
+            continue
+    else:  # pragma: no cover - 36^8 prefixes
+        raise Conflict("could not allocate a unique key prefix")
+    audit("key_issued", tenant_id=tenant.slug, key_prefix=prefix)
+    return api_key, raw
+
+
+def key_revoke(*, prefix: str) -> ApiKey:
+    api_key = ApiKey.objects.select_related("tenant").filter(prefix=prefix).first()
+    if api_key is None:
+        raise NotFound(f"no key with prefix {prefix!r}")
+    if api_key.revoked_at is None:
+        api_key.revoked_at = timezone.now()
+        api_key.save(update_fields=["revoked_at"])
+        audit("key_revoked", tenant_id=api_key.tenant.slug, key_prefix=prefix)
+    return api_key
+
+
+def key_roll(*, prefix: str, grace_hours: float = 24) -> tuple[ApiKey, str]:
+    """A new key of the same tenant and scope; the old one expires after the grace period."""
+    if grace_hours < 0:
+        raise InvalidInput("grace_hours: must be >= 0")
+    old = ApiKey.objects.select_related("tenant").filter(prefix=prefix).first()
+    if old is None or not old.is_usable():
+        raise NotFound(f"no usable key with prefix {prefix!r}")
+    new, raw = key_issue(tenant=old.tenant, name=old.name, scope=old.scope, expires_at=old.expires_at)
+    grace_end = timezone.now() + timedelta(hours=grace_hours)
+    if old.expires_at is None or old.expires_at > grace_end:
+        old.expires_at = grace_end
+        old.save(update_fields=["expires_at"])
+    audit("key_rolled", tenant_id=old.tenant.slug, key_prefix=prefix, new_key_prefix=new.prefix)
+    return new, raw
+
+
+def key_touch(*, api_key: ApiKey) -> None:
+    """Record use at most once a minute per key: no write on every request."""
+    now = timezone.now()
+    if api_key.pk and (api_key.last_used_at is None or now - api_key.last_used_at > timedelta(minutes=1)):
+        ApiKey.objects.filter(pk=api_key.pk).update(last_used_at=now)
+        api_key.last_used_at = now

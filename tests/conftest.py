@@ -1,0 +1,79 @@
+"""Shared fixtures: in-process tenants for unit tests, and a real gunicorn for end-to-end tests."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+
+from tests.support.database import drop_database, fresh_database_env
+from tests.support.server import LiveServer
+
+os.environ.setdefault("AGENT_MEM_DATA_DIR", os.path.join(os.path.dirname(__file__), "..", "data", "test"))
+
+
+@pytest.fixture
+def make_tenant(db):
+    """Create a tenant and an admin-scope key in the test database: (tenant, raw_key)."""
+    from tenants.services import key_issue, tenant_create
+
+    def make(slug: str = "acme", *, dim: int = 8, metric: str = "cosine", scope: str = "admin", **opts):
+        tenant = tenant_create(slug=slug, dim=dim, metric=metric, **opts)
+        _, raw = key_issue(tenant=tenant, scope=scope)
+        return tenant, raw
+
+    return make
+
+
+@pytest.fixture
+def tenant(make_tenant):
+    return make_tenant("acme")
+
+
+@pytest.fixture
+def other_tenant(make_tenant):
+    return make_tenant("rival")
+
+
+@pytest.fixture
+def api():
+    """DRF's test client; `api.as_key(raw)` sets the Authorization header."""
+    from rest_framework.test import APIClient
+
+    client = APIClient()
+
+    def as_key(raw: str) -> APIClient:
+        client.credentials(HTTP_AUTHORIZATION=f"Bearer {raw}")
+        return client
+
+    client.as_key = as_key
+    return client
+
+
+@pytest.fixture(autouse=True)
+def _fresh_index_cache():
+    """Each test starts with an empty per-process index cache (test databases are recreated)."""
+    from episodes.cache import cache
+
+    cache.clear()
+    yield
+    cache.clear()
+
+
+@pytest.fixture(scope="session")
+def server_db_env() -> Iterator[dict[str, str]]:
+    """A migrated database shared by the session's end-to-end servers."""
+    env = fresh_database_env("e2e")
+    LiveServer(env=env).migrate()
+    yield env
+    drop_database(env)
+
+
+@pytest.fixture(scope="session")
+def memcloud_server(server_db_env) -> Iterator[LiveServer]:
+    """A real gunicorn with 3 workers on the session's end-to-end database."""
+    server = LiveServer(workers=3, env=server_db_env)
+    server.start()
+    yield server
+    server.stop()

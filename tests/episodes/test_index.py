@@ -1,0 +1,230 @@
+"""episodes/index.py against a brute-force numpy oracle (no database)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from episodes.index import NO_EXPIRY, Filters, TenantIndex
+
+TAGS = ["a", "b", "c", "d"]
+
+
+def make_rows(rng, n, dim, start=0):
+    return {
+        "ids": [f"id{start + i}" for i in range(n)],
+        "embeddings": rng.normal(size=(n, dim)).astype(np.float32),
+        "seq": np.arange(start, start + n, dtype=np.int64),
+        "timestamp": rng.integers(0, 50, size=n).astype(np.int64),  # many equal timestamps: ties
+        "reward": rng.integers(-2, 3, size=n).astype(np.float64),
+        "expires_at": np.full(n, NO_EXPIRY, dtype=np.int64),
+        "task_id": [f"task_{rng.integers(20)}" for _ in range(n)],
+        "source": [None if rng.random() < 0.3 else f"s{rng.integers(3)}" for _ in range(n)],
+        "user_id": [None if rng.random() < 0.3 else f"u{rng.integers(3)}" for _ in range(n)],
+        "tags": [list(rng.choice(TAGS, size=rng.integers(0, 3), replace=False)) for _ in range(n)],
+    }
+
+
+def oracle(rows, metric, query, k, flt: Filters, now=0):
+    emb = rows["embeddings"].astype(np.float64)
+    q = query.astype(np.float64)
+    if metric == "cosine":
+        scores = (emb / np.linalg.norm(emb, axis=1, keepdims=True)) @ (q / np.linalg.norm(q))
+    elif metric == "dot":
+        scores = emb @ q
+    else:
+        scores = -np.linalg.norm(emb - q, axis=1)
+    keep = []
+    for i in range(len(rows["ids"])):
+        tags = set(rows["tags"][i])
+        ok = rows["expires_at"][i] > now
+        ok &= flt.min_reward is None or rows["reward"][i] >= flt.min_reward
+        ok &= not flt.tags_any or bool(tags & set(flt.tags_any))
+        ok &= set(flt.tags_all) <= tags
+        ok &= flt.task_id_prefix is None or rows["task_id"][i].startswith(flt.task_id_prefix)
+        ok &= flt.source is None or rows["source"][i] == flt.source
+        ok &= flt.user_id is None or rows["user_id"][i] == flt.user_id
+        ok &= flt.time_after is None or rows["timestamp"][i] >= flt.time_after
+        ok &= flt.time_before is None or rows["timestamp"][i] <= flt.time_before
+        if ok:
+            keep.append(i)
+    keep.sort(key=lambda i: (-round(scores[i], 5), -rows["timestamp"][i], -rows["seq"][i]))
+    return [rows["ids"][i] for i in keep[:k]], {rows["ids"][i]: scores[i] for i in keep}
+
+
+def random_filters(rng) -> Filters:
+    def maybe(value):
+        return value if rng.random() < 0.4 else None
+
+    return Filters(
+        min_reward=maybe(float(rng.integers(-2, 3))),
+        tags_any=tuple(rng.choice(TAGS + ["zz"], size=rng.integers(0, 3), replace=False)),
+        tags_all=tuple(rng.choice(TAGS, size=rng.integers(0, 2), replace=False)),
+        task_id_prefix=maybe(f"task_{rng.integers(1, 3)}"),
+        source=maybe(f"s{rng.integers(4)}"),
+        user_id=maybe(f"u{rng.integers(4)}"),
+        time_after=maybe(int(rng.integers(0, 30))),
+        time_before=maybe(int(rng.integers(20, 50))),
+    )
+
+
+@pytest.mark.parametrize("metric", ["cosine", "l2", "dot"])
+def test_search_matches_the_oracle_for_random_filters(metric):
+    rng = np.random.default_rng(7)
+    dim = 16
+    rows = make_rows(rng, 400, dim)
+    index = TenantIndex(dim, metric)
+    index.add(**rows)
+    for _ in range(150):
+        query = rng.normal(size=dim).astype(np.float32)
+        k = int(rng.integers(1, 30))
+        flt = random_filters(rng)
+        ids, scores = index.search(query, k, flt)
+        expected, expected_scores = oracle(rows, metric, query, k, flt)
+        assert len(ids) == len(expected) == min(k, len(expected_scores))
+        np.testing.assert_allclose(scores, [expected_scores[i] for i in ids], atol=1e-4)
+        # Same ranking up to float32 rounding: scores at each position agree.
+        np.testing.assert_allclose([expected_scores[i] for i in ids], [expected_scores[i] for i in expected],
+                                   atol=1e-4)
+
+
+def test_exact_ties_break_on_newer_timestamp_then_later_store():
+    index = TenantIndex(2, "cosine")
+    same = np.array([[1.0, 0.0]] * 4, dtype=np.float32)
+    index.add(ids=["old", "new", "first", "second"], embeddings=same, seq=np.array([0, 1, 2, 3]),
+              timestamp=np.array([1, 9, 5, 5]), reward=np.zeros(4), expires_at=np.full(4, NO_EXPIRY),
+              task_id=["t"] * 4, source=[None] * 4, user_id=[None] * 4, tags=[[]] * 4)
+    ids, _ = index.search(np.array([1.0, 0.0], dtype=np.float32), 3)
+    assert ids == ["new", "second", "first"]
+
+
+def test_selective_filter_still_returns_every_match():
+    rng = np.random.default_rng(1)
+    rows = make_rows(rng, 2000, 8)
+    rows["tags"] = [["rare"] if i % 500 == 0 else ["common"] for i in range(2000)]
+    index = TenantIndex(8, "cosine")
+    index.add(**rows)
+    ids, _ = index.search(rng.normal(size=8).astype(np.float32), 10, Filters(tags_any=("rare",)))
+    assert sorted(ids) == ["id0", "id1000", "id1500", "id500"]
+
+
+def test_removal_and_update_keep_the_index_consistent():
+    rng = np.random.default_rng(3)
+    dim = 8
+    rows = make_rows(rng, 300, dim)
+    index = TenantIndex(dim, "dot")
+    index.add(**rows)
+    gone = set(rng.choice(rows["ids"], size=120, replace=False).tolist())
+    assert index.remove(sorted(gone) + ["unknown"]) == 120
+    keep = [i for i, eid in enumerate(rows["ids"]) if eid not in gone]
+    kept = {key: ([v[i] for i in keep] if isinstance(v, list) else v[keep]) for key, v in rows.items()}
+    # An update of filter columns (as a PATCH would do) on some surviving rows.
+    for j in range(0, len(keep), 7):
+        kept["reward"][j] = 5.0
+        kept["tags"][j] = ["patched"]
+    index.add(**kept)
+    assert len(index) == len(keep)
+    for _ in range(40):
+        query = rng.normal(size=dim).astype(np.float32)
+        flt = random_filters(rng)
+        ids, _ = index.search(query, 15, flt)
+        expected, scores = oracle(kept, "dot", query, 15, flt)
+        np.testing.assert_allclose([scores[i] for i in ids], [scores[i] for i in expected], atol=1e-4)
+    ids, _ = index.search(rng.normal(size=dim).astype(np.float32), 1000, Filters(tags_all=("patched",)))
+    assert len(ids) == len(range(0, len(keep), 7))
+
+
+def test_rare_tags_beyond_the_bitset_are_filtered_exactly():
+    index = TenantIndex(2, "cosine")
+    n = 600
+    index.add(ids=[f"e{i}" for i in range(n)], embeddings=np.ones((n, 2), np.float32), seq=np.arange(n),
+              timestamp=np.arange(n), reward=np.zeros(n), expires_at=np.full(n, NO_EXPIRY),
+              task_id=["t"] * n, source=[None] * n, user_id=[None] * n, tags=[[f"tag{i}"] for i in range(n)])
+    ids, _ = index.search(np.ones(2, np.float32), 5, Filters(tags_any=("tag599", "tag3", "tag300")))
+    assert ids == ["e599", "e300", "e3"]
+    index.remove(["e300"])
+    ids, _ = index.search(np.ones(2, np.float32), 5, Filters(tags_all=("tag599",)))
+    assert ids == ["e599"]
+
+
+def test_expired_rows_are_invisible():
+    index = TenantIndex(2, "cosine")
+    index.add(ids=["a", "b"], embeddings=np.ones((2, 2), np.float32), seq=np.arange(2), timestamp=np.arange(2),
+              reward=np.zeros(2), expires_at=np.array([100, NO_EXPIRY]), task_id=["t", "t"], source=[None] * 2,
+              user_id=[None] * 2, tags=[[], []])
+    assert index.search(np.ones(2, np.float32), 5, now_ms=99)[0] == ["b", "a"]
+    assert index.search(np.ones(2, np.float32), 5, now_ms=100)[0] == ["b"]
+
+
+def brute_force(index: TenantIndex, query, k, flt=None, now=0):
+    """The float32 oracle: every matching row scored in float32, SPEC tie-break."""
+    q = index.prepare_query(query)
+    mask = index.mask(flt or Filters(), now)
+    rows = np.arange(index.n) if mask is None else np.flatnonzero(mask)
+    scores = index.exact_scores(q, rows)  # every matching row, no candidate selection
+    from episodes.index import top_k
+
+    best = top_k(scores, index.timestamp[rows], index.seq[rows], k)
+    return [index.ids[r] for r in rows[best]], scores[best]
+
+
+def adversarial_rows(rng, kind: str, n: int, dim: int):
+    if kind == "clustered":
+        centres = rng.normal(size=(8, dim)) * 3
+        return (centres[rng.integers(8, size=n)] + rng.normal(size=(n, dim)) * 0.3).astype(np.float32)
+    if kind == "duplicates":
+        base = rng.normal(size=(n // 20 + 1, dim)).astype(np.float32)
+        return base[rng.integers(len(base), size=n)]
+    if kind == "near-ties":
+        base = rng.normal(size=dim).astype(np.float32)
+        return (base + rng.normal(size=(n, dim)) * 1e-4).astype(np.float32)
+    if kind == "all-equal":
+        return np.tile(rng.normal(size=dim).astype(np.float32), (n, 1))
+    if kind == "outliers":
+        rows = rng.normal(size=(n, dim)).astype(np.float32)
+        rows[rng.integers(n, size=10)] *= 1000
+        return rows
+    raise ValueError(kind)
+
+
+@pytest.mark.parametrize("path", ["int8", "float32"])
+@pytest.mark.parametrize("metric", ["cosine", "l2", "dot"])
+@pytest.mark.parametrize("kind", ["clustered", "duplicates", "near-ties", "all-equal", "outliers"])
+@pytest.mark.parametrize("dim", [8, 96, 1024])
+def test_certified_search_equals_the_brute_force_oracle(metric, kind, dim, path):
+    rng = np.random.default_rng(hash((metric, kind, dim)) % 2**32)
+    n = 1500 if dim < 1024 else 600
+    rows = make_rows(rng, n, dim)
+    rows["embeddings"] = adversarial_rows(rng, kind, n, dim)
+    rows["timestamp"] = rng.integers(0, 3, size=n).astype(np.int64)  # many exact ties
+    index = TenantIndex(dim, metric, quantize_from=100 if path == "int8" else 10**9)
+    index.add(**rows)
+    for trial in range(12):
+        if trial % 3 == 0:
+            query = rows["embeddings"][rng.integers(n)].copy()  # a stored row: exact top score ties
+        else:
+            query = rng.normal(size=dim).astype(np.float32) * (50 if kind == "outliers" else 1)
+        k = int(rng.choice([1, 5, 50]))
+        flt = Filters(min_reward=-1.0) if trial % 2 else None  # a broad filter (80 %) also goes through int8
+        ids, scores = index.search(query, k, flt)
+        expected_ids, expected_scores = brute_force(index, query, k, flt)
+        assert ids == expected_ids
+        np.testing.assert_allclose(scores, expected_scores, rtol=1e-6, atol=1e-6)
+    assert (index.quant is not None) == (path == "int8")  # the path under test really ran
+
+
+def test_certified_search_follows_adds_and_removals():
+    rng = np.random.default_rng(5)
+    dim = 32
+    rows = make_rows(rng, 3000, dim)
+    index = TenantIndex(dim, "cosine", quantize_from=500)
+    index.add(**rows)
+    index.search(rng.normal(size=dim).astype(np.float32), 5)  # builds the int8 copy
+    index.remove(rows["ids"][::3])
+    more = make_rows(rng, 700, dim, start=10_000)
+    more["embeddings"] *= 40  # outside the trained range: clipped codes, larger (honest) error bounds
+    index.add(**more)
+    assert index.quant.n == index.n
+    for _ in range(20):
+        query = rng.normal(size=dim).astype(np.float32)
+        assert index.search(query, 10)[0] == brute_force(index, query, 10)[0]
