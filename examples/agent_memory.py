@@ -65,13 +65,19 @@ def recall(client: MemcloudClient, embedding, run: str) -> list[QueryHit]:
     return client.query(embedding, top_k=TOP_K, min_reward=MIN_REWARD, source=run)
 
 
+def strength(score: float) -> str:
+    """Cosine similarity of MiniLM sentence embeddings, in words (rough bands for this model)."""
+    return "close match" if score >= 0.5 else "related" if score >= 0.25 else "weak match"
+
+
 def explain(task: str, hits: list[QueryHit]) -> str:
-    lines = [f"\nNew task: {task}"]
+    lines = [f"\nNew task: {task}", f"  recalled: the {TOP_K} most similar past episodes with reward >= {MIN_REWARD}"]
     if not hits:
         lines.append("  nothing relevant remembered: starting from scratch")
     for rank, hit in enumerate(hits, 1):
         lines.append(
-            f"  {rank}. score {hit.score:.3f}  reward {hit.reward:.2f}  tags {','.join(hit.tags)}\n"
+            f"  {rank}. score {hit.score:.3f} ({strength(hit.score)})  reward {hit.reward:.2f}  "
+            f"tags {','.join(hit.tags)}\n"
             f"     past task: {hit.metadata['description']}\n"
             f"     it worked by: {hit.metadata['approach']}"
         )

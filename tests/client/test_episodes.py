@@ -1,5 +1,6 @@
 """Store, get, delete, batch chunking and idempotent retries through the client against a live server."""
 
+import time
 import uuid
 
 import numpy as np
@@ -9,6 +10,7 @@ from memcloud_client._http import Call
 
 from .helpers import DIM, vec
 
+pytestmark = pytest.mark.e2e
 
 def test_store_then_get_returns_every_field(client):
     episode_id = client.store(
@@ -125,3 +127,16 @@ def test_non_finite_reward_is_refused_before_sending(client):
     with pytest.raises(ValidationError):
         client.store("t", vec(11), float("nan"))
     assert client.stats().episodes == 0
+
+
+def test_expired_episodes_vanish_from_get_and_query(client):
+    gone = client.store("expired", vec(12), 0.5, expires_at=int(time.time() * 1000) - 1000)
+    short = client.store("short", vec(13), 0.5, ttl_secs=1)
+    kept = client.store("kept", vec(14), 0.5, ttl_secs=3600)
+    with pytest.raises(NotFound):
+        client.get(gone)
+    assert client.get(kept).expires_at is not None
+    time.sleep(1.2)  # let the one-second TTL run out
+    with pytest.raises(NotFound):
+        client.get(short)
+    assert [h.id for h in client.query(vec(13), top_k=5)] == [kept]

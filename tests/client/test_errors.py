@@ -16,6 +16,7 @@ from memcloud_client import (
 
 from .helpers import vec
 
+pytestmark = pytest.mark.e2e
 
 def test_unknown_key_is_an_authentication_error(server):
     with MemcloudClient(server.url, "mc_nobody00_" + "x" * 43) as mc, pytest.raises(AuthenticationError) as exc:

@@ -7,6 +7,8 @@ from memcloud_client import QueryHit, ValidationError
 
 from .helpers import near, vec
 
+pytestmark = pytest.mark.e2e
+
 T0 = 1_700_000_000_000
 
 

@@ -3,6 +3,7 @@
 import pytest
 from memcloud_client import RateLimited
 
+pytestmark = [pytest.mark.e2e, pytest.mark.needs("rate_limit", on="limited")]
 
 def exhaust(mc, limit):
     """Spend the window's budget; returns the RateLimited that follows."""
@@ -27,4 +28,4 @@ def test_store_retried_after_429_is_stored_once(limited, make_limited_client):
     exhaust(make_limited_client(key, max_retries=0), 2)
     patient = make_limited_client(key, max_retries=5)
     episode_id = patient.store("after-the-wait", [1.0] * limited.dim, 0.5)  # waits out Retry-After
-    assert [e.id for e in patient.iter_episodes()] == [episode_id]
+    assert [h.id for h in patient.query([1.0] * limited.dim, top_k=10)] == [episode_id]

@@ -5,6 +5,8 @@ from memcloud_client import NotFound, Snapshot, Stats, ValidationError
 
 from .helpers import DIM, vec
 
+pytestmark = pytest.mark.e2e
+
 T0 = 1_700_000_000_000
 
 
@@ -18,7 +20,7 @@ def six(client):
 
 
 def remaining(client):
-    return sorted(e.task_id for e in client.iter_episodes())
+    return sorted(h.task_id for h in client.query(vec(0), top_k=100))
 
 
 def test_prune_older_than(client, six):
@@ -41,6 +43,7 @@ def test_prunes_of_an_empty_tenant_remove_nothing(client):
     assert client.prune_older_than(T0) == 0
 
 
+@pytest.mark.needs("snapshots")
 def test_save_list_load_round_trip(client, six):
     assert client.save("before-prune") == 6
     client.prune_keep_newest(0)
@@ -51,17 +54,20 @@ def test_save_list_load_round_trip(client, six):
     assert remaining(client) == [f"p{i}" for i in range(6)]
 
 
+@pytest.mark.needs("snapshots")
 def test_load_of_an_unknown_snapshot_is_not_found(client):
     with pytest.raises(NotFound):
         client.load("never-saved")
 
 
+@pytest.mark.needs("snapshots")
 def test_snapshot_names_that_are_paths_are_refused(client):
     with pytest.raises(ValidationError) as exc:
         client.save("../escape")
     assert "path" in exc.value.message
 
 
+@pytest.mark.needs("checkpoint")
 def test_checkpoint_counts_episodes(client, six):
     assert client.checkpoint() == 6
 
