@@ -12,7 +12,10 @@ from memcloud_client import (
     PayloadTooLarge,
     PermissionDenied,
     QuotaExceeded,
+    ServiceUnavailable,
 )
+
+from tests.support.server import LiveServer
 
 from .helpers import vec
 
@@ -87,3 +90,19 @@ def test_silent_server_is_a_timeout():
 def test_every_error_is_a_memcloud_error():
     for cls in (AuthenticationError, PermissionDenied, QuotaExceeded, PayloadTooLarge, APIConnectionError):
         assert issubclass(cls, MemcloudError)
+
+
+def test_database_outage_is_service_unavailable_and_not_ready():
+    dead = {"DATABASE_URL": f"postgres://postgres@127.0.0.1:{_closed_port()}/nowhere"}
+    with LiveServer(workers=1, env=dead) as live, MemcloudClient(live.url, "mc_whatever_" + "x" * 43, max_retries=1) as mc:
+        assert mc.health() is True
+        assert mc.ready() is False
+        with pytest.raises(ServiceUnavailable) as exc:
+            mc.stats()  # retried once after a backoff, then raised
+        assert exc.value.status == 503
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
