@@ -140,3 +140,24 @@ def test_expired_episodes_vanish_from_get_and_query(client):
     with pytest.raises(NotFound):
         client.get(short)
     assert [h.id for h in client.query(vec(13), top_k=5)] == [kept]
+
+
+def test_embedding_values_beyond_float32_are_refused_naming_the_field(client):
+    with pytest.raises(ValidationError) as exc:
+        client.store("t", [1e39] + [1.0] * (DIM - 1), 0.5)
+    assert exc.value.message.startswith("state_embedding")
+    with pytest.raises(ValidationError) as exc:
+        client.query([float("nan")] * DIM)
+    assert exc.value.message.startswith("query_embedding")
+
+
+def test_failed_chunk_reports_what_was_stored_and_a_resend_completes(client):
+    episodes = [{"task_id": f"f{i}", "state_embedding": vec(i), "reward": 0.5, "id": str(uuid.uuid4())} for i in range(6)]
+    broken = [dict(e) for e in episodes]
+    broken[4]["state_embedding"] = [1.0] * (DIM + 1)
+    with pytest.raises(ValidationError) as exc:
+        client.store_batch(broken, batch_size=3)
+    assert exc.value.stored_ids == [e["id"] for e in episodes[:3]]
+    assert "episodes[1]" in exc.value.message  # index within the refused chunk
+    assert client.store_batch(episodes, batch_size=3) == [e["id"] for e in episodes]
+    assert client.stats().episodes == 6

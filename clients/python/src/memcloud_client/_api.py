@@ -6,6 +6,7 @@ answer (or thrown the error), and returns the result. The sync and async clients
 
 from __future__ import annotations
 
+import math
 import uuid
 from array import array
 from collections.abc import Generator, Iterable, Mapping, Sequence
@@ -14,7 +15,7 @@ from datetime import datetime
 from typing import Any, NotRequired, TypedDict, TypeVar
 
 from ._http import Call
-from .errors import ServiceUnavailable
+from .errors import MemcloudError, ServiceUnavailable, ValidationError
 from .models import Episode, Page, QueryHit, Snapshot, Stats
 
 T = TypeVar("T")
@@ -63,13 +64,17 @@ class Changes(TypedDict, total=False):
     expires_at: NotRequired[Time | None]
 
 
-def vector(values: Any) -> list[float]:
+def vector(values: Any, name: str = "state_embedding") -> list[float]:
     """An embedding as a JSON-ready list of float32 values, from a numpy array or any sequence."""
     if hasattr(values, "__array__"):
         import numpy as np
 
-        return np.asarray(values, dtype=np.float32).ravel().tolist()
-    return array("f", values).tolist()
+        out = np.asarray(values, dtype=np.float32).ravel().tolist()
+    else:
+        out = array("f", values).tolist()
+    if not all(math.isfinite(v) for v in out):  # NaN, inf, or too large for float32 (1e39)
+        raise ValidationError(f"{name}: every value must be a finite float32 number")
+    return out
 
 
 def millis(value: Time) -> int:
@@ -110,18 +115,24 @@ def store(task_id: str, state_embedding: Any, reward: float, fields: EpisodeFiel
 
 
 def store_batch(episodes: Iterable[Mapping[str, Any] | Episode], batch_size: int) -> Plan[list[str]]:
-    """Stores in chunks of `batch_size`; each chunk is all-or-nothing, the whole is not."""
+    """Stores in chunks of `batch_size`; each chunk is all-or-nothing, the whole is not: an error
+    carries `stored_ids`, the ids of the chunks stored before it (calling again with the same
+    episodes, ids included, is safe)."""
     if batch_size < 1:
         raise ValueError("batch_size must be at least 1")
     ids: list[str] = []
     chunk: list[dict[str, Any]] = []
-    for episode in episodes:
-        chunk.append(episode_body(episode))
-        if len(chunk) == batch_size:
+    try:
+        for episode in episodes:
+            chunk.append(episode_body(episode))
+            if len(chunk) == batch_size:
+                ids += (yield Call("POST", "/v1/episodes/batch", {"episodes": chunk}))["ids"]
+                chunk = []
+        if chunk:
             ids += (yield Call("POST", "/v1/episodes/batch", {"episodes": chunk}))["ids"]
-            chunk = []
-    if chunk:
-        ids += (yield Call("POST", "/v1/episodes/batch", {"episodes": chunk}))["ids"]
+    except MemcloudError as error:
+        error.stored_ids = ids  # type: ignore[attr-defined]
+        raise
     return ids
 
 
@@ -135,7 +146,7 @@ def delete(episode_id: str) -> Plan[int]:
 
 
 def query(embedding: Any, top_k: int, include_embedding: bool, filters: Filters) -> Plan[list[QueryHit]]:
-    body = {"query_embedding": vector(embedding), "top_k": top_k, **_filters(filters)}
+    body = {"query_embedding": vector(embedding, "query_embedding"), "top_k": top_k, **_filters(filters)}
     if include_embedding:
         body["include_embedding"] = True
     answer = yield Call("POST", "/v1/query", body)
