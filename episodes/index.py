@@ -23,6 +23,7 @@ NO_EXPIRY = np.iinfo(np.int64).max
 BITSET_TAGS = 256  # tags with codes below this live in a per-row bitset; rarer ones in posting sets
 _WORDS = BITSET_TAGS // 64
 GATHER_FRACTION = 0.25  # below this share of matching rows, score only the matching rows
+INT8_FRACTION = 0.05  # with an int8 copy, filters matching fewer rows than this gather float32 rows
 
 
 @dataclass(frozen=True)
@@ -101,7 +102,7 @@ class TenantIndex:
         arrays = (self.emb, self.sqnorm, self.seq, self.timestamp, self.reward, self.expires,
                   self.task, self.source, self.user, self.tagbits)
         quant = self.quant.nbytes() if self.quant is not None else 0
-        return sum(a.nbytes for a in arrays) + quant + self.n * 120  # ids list + position dict
+        return sum(a.nbytes for a in arrays) + quant + self.n * 120  # + ids list and position dict
 
     def _tag_row(self, tags: Sequence[str]) -> tuple[np.ndarray, tuple[int, ...]]:
         bits = np.zeros(_WORDS, dtype=np.uint64)
@@ -295,8 +296,10 @@ class TenantIndex:
         matches = n if mask is None else int(np.count_nonzero(mask))
         if matches == 0:
             return [], np.empty(0, dtype=np.float32)
-        if matches >= GATHER_FRACTION * n and n >= self.quantize_from:
+        if n >= self.quantize_from and matches >= INT8_FRACTION * n:
             rows = self._int8_candidates(q, k, mask)
+            if rows.size > 4 * k:  # a band of near-ties: a float32 pass narrows it before float64
+                rows = self._narrow(q, k, rows, self.scores(q, rows))
         else:
             rows = self._float32_candidates(q, k, mask)
         scores = self.exact_scores(q, rows)
@@ -316,6 +319,12 @@ class TenantIndex:
             approx = self.scores(q, rows)
         else:
             approx = self.scores(q, None)[rows]
+        return self._narrow(q, k, rows, approx)
+
+    def _narrow(self, q: np.ndarray, k: int, rows: np.ndarray, approx: np.ndarray) -> np.ndarray:
+        """The rows whose fast float32 score is close enough to the k-th best to be in the exact top k."""
+        if rows.size <= k:
+            return rows
         kth = float(np.partition(approx, approx.size - k)[approx.size - k])
         # float32 sums of d terms are within ~d * 2^-24 * |q| |x| of exact: keep twice that below the k-th.
         row_norm = float(np.sqrt(self.sqnorm[: self.n].max()))

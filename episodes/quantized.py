@@ -23,14 +23,18 @@ ROUNDING = 2e-6
 
 
 def quantize(rows: np.ndarray) -> tuple[np.ndarray, ...]:
-    """int8 codes, scales, reconstruction errors, reconstructed norms and squared norms (float64)."""
+    """int8 codes, scales, error terms, reconstructed norms and squared norms of float32 rows.
+
+    The error term is the reconstruction error plus the rounding headroom for a row of that norm,
+    so a query pays one multiply per row for both."""
     rows64 = np.atleast_2d(rows).astype(np.float64)
     peak = np.abs(rows64).max(axis=1)
     scale = np.where(peak > 0, peak / 127.0, 1.0)
     codes = np.clip(np.rint(rows64 / scale[:, None]), -127, 127).astype(np.int8)
     rebuilt = codes.astype(np.float64) * scale[:, None]
-    err = np.linalg.norm(rows64 - rebuilt, axis=1)
-    return codes, scale, err, np.linalg.norm(rebuilt, axis=1), (rows64**2).sum(axis=1)
+    sq = (rows64**2).sum(axis=1)
+    err = np.linalg.norm(rows64 - rebuilt, axis=1) + ROUNDING * (np.sqrt(sq) + 1.0)
+    return codes, scale, err, np.linalg.norm(rebuilt, axis=1) * (1 + ROUNDING), sq
 
 
 class QuantizedColumns:
@@ -65,11 +69,13 @@ class QuantizedColumns:
     def bounds(self, q: np.ndarray, n: int, metric: str) -> tuple[np.ndarray, np.ndarray]:
         """Lower and upper bounds of the exact higher-is-better score of rows [0, n)."""
         q_codes, q_scale, q_err, _, _ = quantize(q[None, :])
-        dots = np.asarray(simsimd.cdist(q_codes, self.codes[:n], metric="dot"), dtype=np.float64)[0]
-        approx = dots * (self.scale[:n] * q_scale[0])
-        q_norm = float(np.linalg.norm(q.astype(np.float64)))
-        slack = q_norm * self.err[:n] + self.norm[:n] * q_err[0]
-        slack += ROUNDING * (q_norm * np.sqrt(self.sq[:n]) + 1.0)
+        # Integer dot products of int8 codes: exact (|sum| < 2^53), one pass over n * dim bytes.
+        approx = np.asarray(simsimd.cdist(q_codes, self.codes[:n], metric="dot"), dtype=np.float64)[0]
+        approx *= q_scale[0]
+        approx *= self.scale[:n]
+        q_norm = float(np.linalg.norm(q.astype(np.float64))) * (1 + ROUNDING)
+        slack = self.err[:n] * q_norm
+        slack += self.norm[:n] * (q_err[0] + ROUNDING)
         if metric != "l2":
             return approx - slack, approx + slack
         # |q - x|^2 = |q|^2 - 2 q.x + |x|^2, with q.x inside approx +- slack.
