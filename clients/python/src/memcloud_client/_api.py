@@ -111,7 +111,7 @@ def episode_body(episode: Mapping[str, Any] | Episode) -> dict[str, Any]:
 def store(task_id: str, state_embedding: Any, reward: float, fields: EpisodeFields) -> Plan[str]:
     body = episode_body({**fields, "task_id": task_id, "state_embedding": state_embedding, "reward": reward})
     answer = yield Call("POST", "/v1/episodes", body)
-    return answer["id"]
+    return str(answer["id"])
 
 
 def store_batch(episodes: Iterable[Mapping[str, Any] | Episode], batch_size: int) -> Plan[list[str]]:
@@ -142,7 +142,7 @@ def get(episode_id: str) -> Plan[Episode]:
 
 def delete(episode_id: str) -> Plan[int]:
     answer = yield Call("DELETE", f"/v1/episodes/{episode_id}", replayable=False)
-    return answer["removed"]
+    return int(answer["removed"])
 
 
 def query(embedding: Any, top_k: int, include_embedding: bool, filters: Filters) -> Plan[list[QueryHit]]:
@@ -170,7 +170,7 @@ def _param(value: Any) -> str:
 
 
 def patch(episode_id: str, changes: Changes) -> Plan[Episode]:
-    body = dict(changes)
+    body: dict[str, Any] = dict(changes)
     if body.get("expires_at") is not None:
         body["expires_at"] = millis(body["expires_at"])
     if body.get("tags") is not None:
@@ -183,20 +183,20 @@ def delete_many(ids: Sequence[str] | None, filters: Filters) -> Plan[int]:
         raise ValueError("delete_many takes ids or filters, not both")
     body = {"ids": [str(i) for i in ids]} if ids is not None else {"filter": _filters(filters)}
     answer = yield Call("POST", "/v1/episodes/delete", body, replayable=False)
-    return answer["removed"]
+    return int(answer["removed"])
 
 
 def prune(kind: str, body: dict[str, int]) -> Plan[int]:
     answer = yield Call("POST", f"/v1/prune/{kind}", body, replayable=False)
-    return answer["removed"]
+    return int(answer["removed"])
 
 
 def save(path: str) -> Plan[int]:
-    return (yield Call("POST", "/v1/save", {"path": path}))["episodes"]
+    return int((yield Call("POST", "/v1/save", {"path": path}))["episodes"])
 
 
 def load(path: str) -> Plan[int]:
-    return (yield Call("POST", "/v1/load", {"path": path}))["episodes"]
+    return int((yield Call("POST", "/v1/load", {"path": path}))["episodes"])
 
 
 def list_snapshots() -> Plan[list[Snapshot]]:
@@ -204,7 +204,7 @@ def list_snapshots() -> Plan[list[Snapshot]]:
 
 
 def checkpoint() -> Plan[int]:
-    return (yield Call("POST", "/v1/checkpoint", {}))["episodes"]
+    return int((yield Call("POST", "/v1/checkpoint", {}))["episodes"])
 
 
 def stats() -> Plan[Stats]:

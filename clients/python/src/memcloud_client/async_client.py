@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from types import TracebackType
-from typing import Any, TypeVar, Unpack
+from typing import Any, TypeVar, Unpack, cast
 
 from . import _api
 from ._api import DEFAULT_BATCH_SIZE, Changes, EpisodeFields, Filters, Plan, Time
@@ -48,7 +48,7 @@ class AsyncMemcloudClient:
                 else:
                     call = plan.send(decode(response))
         except StopIteration as done:
-            return done.value
+            return cast(T, done.value)
 
     # Episodes
 
