@@ -89,8 +89,9 @@ def _raise_for(response: httpx.Response) -> None:
     try:
         body = response.json()
         message = body["error"] if isinstance(body, dict) and "error" in body else response.text
-    except ValueError:
-        message = response.text[:500] or response.reason_phrase
+    except ValueError:  # not the server's JSON: a proxy's or framework's page
+        html = response.headers.get("content-type", "").startswith("text/html")
+        message = response.reason_phrase if html or not response.text else response.text[:500]
     raise error_for(response.status_code, str(message), response.headers)
 
 
