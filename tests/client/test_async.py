@@ -41,9 +41,7 @@ def test_async_client_stores_queries_deletes_and_prunes(server, make_key):
 @pytest.mark.needs("list")
 @pytest.mark.needs("patch")
 @pytest.mark.needs("delete_many")
-@pytest.mark.needs("snapshots")
-@pytest.mark.needs("checkpoint")
-def test_async_client_lists_patches_and_snapshots(server, make_key):
+def test_async_client_lists_patches_and_deletes_many(server, make_key):
     async def scenario():
         async with AsyncMemcloudClient(server.url, make_key()) as mc:
             ids = await mc.store_batch(
@@ -54,6 +52,17 @@ def test_async_client_lists_patches_and_snapshots(server, make_key):
             assert [e.id async for e in mc.iter_episodes(page_size=3)] == ids[::-1]
             assert (await mc.patch(ids[0], reward=0.1, metadata_merge={"k": 1})).metadata == {"k": 1}
             assert await mc.delete_many(ids[:2]) == 2
+            assert (await mc.stats()).episodes == 5
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.needs("snapshots")
+@pytest.mark.needs("checkpoint")
+def test_async_client_saves_loads_and_checkpoints(server, make_key):
+    async def scenario():
+        async with AsyncMemcloudClient(server.url, make_key()) as mc:
+            await mc.store_batch({"task_id": f"s{i}", "state_embedding": vec(i), "reward": 0.5} for i in range(5))
             assert await mc.save("async-snap") == 5
             assert [s.path for s in await mc.list_snapshots()] == ["async-snap"]
             assert await mc.prune_keep_newest(0) == 5
