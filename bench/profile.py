@@ -3,7 +3,7 @@
 Starts a one-worker gunicorn on a throw-away database, drives one operation at a time (single store,
 batch store, query) from a client thread while `py-spy record` samples the worker, and prints the
 functions with the most samples (own time and inclusive) per operation. Collapsed stacks are kept
-under bench/results/profile/ for flame graphs.
+in a temporary directory (printed; `--out` to choose) for flame graphs.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -22,8 +23,6 @@ import orjson
 
 from bench.data import make_dataset, make_queries, slice_dataset
 from bench.http import NUMPY, Api, batches, query_body
-
-HERE = Path(__file__).resolve().parent
 
 
 def py_spy() -> str:
@@ -97,12 +96,14 @@ def main() -> int:
     parser.add_argument("--n", type=int, default=100_000, help="episodes in the queried tenant")
     parser.add_argument("--seconds", type=float, default=8)
     parser.add_argument("--top", type=int, default=15)
-    parser.add_argument("--out", type=Path, default=HERE / "results" / "profile")
+    parser.add_argument("--out", type=Path, default=None, help="where the collapsed stacks go")
     args = parser.parse_args()
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "memcloud.settings")
     from bench.deploy import Deployment
 
+    args.out = args.out or Path(tempfile.mkdtemp(prefix="memcloud-profile-"))
     args.out.mkdir(parents=True, exist_ok=True)
+    print(f"collapsed stacks in {args.out}")
     dep = Deployment()
     try:
         keys = {s: dep.create_tenant(s, 384) for s in ("query", "store")}
