@@ -1,9 +1,13 @@
 """Per-tenant in-memory index: exact filtered top-k over a contiguous float32 matrix.
 
-numpy and the standard library only: arrays in, arrays out. Rows live in a prefix [0, n) of
+numpy, the standard library and the int8 copy (quantized.py): arrays in, arrays out. Rows live in a prefix [0, n) of
 capacity-sized columns; a removal moves the last row into the hole, so store order is kept in the
 `seq` column rather than in row positions. Filters become one boolean mask applied before the
 top-k selection, so a selective filter still yields min(k, matches) results (SPEC section 4).
+
+Search in two steps: a fast scan picks candidates (float32 BLAS, or the int8 copy for large
+tenants), then the candidates get their exact scores (float64 sums of the float32 rows, rounded to
+float32) and the SPEC tie-break. Every candidate set is a proven superset of the exact top k.
 """
 
 from __future__ import annotations
@@ -12,6 +16,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+
+from .quantized import MIN_ROWS, ROUNDING, TRAIN_SAMPLE, QuantizedCopy
 
 NO_EXPIRY = np.iinfo(np.int64).max
 BITSET_TAGS = 256  # tags with codes below this live in a per-row bitset; rarer ones in posting sets
@@ -50,7 +56,7 @@ class _Vocab:
 
 
 class TenantIndex:
-    def __init__(self, dim: int, metric: str = "cosine", capacity: int = 0) -> None:
+    def __init__(self, dim: int, metric: str = "cosine", capacity: int = 0, quantize_from: int = MIN_ROWS) -> None:
         if metric not in ("cosine", "l2", "dot"):
             raise ValueError(f"unknown metric {metric!r}")
         self.dim = dim
@@ -62,6 +68,8 @@ class TenantIndex:
         self._rare: dict[int, set[str]] = {}  # tag code >= BITSET_TAGS -> ids carrying it
         self._row_rare: dict[str, tuple[int, ...]] = {}
         self._expiring = 0
+        self.quant: QuantizedCopy | None = None  # built lazily once the tenant is large enough
+        self.quantize_from = quantize_from
         self._alloc(max(capacity, 16))
 
     # ----- storage -----
@@ -90,7 +98,8 @@ class TenantIndex:
     def nbytes(self) -> int:
         arrays = (self.emb, self.sqnorm, self.seq, self.timestamp, self.reward, self.expires,
                   self.task, self.source, self.user, self.tagbits)
-        return sum(a.nbytes for a in arrays) + self.n * 120  # ids list + position dict
+        quant = self.quant.nbytes() if self.quant is not None else 0
+        return sum(a.nbytes for a in arrays) + quant + self.n * 120  # ids list + position dict
 
     def _tag_row(self, tags: Sequence[str]) -> tuple[np.ndarray, tuple[int, ...]]:
         bits = np.zeros(_WORDS, dtype=np.uint64)
@@ -122,6 +131,7 @@ class TenantIndex:
             return
         emb = np.asarray(embeddings, dtype=np.float32).reshape(m, self.dim)
         new_rows = [i for i, eid in enumerate(ids) if eid not in self.pos]
+        first_new = self.n
         if self.n + len(new_rows) > self.capacity:
             self._alloc(max(self.n + len(new_rows), int(self.capacity * 1.5) + 16))
         for i, eid in enumerate(ids):
@@ -149,6 +159,8 @@ class TenantIndex:
                 self._row_rare[eid] = rare
                 for code in rare:
                     self._rare.setdefault(code, set()).add(eid)
+        if self.quant is not None:
+            self.quant.append(self.emb[first_new : self.n])
 
     def _set_vector(self, row: int, vector: np.ndarray) -> None:
         if self.metric == "cosine":
@@ -171,6 +183,8 @@ class TenantIndex:
             self._forget_rare(eid)
             self._expiring -= int(self.expires[row] != NO_EXPIRY)
             last = self.n - 1
+            if self.quant is not None:
+                self.quant.move_last_into(row)
             if row != last:
                 moved = self.ids[last]
                 self.ids[row] = moved
@@ -249,7 +263,8 @@ class TenantIndex:
         return np.ascontiguousarray(q, dtype=np.float32)
 
     def scores(self, q: np.ndarray, rows: np.ndarray | None) -> np.ndarray:
-        """Higher-is-better scores of `rows` (all rows when None) for a prepared query."""
+        """Fast float32 (BLAS) scores of `rows` (all rows when None), higher is better. Their last
+        bits depend on how BLAS blocks the matrix, so they only choose candidates (see exact_scores)."""
         matrix = self.emb[: self.n] if rows is None else self.emb[rows]
         dots = matrix @ q
         if self.metric != "l2":
@@ -257,6 +272,23 @@ class TenantIndex:
         sq = self.sqnorm[: self.n] if rows is None else self.sqnorm[rows]
         dist2 = np.maximum(sq - 2.0 * dots + np.float32(np.dot(q, q)), 0.0)
         return -np.sqrt(dist2, dtype=np.float32)
+
+    def exact_scores(self, q: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """The reported scores: each row on its own in float64, rounded to float32, so equal rows
+        score equal wherever they sit and ties fall to the SPEC tie-break, not to rounding."""
+        matrix = self.emb[rows].astype(np.float64)
+        q64 = q.astype(np.float64)
+        if self.metric == "l2":
+            return (-np.sqrt(((matrix - q64) ** 2).sum(axis=1))).astype(np.float32)
+        return (matrix * q64).sum(axis=1).astype(np.float32)
+
+    def _float32_slack(self, q: np.ndarray) -> float:
+        """Largest gap between a fast float32 score and its exact score."""
+        q_norm = float(np.linalg.norm(q))
+        row_norm = float(np.sqrt(self.sqnorm[: self.n].max()))
+        if self.metric == "l2":
+            return float(np.sqrt(ROUNDING)) * (q_norm + row_norm) + 1e-6
+        return ROUNDING * q_norm * row_norm + 1e-6
 
     def search(self, query: np.ndarray, k: int, flt: Filters | None = None,
                now_ms: int = 0) -> tuple[list[str], np.ndarray]:
@@ -266,18 +298,52 @@ class TenantIndex:
             return [], np.empty(0, dtype=np.float32)
         q = self.prepare_query(query)
         mask = self.mask(flt or Filters(), now_ms)
-        if mask is None:
-            rows = np.arange(n)
-            scores = self.scores(q, None)
+        matches = n if mask is None else int(np.count_nonzero(mask))
+        if matches == 0:
+            return [], np.empty(0, dtype=np.float32)
+        if matches >= GATHER_FRACTION * n and n >= self.quantize_from:
+            rows = self._int8_candidates(q, k, mask, matches)
         else:
-            rows = np.flatnonzero(mask)
-            if rows.size == 0:
-                return [], np.empty(0, dtype=np.float32)
-            # Few matches: gather and score only them; many: one full scan is cheaper than a gather.
-            scores = self.scores(q, rows) if rows.size < GATHER_FRACTION * n else self.scores(q, None)[rows]
+            rows = self._float32_candidates(q, k, mask)
+        scores = self.exact_scores(q, rows)
         best = top_k(scores, self.timestamp[rows], self.seq[rows], k)
-        chosen = rows[best]
-        return [self.ids[r] for r in chosen], scores[best]
+        return [self.ids[r] for r in rows[best]], scores[best]
+
+    def _float32_candidates(self, q: np.ndarray, k: int, mask: np.ndarray | None) -> np.ndarray:
+        """Matching rows whose float32 score is within twice the rounding slack of the k-th best:
+        a superset of the exact top k, usually k rows and a few."""
+        rows = np.arange(self.n) if mask is None else np.flatnonzero(mask)
+        if rows.size <= k:
+            return rows
+        # Few matches: gather and score only them; many: one full scan is cheaper than a gather.
+        if mask is None:
+            approx = self.scores(q, None)
+        elif rows.size < GATHER_FRACTION * self.n:
+            approx = self.scores(q, rows)
+        else:
+            approx = self.scores(q, None)[rows]
+        kth = float(np.partition(approx, approx.size - k)[approx.size - k])
+        return rows[approx >= kth - 2 * self._float32_slack(q)]
+
+    def _int8_candidates(self, q: np.ndarray, k: int, mask: np.ndarray | None, matches: int) -> np.ndarray:
+        """Rows that provably contain the exact top k: the best of the int8 scan, re-ranked exactly,
+        plus every row whose int8 score could still reach the k-th best exact score."""
+        if self.quant is None:
+            sample = self.emb[: self.n][:: max(1, self.n // TRAIN_SAMPLE)]
+            self.quant = QuantizedCopy(self.dim, self.metric, sample)
+            self.quant.append(self.emb[: self.n])
+        count = min(matches, max(2 * k, k + 32))
+        rows, approx = self.quant.best(q, count, mask)
+        if rows.size >= matches:
+            return rows  # every matching row is a candidate
+        if rows.size < k:  # not expected from faiss; stay exact whatever happens
+            return np.arange(self.n) if mask is None else np.flatnonzero(mask)
+        exact = self.exact_scores(q, rows)
+        tau = float(np.partition(exact, exact.size - k)[exact.size - k])  # k-th best exact score
+        slack = self.quant.slack(q, float(np.sqrt(self.sqnorm[: self.n].max())))
+        if float(approx.min()) + slack < tau:
+            return rows  # every other row scores strictly below tau: it cannot enter, not even on a tie
+        return np.union1d(rows, self.quant.reaching(q, tau - slack, mask))
 
     # ----- bulk form, for checkpoints -----
     def columns(self) -> dict[str, np.ndarray]:
