@@ -42,7 +42,7 @@ def exact_ids(ds: Dataset, queries: np.ndarray, k: int, flt: str) -> list[list[s
 def bench_numpy(ds: Dataset, queries: np.ndarray, *, top_ks: tuple[int, ...], count: int, threads: int | None) -> list[dict]:
     """p50/p99 of numpy exact search: M @ q over all rows, or over the gathered matching rows."""
     out = []
-    with threadpool_limits(limits=threads, user_api="blas"):
+    with threadpool_limits(limits=threads):  # BLAS and OpenMP (faiss), as gunicorn.conf.py sets both
         for flt in FILTERS:
             mask = ds.masks[flt]
             for k in top_ks:
@@ -103,7 +103,7 @@ def bench_index(ds: Dataset, queries: np.ndarray, *, top_ks: tuple[int, ...], co
     now_ms = int(time.time() * 1000)
     out: list[dict] = [{"system": "index", "op": "build", "n": ds.n, "seconds": round(build_s, 3),
                         "episodes_per_s": round(ds.n / build_s, 1)}]
-    with threadpool_limits(limits=threads, user_api="blas"):
+    with threadpool_limits(limits=threads):  # BLAS and OpenMP (faiss), as gunicorn.conf.py sets both
         for flt in FILTERS:
             f = index_filters(flt)
             for k in top_ks:

@@ -34,6 +34,7 @@ class Plan:
     peer_seconds: float = 1.5
     workers: int = 2
     store_count: int = 200  # single stores; batch-100 stores 10x as many
+    store_seconds: float = 20  # HTTP batch stores per measurement, then the service path fills the rest
     catchup_sizes: tuple[int, ...] = (1, 100, 10_000)
     many_tenants: int = 100
     many_per_tenant: int = 1000
@@ -43,10 +44,10 @@ class Plan:
 
 PLANS = {
     "smoke": Plan(sizes=(1000,), queries=40, recall_queries=20, count=20, concurrencies=(1, 4), seconds=0.4,
-                  max_requests=200, peer_seconds=0.4, store_count=20, catchup_sizes=(1, 100), many_tenants=5,
+                  max_requests=200, peer_seconds=0.4, store_count=20, store_seconds=2, catchup_sizes=(1, 100), many_tenants=5,
                   many_per_tenant=100),
     "quick": Plan(sizes=(10_000, 100_000)),
-    "full": Plan(sizes=(10_000, 100_000, 1_000_000), seconds=3.0, max_requests=20_000, peer_seconds=3.0,
+    "full": Plan(sizes=(10_000, 100_000, 1_000_000), seconds=3.0, max_requests=20_000, peer_seconds=3.0, store_seconds=60,
                  many_tenants=1000, pgvector_hnsw_max_n=1_000_000),
 }
 
@@ -126,7 +127,8 @@ class Runner:
 
                     self.phase(f"http n={n}", bench_http, dep, ds, queries, top_ks=p.top_ks,
                                concurrencies=p.concurrencies, seconds=p.seconds, max_requests=p.max_requests,
-                               workers=p.workers, store_count=p.store_count, catchup_sizes=p.catchup_sizes,
+                               workers=p.workers, store_count=p.store_count, store_seconds=p.store_seconds,
+                               catchup_sizes=p.catchup_sizes,
                                truth=truth)
                 if self.use_chroma:
                     self.phase(f"chroma n={n}", chroma.bench_chroma, ds, queries, top_ks=p.top_ks,
@@ -141,6 +143,7 @@ class Runner:
 
                 self.phase("many tenants", bench_many_tenants, dep, tenants=p.many_tenants,
                            per_tenant=p.many_per_tenant, workers=p.workers, seconds=p.seconds,
+                           store_seconds=p.store_seconds,
                            concurrencies=p.concurrencies[:2], dim=DIM, index_memory_mb=p.many_index_mb)
         finally:
             if dep is not None:
