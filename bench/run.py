@@ -8,6 +8,7 @@ import json
 import os
 import platform
 import shlex
+import signal
 import sys
 import time
 import traceback
@@ -46,7 +47,7 @@ PLANS = {
     "smoke": Plan(sizes=(1000,), queries=40, recall_queries=20, count=20, concurrencies=(1, 4), seconds=0.4,
                   max_requests=200, peer_seconds=0.4, store_count=20, store_seconds=2, catchup_sizes=(1, 100), many_tenants=5,
                   many_per_tenant=100),
-    "quick": Plan(sizes=(10_000, 100_000)),
+    "quick": Plan(sizes=(10_000, 100_000), recall_queries=30),
     "full": Plan(sizes=(10_000, 100_000, 1_000_000), seconds=3.0, max_requests=20_000, peer_seconds=3.0, store_seconds=60,
                  many_tenants=1000, pgvector_hnsw_max_n=1_000_000),
 }
@@ -172,6 +173,10 @@ def main(argv: list[str] | None = None) -> int:
     if str(ROOT) not in sys.path:
         sys.path.insert(0, str(ROOT))
 
+    # Stopping a run (SIGTERM, or SIGINT even when started in the background) still stops its
+    # servers and drops its database.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     started = dt.datetime.now(dt.UTC)
     t = time.perf_counter()
     runner = Runner(plan, chroma=not args.no_chroma, pgvector=not args.no_pgvector, http=not args.no_http)

@@ -21,15 +21,20 @@ def summarize(seconds: list[float]) -> dict[str, float]:
     }
 
 
-def time_calls(fn: Callable[[int], object], count: int, *, warmup: int = 3) -> list[float]:
-    """Run fn(i) for i in range(count) after a few warm-up calls; durations in seconds."""
+def time_calls(fn: Callable[[int], object], count: int, *, warmup: int = 3, max_seconds: float = 2.0,
+               min_count: int = 5) -> list[float]:
+    """Run fn(i) for i in range(count) after a few warm-up calls, stopping early once max_seconds
+    have passed (after at least min_count calls); durations in seconds."""
     for i in range(min(warmup, count)):
         fn(i)
-    out = []
+    out: list[float] = []
+    began = time.perf_counter()
     for i in range(count):
         t = time.perf_counter()
         fn(i)
         out.append(time.perf_counter() - t)
+        if len(out) >= min_count and time.perf_counter() - began > max_seconds:
+            break
     return out
 
 
