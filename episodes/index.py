@@ -17,12 +17,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .quantized import MIN_ROWS, ROUNDING, TRAIN_SAMPLE, QuantizedCopy
+from .quantized import MIN_ROWS, QuantizedColumns, candidates
 
 NO_EXPIRY = np.iinfo(np.int64).max
 BITSET_TAGS = 256  # tags with codes below this live in a per-row bitset; rarer ones in posting sets
 _WORDS = BITSET_TAGS // 64
 GATHER_FRACTION = 0.25  # below this share of matching rows, score only the matching rows
+INT8_FRACTION = 0.05  # with an int8 copy, filters matching fewer rows than this gather float32 rows
 
 
 @dataclass(frozen=True)
@@ -68,7 +69,7 @@ class TenantIndex:
         self._rare: dict[int, set[str]] = {}  # tag code >= BITSET_TAGS -> ids carrying it
         self._row_rare: dict[str, tuple[int, ...]] = {}
         self._expiring = 0
-        self.quant: QuantizedCopy | None = None  # built lazily once the tenant is large enough
+        self.quant: QuantizedColumns | None = None  # built lazily once the tenant is large enough
         self.quantize_from = quantize_from
         self._alloc(max(capacity, 16))
 
@@ -93,13 +94,15 @@ class TenantIndex:
         grow("source", (capacity,), np.int32, -1)
         grow("user", (capacity,), np.int32, -1)
         grow("tagbits", (capacity, _WORDS), np.uint64)
+        if self.__dict__.get("quant") is not None:
+            self.quant.grow(capacity, n)
         self.capacity = capacity
 
     def nbytes(self) -> int:
         arrays = (self.emb, self.sqnorm, self.seq, self.timestamp, self.reward, self.expires,
                   self.task, self.source, self.user, self.tagbits)
         quant = self.quant.nbytes() if self.quant is not None else 0
-        return sum(a.nbytes for a in arrays) + quant + self.n * 120  # ids list + position dict
+        return sum(a.nbytes for a in arrays) + quant + self.n * 120  # + ids list and position dict
 
     def _tag_row(self, tags: Sequence[str]) -> tuple[np.ndarray, tuple[int, ...]]:
         bits = np.zeros(_WORDS, dtype=np.uint64)
@@ -160,7 +163,7 @@ class TenantIndex:
                 for code in rare:
                     self._rare.setdefault(code, set()).add(eid)
         if self.quant is not None:
-            self.quant.append(self.emb[first_new : self.n])
+            self.quant.set_rows(first_new, self.emb[first_new : self.n])
 
     def _set_vector(self, row: int, vector: np.ndarray) -> None:
         if self.metric == "cosine":
@@ -183,8 +186,8 @@ class TenantIndex:
             self._forget_rare(eid)
             self._expiring -= int(self.expires[row] != NO_EXPIRY)
             last = self.n - 1
-            if self.quant is not None:
-                self.quant.move_last_into(row)
+            if self.quant is not None and row != last:
+                self.quant.move(last, row)
             if row != last:
                 moved = self.ids[last]
                 self.ids[row] = moved
@@ -282,14 +285,6 @@ class TenantIndex:
             return (-np.sqrt(((matrix - q64) ** 2).sum(axis=1))).astype(np.float32)
         return (matrix * q64).sum(axis=1).astype(np.float32)
 
-    def _float32_slack(self, q: np.ndarray) -> float:
-        """Largest gap between a fast float32 score and its exact score."""
-        q_norm = float(np.linalg.norm(q))
-        row_norm = float(np.sqrt(self.sqnorm[: self.n].max()))
-        if self.metric == "l2":
-            return float(np.sqrt(ROUNDING)) * (q_norm + row_norm) + 1e-6
-        return ROUNDING * q_norm * row_norm + 1e-6
-
     def search(self, query: np.ndarray, k: int, flt: Filters | None = None,
                now_ms: int = 0) -> tuple[list[str], np.ndarray]:
         """Ids and scores of the k best matching rows, best first (ties: newer timestamp, later stored)."""
@@ -301,8 +296,10 @@ class TenantIndex:
         matches = n if mask is None else int(np.count_nonzero(mask))
         if matches == 0:
             return [], np.empty(0, dtype=np.float32)
-        if matches >= GATHER_FRACTION * n and n >= self.quantize_from:
-            rows = self._int8_candidates(q, k, mask, matches)
+        if n >= self.quantize_from and matches >= INT8_FRACTION * n:
+            rows = self._int8_candidates(q, k, mask)
+            if rows.size > 4 * k:  # a band of near-ties: a float32 pass narrows it before float64
+                rows = self._narrow(q, k, rows, self.scores(q, rows))
         else:
             rows = self._float32_candidates(q, k, mask)
         scores = self.exact_scores(q, rows)
@@ -310,8 +307,8 @@ class TenantIndex:
         return [self.ids[r] for r in rows[best]], scores[best]
 
     def _float32_candidates(self, q: np.ndarray, k: int, mask: np.ndarray | None) -> np.ndarray:
-        """Matching rows whose float32 score is within twice the rounding slack of the k-th best:
-        a superset of the exact top k, usually k rows and a few."""
+        """Matching rows whose fast float32 score is close enough to the k-th best to be in the
+        exact top k: usually k rows and a few."""
         rows = np.arange(self.n) if mask is None else np.flatnonzero(mask)
         if rows.size <= k:
             return rows
@@ -322,28 +319,29 @@ class TenantIndex:
             approx = self.scores(q, rows)
         else:
             approx = self.scores(q, None)[rows]
-        kth = float(np.partition(approx, approx.size - k)[approx.size - k])
-        return rows[approx >= kth - 2 * self._float32_slack(q)]
+        return self._narrow(q, k, rows, approx)
 
-    def _int8_candidates(self, q: np.ndarray, k: int, mask: np.ndarray | None, matches: int) -> np.ndarray:
-        """Rows that provably contain the exact top k: the best of the int8 scan, re-ranked exactly,
-        plus every row whose int8 score could still reach the k-th best exact score."""
+    def _narrow(self, q: np.ndarray, k: int, rows: np.ndarray, approx: np.ndarray) -> np.ndarray:
+        """The rows whose fast float32 score is close enough to the k-th best to be in the exact top k."""
+        if rows.size <= k:
+            return rows
+        kth = float(np.partition(approx, approx.size - k)[approx.size - k])
+        # float32 sums of d terms are within ~d * 2^-24 * |q| |x| of exact: keep twice that below the k-th.
+        row_norm = float(np.sqrt(self.sqnorm[: self.n].max()))
+        q_norm = float(np.linalg.norm(q))
+        if self.metric == "l2":
+            slack = float(np.sqrt(self.dim * 2.0**-23)) * (q_norm + row_norm) + 1e-6
+        else:
+            slack = self.dim * 2.0**-23 * q_norm * row_norm + 1e-6
+        return rows[approx >= kth - 2 * slack]
+
+    def _int8_candidates(self, q: np.ndarray, k: int, mask: np.ndarray | None) -> np.ndarray:
+        """Rows whose int8 score interval can reach the k-th best lower bound (quantized.py)."""
         if self.quant is None:
-            sample = self.emb[: self.n][:: max(1, self.n // TRAIN_SAMPLE)]
-            self.quant = QuantizedCopy(self.dim, self.metric, sample)
-            self.quant.append(self.emb[: self.n])
-        count = min(matches, max(2 * k, k + 32))
-        rows, approx = self.quant.best(q, count, mask)
-        if rows.size >= matches:
-            return rows  # every matching row is a candidate
-        if rows.size < k:  # not expected from faiss; stay exact whatever happens
-            return np.arange(self.n) if mask is None else np.flatnonzero(mask)
-        exact = self.exact_scores(q, rows)
-        tau = float(np.partition(exact, exact.size - k)[exact.size - k])  # k-th best exact score
-        slack = self.quant.slack(q, float(np.sqrt(self.sqnorm[: self.n].max())))
-        if float(approx.min()) + slack < tau:
-            return rows  # every other row scores strictly below tau: it cannot enter, not even on a tie
-        return np.union1d(rows, self.quant.reaching(q, tau - slack, mask))
+            self.quant = QuantizedColumns(self.dim, self.capacity)
+            self.quant.set_rows(0, self.emb[: self.n])
+        lower, upper = self.quant.bounds(q, self.n, self.metric)
+        return candidates(lower, upper, k, mask)
 
     # ----- bulk form, for checkpoints -----
     def columns(self) -> dict[str, np.ndarray]:

@@ -1,105 +1,95 @@
-"""An int8 copy of a tenant's rows, scanned with faiss's SIMD scalar-quantiser kernels, and the
-certified search that makes its answers exact.
+"""An int8 copy of a tenant's rows, scanned with simsimd's SIMD int8 dot products, and the bounds
+that let the search use it without giving up exactness.
 
 A float32 scan reads 4 bytes per dimension per row and is bound by memory bandwidth (PERF.md);
-the int8 copy reads one. Its scores are approximate, but each row's error is bounded: for inner
-products |q.x - q.x'| <= |q| |x - x'|, and for distances | |q-x| - |q-x'| | <= |x - x'| (triangle
-inequality), where x' is the decoded row. Keeping |x - x'| per row lets the search prove that no
-row outside its float32-re-ranked candidates can reach the k-th best exact score.
+the int8 copy reads one. Each row x is stored as s * c (c int8, s = max|x| / 127) with its
+reconstruction error e = |x - s c|, and the query likewise as q' with error e_q. Then
+
+    |q.x - q'.x'| <= |q| e + |x'| e_q
+
+so every row gets an interval [lower, upper] that holds its exact score. The k-th best lower bound
+is a floor for the k-th best exact score, and only rows whose upper bound reaches that floor can be
+in the exact top k: those, usually a handful, are scored exactly.
 """
 
 from __future__ import annotations
 
-import faiss
 import numpy as np
-
-faiss.omp_set_num_threads(1)  # one core per gunicorn worker, like BLAS (PERF.md)
+import simsimd
 
 MIN_ROWS = 20_000  # below this a float32 scan is already well under a millisecond
-TRAIN_SAMPLE = 50_000
-# float32 rounding of faiss's and BLAS's sums, relative to |q| |x|: far above the true error of
-# a 1024-term float32 dot product (~1e-7 * sqrt(d)), so the proof never rests on it.
-ROUNDING = 2e-5
+# Headroom for float rounding in the bounds and in the exact scores (float64 sums, float32 result).
+ROUNDING = 2e-6
 
 
-class QuantizedCopy:
-    """Row i here is row i of the TenantIndex; removals mirror its move-last-into-hole."""
+def quantize(rows: np.ndarray) -> tuple[np.ndarray, ...]:
+    """int8 codes, scales, error terms, reconstructed norms and squared norms of float32 rows.
 
-    def __init__(self, dim: int, metric: str, sample: np.ndarray) -> None:
-        self.metric = metric
-        kind = faiss.METRIC_L2 if metric == "l2" else faiss.METRIC_INNER_PRODUCT
-        self.faiss = faiss.IndexScalarQuantizer(dim, faiss.ScalarQuantizer.QT_8bit, kind)
-        self.faiss.train(np.ascontiguousarray(sample, dtype=np.float32))
-        self.err = np.empty(0, dtype=np.float32)
-        self.n = 0
+    The error term is the reconstruction error plus the rounding headroom for a row of that norm,
+    so a query pays one multiply per row for both."""
+    rows64 = np.atleast_2d(rows).astype(np.float64)
+    peak = np.abs(rows64).max(axis=1)
+    scale = np.where(peak > 0, peak / 127.0, 1.0)
+    codes = np.clip(np.rint(rows64 / scale[:, None]), -127, 127).astype(np.int8)
+    rebuilt = codes.astype(np.float64) * scale[:, None]
+    sq = (rows64**2).sum(axis=1)
+    err = np.linalg.norm(rows64 - rebuilt, axis=1) + ROUNDING * (np.sqrt(sq) + 1.0)
+    return codes, scale, err, np.linalg.norm(rebuilt, axis=1) * (1 + ROUNDING), sq
 
-    def append(self, rows: np.ndarray) -> None:
-        rows = np.ascontiguousarray(rows, dtype=np.float32)
-        if not len(rows):
-            return
-        codes = self.faiss.sa_encode(rows)
-        decoded = self.faiss.sa_decode(codes)
-        # Measured, not assumed: a row outside the trained range clips and gets a large (true) bound.
-        err = np.linalg.norm(rows.astype(np.float64) - decoded, axis=1).astype(np.float32)
-        self.faiss.add(rows)
-        self.err = np.concatenate([self.err[: self.n], err])
-        self.n += len(rows)
 
-    def _codes(self) -> np.ndarray:
-        flat = faiss.rev_swig_ptr(self.faiss.codes.data(), self.faiss.codes.size())
-        return flat.reshape(-1, self.faiss.code_size)
+class QuantizedColumns:
+    """Row i here is row i of the TenantIndex (same capacity growth and move-last-into-hole)."""
 
-    def move_last_into(self, row: int) -> None:
-        """Drop `row` by moving the last row into it (the TenantIndex does the same)."""
-        last = self.n - 1
-        if row != last:
-            codes = self._codes()
-            codes[row] = codes[last]
-            self.err[row] = self.err[last]
-        self.faiss.codes.resize(last * self.faiss.code_size)
-        self.faiss.ntotal = last
-        self.n = last
+    def __init__(self, dim: int, capacity: int) -> None:
+        self.codes = np.zeros((capacity, dim), dtype=np.int8)
+        self.scale = np.zeros(capacity, dtype=np.float64)
+        self.err = np.zeros(capacity, dtype=np.float64)
+        self.norm = np.zeros(capacity, dtype=np.float64)
+        self.sq = np.zeros(capacity, dtype=np.float64)
+
+    def grow(self, capacity: int, n: int) -> None:
+        for name in ("codes", "scale", "err", "norm", "sq"):
+            old = getattr(self, name)
+            new = np.zeros((capacity, *old.shape[1:]), dtype=old.dtype)
+            new[:n] = old[:n]
+            setattr(self, name, new)
+
+    def set_rows(self, start: int, rows: np.ndarray) -> None:
+        end = start + len(rows)
+        (self.codes[start:end], self.scale[start:end], self.err[start:end], self.norm[start:end],
+         self.sq[start:end]) = quantize(rows)
+
+    def move(self, src: int, dst: int) -> None:
+        for column in (self.codes, self.scale, self.err, self.norm, self.sq):
+            column[dst] = column[src]
 
     def nbytes(self) -> int:
-        return self.n * self.faiss.code_size + self.err.nbytes
+        return sum(c.nbytes for c in (self.codes, self.scale, self.err, self.norm, self.sq))
 
-    # ----- search -----
-    def _params(self, mask: np.ndarray | None):
-        if mask is None:
-            return None, None
-        bitmap = np.packbits(mask, bitorder="little")
-        return faiss.SearchParameters(sel=faiss.IDSelectorBitmap(bitmap)), bitmap  # keep bitmap alive
+    def bounds(self, q: np.ndarray, n: int, metric: str) -> tuple[np.ndarray, np.ndarray]:
+        """Lower and upper bounds of the exact higher-is-better score of rows [0, n)."""
+        q_codes, q_scale, q_err, _, _ = quantize(q[None, :])
+        # Integer dot products of int8 codes: exact (|sum| < 2^53), one pass over n * dim bytes.
+        approx = np.asarray(simsimd.cdist(q_codes, self.codes[:n], metric="dot"), dtype=np.float64)[0]
+        approx *= q_scale[0]
+        approx *= self.scale[:n]
+        q_norm = float(np.linalg.norm(q.astype(np.float64))) * (1 + ROUNDING)
+        slack = self.err[:n] * q_norm
+        slack += self.norm[:n] * (q_err[0] + ROUNDING)
+        if metric != "l2":
+            return approx - slack, approx + slack
+        # |q - x|^2 = |q|^2 - 2 q.x + |x|^2, with q.x inside approx +- slack.
+        base = q_norm**2 + self.sq[:n] - 2.0 * approx
+        lower = -np.sqrt(np.maximum(base + 2.0 * slack, 0.0))
+        upper = -np.sqrt(np.maximum(base - 2.0 * slack, 0.0))
+        return lower, upper
 
-    def _higher_is_better(self, raw: np.ndarray) -> np.ndarray:
-        if self.metric == "l2":
-            return -np.sqrt(np.maximum(raw, 0.0))
-        return raw
 
-    def best(self, q: np.ndarray, count: int, mask: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-        """Rows with the `count` best approximate scores (among `mask`), and those scores."""
-        params, _bitmap = self._params(mask)
-        raw, rows = self.faiss.search(q[None, :], count, params=params)
-        keep = rows[0] >= 0
-        return rows[0][keep], self._higher_is_better(raw[0][keep])
-
-    def reaching(self, q: np.ndarray, threshold: float, mask: np.ndarray | None) -> np.ndarray:
-        """Every row (among `mask`) whose approximate score is at least `threshold`."""
-        params, _bitmap = self._params(mask)
-        if self.metric == "l2":
-            if threshold > 0:
-                return np.empty(0, dtype=np.int64)
-            radius = float(threshold) ** 2 * (1 + 1e-6) + 1e-12  # faiss keeps squared distance < radius
-        else:
-            radius = float(threshold) - 1e-12 * (1 + abs(float(threshold)))  # faiss keeps score > radius
-        _, _, rows = self.faiss.range_search(q[None, :], radius, params=params)
-        return rows.astype(np.int64)
-
-    def slack(self, q: np.ndarray, max_row_norm: float) -> float:
-        """How far any row's exact score can sit above its approximate one."""
-        max_err = float(self.err[: self.n].max()) if self.n else 0.0
-        q_norm = float(np.linalg.norm(q))
-        if self.metric == "l2":
-            # Squared distances lose ~ROUNDING * (|q| + |x|)^2 to rounding; a square root turns that
-            # into sqrt(ROUNDING) * (|q| + |x|) on the distance.
-            return max_err + np.sqrt(ROUNDING) * (q_norm + max_row_norm + max_err) + 1e-6
-        return q_norm * max_err + ROUNDING * q_norm * (max_row_norm + max_err) + 1e-6
+def candidates(lower: np.ndarray, upper: np.ndarray, k: int, mask: np.ndarray | None) -> np.ndarray:
+    """Rows that may be in the exact top k: upper bound at least the k-th best lower bound."""
+    if mask is not None:
+        lower = np.where(mask, lower, -np.inf)
+        upper = np.where(mask, upper, -np.inf)
+    size = lower.size
+    floor = np.partition(lower, size - k)[size - k] if k < size else -np.inf
+    return np.flatnonzero(upper >= floor)

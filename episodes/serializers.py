@@ -64,10 +64,10 @@ class EpisodeInput(StrictSerializer):
     expires_at = timestamp_field(required=False, allow_null=True)
     ttl_secs = StrictIntegerField(required=False, allow_null=True, min_value=1, max_value=100 * 365 * 86400)
 
-    def validate_id(self, value):
-        if not isinstance(self.initial_data.get("id"), str):
-            raise serializers.ValidationError("must be a UUID string")
-        return value
+    def to_internal_value(self, data: Any) -> Any:
+        if isinstance(data, dict) and "id" in data and not isinstance(data["id"], str):
+            raise serializers.ValidationError({"id": ["must be a UUID string"]})
+        return super().to_internal_value(data)
 
     def validate(self, attrs: dict) -> dict:
         if attrs.get("expires_at") is not None and attrs.get("ttl_secs") is not None:
@@ -75,8 +75,18 @@ class EpisodeInput(StrictSerializer):
         return attrs
 
 
+class PassThroughField(serializers.Field):
+    """Already-parsed JSON, validated by the caller (DRF's JSONField would re-encode every item)."""
+
+    def to_internal_value(self, data: Any) -> Any:
+        return data
+
+    def to_representation(self, value: Any) -> Any:
+        return value
+
+
 class EpisodeBatchInput(StrictSerializer):
-    episodes = serializers.ListField(child=serializers.JSONField(), allow_empty=False)
+    episodes = serializers.ListField(child=PassThroughField(), allow_empty=False)
 
     def validate_episodes(self, value: list) -> list:
         limit = settings.AGENT_MEM_MAX_BATCH
@@ -86,11 +96,13 @@ class EpisodeBatchInput(StrictSerializer):
 
     def validate(self, attrs: dict) -> dict:
         clean, seen = [], {}
+        # One serializer for every item: building one per item deep-copies its fields each time.
+        one = EpisodeInput(context=self.context)
         for index, item in enumerate(attrs["episodes"]):
-            one = EpisodeInput(data=item, context=self.context)
-            if not one.is_valid():
-                raise serializers.ValidationError({"episodes": {index: one.errors}})
-            episode = one.validated_data
+            try:
+                episode = one.run_validation(item)
+            except serializers.ValidationError as exc:
+                raise serializers.ValidationError({"episodes": {index: exc.detail}}) from None
             if "id" in episode:
                 if episode["id"] in seen:
                     raise serializers.ValidationError(

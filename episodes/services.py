@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import orjson
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import QuerySet, Subquery
 
 from memcloud.errors import Conflict, QuotaExceeded
@@ -93,7 +93,7 @@ def episodes_store(*, tenant: Tenant, episodes: Sequence[dict], key_prefix: str 
                     continue
                 rows.append(_episode_row(tenant, state, episode, episode_id, digest, stamp))
                 state.next_seq += 1
-            Episode.objects.bulk_create(rows, batch_size=500)
+            insert_episodes(rows)
             state.episode_count += fresh
             state.save(update_fields=["version", "next_seq", "episode_count"])
     if len(episodes) == 1:
@@ -118,6 +118,27 @@ def _episode_row(tenant: Tenant, state: TenantState, episode: dict, episode_id: 
         tags=list(episode.get("tags", [])), source=episode.get("source"), user_id=episode.get("user_id"),
         steps=episode.get("steps"), expires_at=expires_at, content_hash=digest,
     )
+
+
+COPY_COLUMNS = ("id", "tenant_id", "seq", "version", "task_id", "embedding", "reward", "metadata", "timestamp",
+                "tags", "source", "user_id", "steps", "expires_at", "content_hash")
+
+
+def insert_episodes(rows: Sequence[Episode]) -> None:
+    """Insert new rows in the caller's transaction: COPY on PostgreSQL (several times faster than
+    a multi-row INSERT for large batches), bulk_create elsewhere."""
+    if connection.vendor != "postgresql" or len(rows) < 20:
+        Episode.objects.bulk_create(rows, batch_size=500)
+        return
+    table = connection.ops.quote_name(Episode._meta.db_table)
+    columns = ", ".join(connection.ops.quote_name(c) for c in COPY_COLUMNS)
+    with connection.cursor() as cursor, cursor.cursor.copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
+        for r in rows:
+            copy.write_row((
+                r.id, r.tenant_id, r.seq, r.version, r.task_id, r.embedding, r.reward, orjson.dumps(r.metadata).decode(),
+                r.timestamp, orjson.dumps(r.tags).decode(), r.source, r.user_id,
+                None if r.steps is None else orjson.dumps(r.steps).decode(), r.expires_at, r.content_hash,
+            ))
 
 
 def remove_episodes(*, tenant: Tenant, state: TenantState, doomed: QuerySet) -> int:

@@ -117,28 +117,26 @@ class PruneOlderThanApi(TenantApi):
         return Response({"removed": removed})
 
 
-class PruneKeepNewestApi(TenantApi):
+class _PruneKeepApi(TenantApi):
+    """Keep the best `n` by the subclass's order, remove the rest."""
+
     required_scope = Scope.WRITE
+    prune = staticmethod(services.episodes_prune_keep_newest)
 
     @extend_schema(request=PruneKeepInput, responses={200: RemovedResponse})
     def post(self, request: Request) -> Response:
         data = PruneKeepInput(data=request.data)
         data.is_valid(raise_exception=True)
-        removed = services.episodes_prune_keep_newest(tenant=self.tenant, n=data.validated_data["n"],
-                                                      key_prefix=self.key_prefix)
+        removed = self.prune(tenant=self.tenant, n=data.validated_data["n"], key_prefix=self.key_prefix)
         return Response({"removed": removed})
 
 
-class PruneKeepHighestRewardApi(TenantApi):
-    required_scope = Scope.WRITE
+class PruneKeepNewestApi(_PruneKeepApi):
+    prune = staticmethod(services.episodes_prune_keep_newest)
 
-    @extend_schema(request=PruneKeepInput, responses={200: RemovedResponse})
-    def post(self, request: Request) -> Response:
-        data = PruneKeepInput(data=request.data)
-        data.is_valid(raise_exception=True)
-        removed = services.episodes_prune_keep_highest_reward(tenant=self.tenant, n=data.validated_data["n"],
-                                                              key_prefix=self.key_prefix)
-        return Response({"removed": removed})
+
+class PruneKeepHighestRewardApi(_PruneKeepApi):
+    prune = staticmethod(services.episodes_prune_keep_highest_reward)
 
 
 class StatsApi(TenantApi):
