@@ -129,6 +129,23 @@ def main() -> int:
             sent = record(pid, args.seconds, path, drive)
             print(f"== {name}: {sent} requests in ~{args.seconds:.0f} s (N={args.n:,} for query)")
             print(summarize_stacks(path, args.top), flush=True)
+        # Cold start: a new worker's first query builds the tenant's index from the database.
+        fresh = dep.server(1)
+        (fresh_pid,) = fresh.worker_pids()
+        Api(fresh.url, keys["store"]).post("/v1/query", queries[0])  # imports, side tenant
+        cold = Api(fresh.url, keys["query"])
+
+        def once(i: int) -> None:
+            if i == 0:
+                t = time.perf_counter()
+                cold.post("/v1/query", queries[1])
+                print(f"== cold_start: first query {1e3 * (time.perf_counter() - t):.0f} ms (N={args.n:,})")
+            else:
+                time.sleep(0.05)
+
+        path = args.out / "cold_start.txt"
+        record(fresh_pid, max(args.seconds, 20), path, once)
+        print(summarize_stacks(path, args.top), flush=True)
     finally:
         dep.close()
     return 0

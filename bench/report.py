@@ -205,7 +205,10 @@ def write_outputs(results_dir: Path, report: Path) -> None:
              "Ratios carry over between machines better than absolute figures: every baseline ran in the "
              "same run, on the same data and queries (clustered synthetic episodes, dim 384, see `bench/data.py`). "
              "Filters: *broad* = `tags_any: [\"common\"]` (50 % of episodes), *selective* = "
-             "`tags_any: [\"rare\"]` (0.1 %).", ""]
+             "`tags_any: [\"rare\"]` (0.1 %). HTTP batch stores are timed for a bounded time per run; the "
+             "rest of a large tenant is filled through the service's `episodes_store` (no HTTP). Catch-up, "
+             "memory and cold start use a second, one-worker server on the same database. Method: "
+             "`bench/README.md`.", ""]
     for name in names:
         plot = plot_latency(runs[name], results_dir / f"{name}.png")
         parts.append(section(runs[name], plot, report))
