@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from typing import Any
 
 import numpy as np
@@ -10,6 +11,8 @@ import orjson
 from rest_framework import serializers
 
 MAX_INT64 = 2**63
+# An escaped U+0000 in encoded JSON: "\u0000" after an even number of backslashes.
+_JSON_NUL = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
 
 
 class StrictIntegerField(serializers.IntegerField):
@@ -97,6 +100,9 @@ class JSONSizedField(serializers.Field):
             raise serializers.ValidationError(f"cannot be encoded: {exc}") from None
         if len(encoded) > self.max_bytes:
             raise serializers.ValidationError(f"at most {self.max_bytes} bytes as JSON")
+        if b"\\u0000" in encoded and _JSON_NUL.search(encoded):
+            # PostgreSQL's jsonb cannot hold U+0000: refuse it here rather than fail in the database.
+            raise serializers.ValidationError("must not contain NUL characters (\\u0000)")
         return data
 
     def to_representation(self, value: Any) -> Any:

@@ -63,3 +63,13 @@ class Tombstone(models.Model):
 
     class Meta:
         indexes = [models.Index(fields=["tenant", "version"], name="tombstone_tenant_version")]
+
+
+class SweepRun(models.Model):
+    """When a deployment-wide periodic job last ran: the one row a worker must win to run it."""
+
+    name = models.CharField(max_length=32, primary_key=True)
+    last_run_ms = models.BigIntegerField()
+
+    def __str__(self) -> str:
+        return f"{self.name} at {self.last_run_ms}"

@@ -1,4 +1,4 @@
-"""Reads on episodes: get, similarity query, stats."""
+"""Reads on episodes: get, list, similarity query, stats."""
 
 from __future__ import annotations
 
@@ -14,6 +14,8 @@ from ops.audit import audit
 from tenants.models import Tenant
 
 from .cache import cache
+from .cursors import make_cursor, read_cursor
+from .filtering import matching
 from .index import Filters
 from .models import Episode, TenantState
 from .services import now_ms
@@ -42,6 +44,33 @@ def episode_get(*, tenant: Tenant, episode_id: uuid.UUID) -> dict[str, Any]:
     if row is None:
         raise NotFound(f"episode {episode_id} not found")
     return episode_json(row, embedding=row["embedding"])
+
+
+def episodes_list(*, tenant: Tenant, filters: Filters, limit: int, cursor: str | None = None,
+                  include_embedding: bool = False) -> dict[str, Any]:
+    """One page, newest first, by keyset on (timestamp, seq) straight from the database.
+
+    (timestamp, seq) is unique per tenant and never changes for a stored episode, so pages never
+    overlap, and an episode that exists for the whole walk sits at one fixed place in the order:
+    whatever others store or delete meanwhile, it is on exactly one page."""
+    rows = matching(live(Episode.objects.filter(tenant=tenant), now_ms()), filters)
+    if cursor:
+        timestamp, seq = read_cursor(cursor, tenant_slug=tenant.slug, flt=filters)
+        # The redundant bound lets the (tenant, timestamp, seq) index start the scan at the cursor.
+        rows = rows.filter(Q(timestamp__lt=timestamp) | Q(timestamp=timestamp, seq__lt=seq),
+                           timestamp__lte=timestamp)
+    fields = (*OUTPUT_FIELDS, "embedding") if include_embedding else OUTPUT_FIELDS
+    page = list(rows.order_by("-timestamp", "-seq").values(*fields)[: limit + 1])
+    next_cursor = None
+    if len(page) > limit:
+        page = page[:limit]
+        last = page[-1]
+        next_cursor = make_cursor(tenant_slug=tenant.slug, flt=filters, timestamp=last["timestamp"],
+                                  seq=last["seq"])
+    return {
+        "episodes": [episode_json(r, embedding=r["embedding"] if include_embedding else None) for r in page],
+        "next_cursor": next_cursor,
+    }
 
 
 def episodes_query(*, tenant: Tenant, state: TenantState, query_embedding: np.ndarray, top_k: int,

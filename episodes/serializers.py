@@ -3,9 +3,11 @@ serializers; embeddings through numpy (fields.embedding_array)."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from django.conf import settings
+from django.http import QueryDict
 from rest_framework import serializers
 
 from .fields import (
@@ -143,6 +145,128 @@ class QueryInput(FilterInput):
         return value
 
 
+_INTEGER = re.compile(r"^-?[0-9]+$")
+_TAG_PARAMS = ("tags_any", "tags_all")
+_INT_PARAMS = ("time_after", "time_before", "limit")
+_FLOAT_PARAMS = ("min_reward",)
+_FREE_EMPTY = ("cursor",)  # `cursor=` means the first page
+
+
+def params_to_data(params: QueryDict, fields: dict) -> dict[str, Any]:
+    """Query parameters as the JSON a body would carry: `tags_any=a,b` -> ["a", "b"], numbers
+    parsed (a malformed one stays a string, so the strict field names it)."""
+    unknown = sorted(name for name in params if name not in fields)
+    if unknown:
+        raise serializers.ValidationError({", ".join(unknown): ["unknown query parameter"]})
+    data: dict[str, Any] = {}
+    for name, values in params.lists():
+        if name in _TAG_PARAMS:
+            data[name] = [tag for value in values if value for tag in value.split(",")]
+            continue
+        if len(values) > 1:
+            raise serializers.ValidationError({name: ["given more than once"]})
+        value = values[0]
+        if name in _FREE_EMPTY and not value:
+            continue
+        if name in _INT_PARAMS and _INTEGER.match(value):
+            data[name] = int(value)
+        elif name in _FLOAT_PARAMS:
+            try:
+                data[name] = float(value)
+            except ValueError:
+                data[name] = value
+        elif name == "include_embedding":
+            if value not in ("true", "false"):
+                raise serializers.ValidationError({name: ["must be true or false"]})
+            data[name] = value == "true"
+        else:
+            data[name] = value
+    return data
+
+
+class EpisodeListInput(FilterInput):
+    """`GET /v1/episodes` query parameters: the query filters, the page size and the cursor."""
+
+    limit = StrictIntegerField(required=False, default=100, min_value=1, max_value=1000)
+    cursor = StrictCharField(required=False, max_length=2048)
+    include_embedding = serializers.BooleanField(required=False, default=False)
+
+    def to_internal_value(self, data: Any) -> Any:
+        if isinstance(data, QueryDict):
+            data = params_to_data(data, self.fields)
+        return super().to_internal_value(data)
+
+
+# What a PATCH can never change, and why (SPEC section 8).
+IMMUTABLE = {
+    "state_embedding": "the embedding cannot change: store a new episode instead",
+    "id": "the id cannot change",
+    "timestamp": "the timestamp cannot change (it fixes the episode's place in every listing)",
+}
+
+
+class EpisodePatchInput(StrictSerializer):
+    metadata = JSONSizedField(required=False, max_bytes=MAX_METADATA_BYTES, kind=dict, kind_name="a JSON object")
+    metadata_merge = JSONSizedField(required=False, max_bytes=MAX_METADATA_BYTES, kind=dict,
+                                    kind_name="a JSON object")
+    tags = TagsField(required=False)
+    reward = StrictFloatField(required=False)
+    task_id = StrictCharField(required=False, min_length=1, max_length=512, trim_whitespace=False)
+    source = StrictCharField(required=False, allow_null=True, max_length=256, trim_whitespace=False)
+    user_id = StrictCharField(required=False, allow_null=True, max_length=256, trim_whitespace=False)
+    expires_at = timestamp_field(required=False, allow_null=True)
+
+    def to_internal_value(self, data: Any) -> Any:
+        if isinstance(data, dict):
+            for name, why in IMMUTABLE.items():
+                if name in data:
+                    raise serializers.ValidationError({name: [why]})
+        return super().to_internal_value(data)
+
+    def validate(self, attrs: dict) -> dict:
+        if not attrs:
+            raise serializers.ValidationError(f"give at least one field to change: {', '.join(self.fields)}")
+        if "metadata" in attrs and "metadata_merge" in attrs:
+            raise serializers.ValidationError(
+                {"metadata_merge": ["give either metadata (replaces) or metadata_merge (merges), not both"]})
+        return attrs
+
+
+class UUIDStringField(serializers.UUIDField):
+    """A UUID given as a string (DRF's field would also take an integer)."""
+
+    def to_internal_value(self, data: Any):
+        if not isinstance(data, str):
+            self.fail("invalid", value=data)
+        return super().to_internal_value(data)
+
+
+class EpisodesDeleteInput(StrictSerializer):
+    ids = serializers.ListField(child=UUIDStringField(format="hex_verbose"), required=False)
+    filter = serializers.JSONField(required=False)
+
+    def validate_ids(self, value: list) -> list:
+        limit = settings.AGENT_MEM_MAX_BATCH
+        if len(value) > limit:
+            raise serializers.ValidationError(f"at most {limit} ids per request (AGENT_MEM_MAX_BATCH)")
+        return value
+
+    def validate_filter(self, value: Any) -> dict:
+        if not isinstance(value, dict):
+            raise serializers.ValidationError("must be a JSON object of query filters")
+        flt = FilterInput(data=value)
+        if not flt.is_valid():
+            raise serializers.ValidationError(flt.errors)
+        if not any(v not in (None, [], "") for v in flt.validated_data.values()):
+            raise serializers.ValidationError("an empty filter would delete every episode: use a prune")
+        return flt.validated_data
+
+    def validate(self, attrs: dict) -> dict:
+        if ("ids" in attrs) == ("filter" in attrs):
+            raise serializers.ValidationError("give either ids or filter (not both)")
+        return attrs
+
+
 class PruneOlderThanInput(StrictSerializer):
     timestamp_cutoff_ms = timestamp_field()
 
@@ -177,6 +301,11 @@ class EpisodeOutput(serializers.Serializer):
     user_id = serializers.CharField(allow_null=True)
     steps = serializers.ListField(allow_null=True)
     expires_at = serializers.IntegerField(allow_null=True)
+
+
+class EpisodeListResponse(serializers.Serializer):
+    episodes = EpisodeOutput(many=True)
+    next_cursor = serializers.CharField(allow_null=True)
 
 
 class QueryHitOutput(EpisodeOutput):

@@ -11,13 +11,20 @@ from dataclasses import dataclass
 
 import orjson
 from django.db import connection, transaction
-from django.db.models import QuerySet, Subquery
+from django.db.models import Exists, OuterRef, QuerySet, Subquery
 
-from memcloud.errors import Conflict, QuotaExceeded
+from memcloud.errors import Conflict, InvalidInput, NotFound, QuotaExceeded
 from ops.audit import audit
 from tenants.models import Tenant
 
+from .filtering import is_empty, matching, not_expired
+from .index import Filters
 from .models import Episode, TenantState, Tombstone
+
+# Fields a PATCH may change; the embedding, id and timestamp never change (SPEC section 8).
+PATCHABLE = ("metadata", "tags", "reward", "task_id", "source", "user_id", "expires_at")
+MAX_METADATA_BYTES = 64 * 1024
+EXPIRE_CHUNK = 1000
 
 # A removal larger than this rebuilds caches (new generation) instead of writing tombstones.
 BULK_REMOVAL = 5000
@@ -201,3 +208,75 @@ def episodes_prune_keep_newest(*, tenant: Tenant, n: int, key_prefix: str | None
 def episodes_prune_keep_highest_reward(*, tenant: Tenant, n: int, key_prefix: str | None = None) -> int:
     return _prune_keep(tenant=tenant, n=n, order=("-reward", "-timestamp", "-seq"),
                        op="prune_keep_highest_reward", key_prefix=key_prefix)
+
+
+def episode_update(*, tenant: Tenant, episode_id: uuid.UUID, changes: dict,
+                   key_prefix: str | None = None) -> Episode:
+    """Change some fields of a live episode. The row is stamped with the new version, so every
+    worker's next catch-up re-reads it and updates its filter columns in place."""
+    changes = dict(changes)
+    merge = changes.pop("metadata_merge", None)
+    unknown = set(changes) - set(PATCHABLE)
+    if unknown:
+        raise InvalidInput(f"{sorted(unknown)[0]}: cannot be changed")
+    with transaction.atomic():
+        state = lock_state(tenant)
+        row = Episode.objects.filter(not_expired(now_ms()), tenant=tenant, id=episode_id).first()
+        if row is None:
+            raise NotFound(f"episode {episode_id} not found")
+        if merge is not None:
+            merged = {**row.metadata, **merge}  # shallow: top-level keys replace
+            if len(orjson.dumps(merged)) > MAX_METADATA_BYTES:
+                raise InvalidInput(f"metadata_merge: the merged metadata would exceed {MAX_METADATA_BYTES} bytes")
+            changes["metadata"] = merged
+        for name, value in changes.items():
+            setattr(row, name, list(value) if name == "tags" else value)
+        state.version += 1
+        row.version = state.version
+        row.save(update_fields=[*changes, "version"])
+        state.save(update_fields=["version"])
+    audit("update_episode", tenant_id=tenant.slug, key_prefix=key_prefix, task_id=row.task_id, episode_count=1)
+    return row
+
+
+def episodes_delete(*, tenant: Tenant, ids: Sequence[uuid.UUID] | None = None, filters: Filters | None = None,
+                    key_prefix: str | None = None) -> int:
+    """Delete live episodes by id or by filter (never an empty filter: that is a prune)."""
+    if (ids is None) == (filters is None):
+        raise InvalidInput("give either ids or filter")
+    if filters is not None and is_empty(filters):
+        raise InvalidInput("filter: an empty filter would delete every episode: use a prune")
+    with transaction.atomic():
+        state = lock_state(tenant)
+        doomed = Episode.objects.filter(not_expired(now_ms()), tenant=tenant)
+        doomed = doomed.filter(id__in=list(ids)) if ids is not None else matching(doomed, filters)
+        removed = remove_episodes(tenant=tenant, state=state, doomed=doomed)
+    audit("delete_episodes", tenant_id=tenant.slug, key_prefix=key_prefix, episode_count=removed)
+    return removed
+
+
+def episodes_expire(*, at_ms: int | None = None, chunk: int = EXPIRE_CHUNK, max_chunks: int | None = None) -> int:
+    """Physically remove expired episodes of every tenant, `chunk` rows per transaction (short
+    locks; tombstones, so caches drop them at their next catch-up). Returns how many went."""
+    at = now_ms() if at_ms is None else at_ms
+    expired = Episode.objects.filter(tenant=OuterRef("pk"), expires_at__lte=at)
+    total, chunks = 0, 0
+    for tenant in Tenant.objects.filter(Exists(expired)).order_by("pk"):
+        removed_here = 0
+        while max_chunks is None or chunks < max_chunks:
+            with transaction.atomic():
+                state = lock_state(tenant)
+                pks = list(Episode.objects.filter(tenant=tenant, expires_at__lte=at)
+                           .order_by("expires_at").values_list("pk_id", flat=True)[:chunk])
+                removed = remove_episodes(tenant=tenant, state=state,
+                                          doomed=Episode.objects.filter(tenant=tenant, pk_id__in=pks))
+            chunks += 1
+            removed_here += removed
+            if removed < chunk:
+                break
+        if removed_here:
+            audit("expire", tenant_id=tenant.slug, key_prefix=None, episode_count=removed_here)
+        total += removed_here
+        if max_chunks is not None and chunks >= max_chunks:
+            break
+    return total

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import uuid
 
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework.request import Request
 from rest_framework.response import Response
 
@@ -19,7 +20,11 @@ from .serializers import (
     EpisodeIdResponse,
     EpisodeIdsResponse,
     EpisodeInput,
+    EpisodeListInput,
+    EpisodeListResponse,
     EpisodeOutput,
+    EpisodePatchInput,
+    EpisodesDeleteInput,
     PruneKeepInput,
     PruneOlderThanInput,
     QueryInput,
@@ -49,8 +54,37 @@ def filters_from(data: dict) -> Filters:
     )
 
 
+def _param(name: str, kind, description: str) -> OpenApiParameter:
+    return OpenApiParameter(name, kind, OpenApiParameter.QUERY, required=False, description=description)
+
+
+LIST_PARAMETERS = [
+    _param("limit", OpenApiTypes.INT, "episodes per page, 1 to 1000 (default 100)"),
+    _param("cursor", OpenApiTypes.STR, "next_cursor of the previous page (same filters)"),
+    _param("include_embedding", OpenApiTypes.BOOL, "true: each episode carries state_embedding"),
+    _param("min_reward", OpenApiTypes.DOUBLE, "reward >= min_reward"),
+    _param("tags_any", OpenApiTypes.STR, "comma-separated: at least one of these tags"),
+    _param("tags_all", OpenApiTypes.STR, "comma-separated: all of these tags"),
+    _param("task_id_prefix", OpenApiTypes.STR, "task_id starts with this"),
+    _param("source", OpenApiTypes.STR, "exact source"),
+    _param("user_id", OpenApiTypes.STR, "exact user_id"),
+    _param("time_after", OpenApiTypes.INT64, "timestamp >= time_after (ms)"),
+    _param("time_before", OpenApiTypes.INT64, "timestamp <= time_before (ms)"),
+]
+
+
 class EpisodeCollectionApi(TenantApi):
     required_scope = {"POST": Scope.WRITE, "GET": Scope.READ}
+
+    @extend_schema(operation_id="v1_episodes_list", parameters=LIST_PARAMETERS,
+                   responses={200: EpisodeListResponse})
+    def get(self, request: Request) -> Response:
+        data = EpisodeListInput(data=request.query_params, context={"tenant": self.tenant})
+        data.is_valid(raise_exception=True)
+        v = data.validated_data
+        page = selectors.episodes_list(tenant=self.tenant, filters=filters_from(v), limit=v["limit"],
+                                       cursor=v.get("cursor"), include_embedding=v["include_embedding"])
+        return Response(page)
 
     @extend_schema(request=EpisodeInput, responses={201: EpisodeIdResponse, 200: EpisodeIdResponse})
     def post(self, request: Request) -> Response:
@@ -80,12 +114,35 @@ class EpisodeDetailApi(TenantApi):
     def get(self, request: Request, episode_id: str) -> Response:
         return Response(selectors.episode_get(tenant=self.tenant, episode_id=parse_episode_id(episode_id)))
 
+    @extend_schema(request=EpisodePatchInput, responses={200: EpisodeOutput})
+    def patch(self, request: Request, episode_id: str) -> Response:
+        data = EpisodePatchInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        row = services.episode_update(tenant=self.tenant, episode_id=parse_episode_id(episode_id),
+                                      changes=data.validated_data, key_prefix=self.key_prefix)
+        return Response(selectors.episode_json(
+            {name: getattr(row, name) for name in selectors.OUTPUT_FIELDS}, embedding=row.embedding))
+
     @extend_schema(responses={200: RemovedResponse})
     def delete(self, request: Request, episode_id: str) -> Response:
         removed = services.episode_delete(tenant=self.tenant, episode_id=parse_episode_id(episode_id),
                                           key_prefix=self.key_prefix)
         if not removed:
             raise NotFound(f"episode {episode_id} not found")
+        return Response({"removed": removed})
+
+
+class EpisodesDeleteApi(TenantApi):
+    required_scope = Scope.WRITE
+
+    @extend_schema(request=EpisodesDeleteInput, responses={200: RemovedResponse})
+    def post(self, request: Request) -> Response:
+        data = EpisodesDeleteInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        v = data.validated_data
+        removed = services.episodes_delete(
+            tenant=self.tenant, ids=v.get("ids"), filters=filters_from(v["filter"]) if "filter" in v else None,
+            key_prefix=self.key_prefix)
         return Response({"removed": removed})
 
 

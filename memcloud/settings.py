@@ -160,6 +160,8 @@ AGENT_MEM_MAX_BATCH = env_int("AGENT_MEM_MAX_BATCH", 1000, minimum=1)
 AGENT_MEM_MAX_BODY_BYTES = env_int("AGENT_MEM_MAX_BODY_BYTES", 33554432, minimum=1024)
 AGENT_MEM_MAX_TOP_K = env_int("AGENT_MEM_MAX_TOP_K", 1000, minimum=1)
 AGENT_MEM_INDEX_MEMORY_MB = env_int("AGENT_MEM_INDEX_MEMORY_MB", 1024, minimum=1)
+# The server's expiry sweep runs at most once per this many seconds across all workers; 0: never.
+AGENT_MEM_EXPIRE_INTERVAL_SECS = env_int("AGENT_MEM_EXPIRE_INTERVAL_SECS", 60, minimum=0)
 REDIS_URL = env_str("REDIS_URL")
 
 # Django's own body guard matches ours, so a chunked body without Content-Length is cut too.

@@ -1,6 +1,7 @@
 from django.contrib import admin
 from django.http import HttpRequest, JsonResponse
 from django.urls import include, path, re_path
+from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from ops import views as ops_views
@@ -33,8 +34,9 @@ def json_server_error(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"error": "internal server error"}, status=500)
 
 
-# Last: any other path is a JSON 404, also with DEBUG on (whose 404 page would be HTML).
-urlpatterns.append(re_path(r"^.*$", json_not_found))
+# Last: any other path is a JSON 404, also with DEBUG on (whose 404 page would be HTML). CSRF-exempt:
+# else a POST to an unknown path would get the CSRF failure page (HTML 403) instead.
+urlpatterns.append(re_path(r"^.*$", csrf_exempt(json_not_found)))
 
 handler400 = json_bad_request
 handler403 = json_permission_denied

@@ -14,7 +14,8 @@ class HasScope(BasePermission):
             raise exceptions.NotAuthenticated("missing API key: send 'Authorization: Bearer <key>' or 'X-API-Key'")
         needed = getattr(view, "required_scope", Scope.ADMIN)
         if isinstance(needed, dict):  # per method, e.g. {"GET": "read", "POST": "write"}
-            needed = needed.get(request.method, Scope.ADMIN)
+            # HEAD is a GET without the body: the same scope.
+            needed = needed.get("GET" if request.method == "HEAD" else request.method, Scope.ADMIN)
         if SCOPE_RANK[request.auth.scope] < SCOPE_RANK[needed]:
             raise exceptions.PermissionDenied(f"this API key lacks the '{needed}' scope this endpoint needs")
         return True

@@ -35,6 +35,8 @@ def tenant_create(
     dim = dim or settings.AGENT_MEM_DIM
     if dim < 1 or dim > 65536:
         raise InvalidInput("dim: must be between 1 and 65536")
+    if default_ttl_secs is not None and default_ttl_secs < 1:
+        raise InvalidInput("default_ttl_secs: must be at least 1 (leave it out to keep episodes forever)")
     try:
         with transaction.atomic():
             tenant = Tenant.objects.create(
