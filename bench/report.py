@@ -103,7 +103,8 @@ def section(res: dict, plot: Path | None, report: Path) -> str:
     blas = "; ".join(f"{b.get('internal_api')} {b.get('version')} {b.get('architecture')} "
                      f"({b.get('num_threads')} threads)" for b in m["blas"] if b.get("user_api") == "blas")
     out = [f"## `{res['name']}` run", "",
-           f"- Command: `{res['command']}` ({res['elapsed_s']:.0f} s), {res['date']}",
+           f"- Command: `{res['command']}` ({res['elapsed_s']:.0f} s), {res['date']}, "
+           f"commit {res.get('git_commit') or 'unknown'}",
            f"- Machine: {m['cores']} cores, {m['cpu']}, {m['memory_gib']} GiB; Python {m['python']}, "
            f"numpy {m['numpy']}; BLAS: {blas or 'unknown'}; BLAS env: {m['blas_env'] or 'none set'}; "
            f"server: {m['server_blas_threads']}, database {res['database']}",

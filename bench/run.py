@@ -69,6 +69,17 @@ def machine() -> dict:
     }
 
 
+def git_commit() -> str | None:
+    import subprocess
+
+    try:
+        done = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
+                              timeout=10)
+    except OSError:
+        return None
+    return done.stdout.strip() or None
+
+
 class Runner:
     def __init__(self, plan: Plan, *, chroma: bool, pgvector: bool, http: bool) -> None:
         self.plan = plan
@@ -186,6 +197,7 @@ def main(argv: list[str] | None = None) -> int:
         "command": "python -m bench.run " + shlex.join(argv if argv is not None else sys.argv[1:]),
         "date": started.isoformat(timespec="seconds"),
         "elapsed_s": round(time.perf_counter() - t, 1),
+        "git_commit": git_commit(),
         "machine": machine(),
         "database": "postgresql" if os.environ.get("DATABASE_URL", "").startswith("postgres") else "sqlite",
         "plan": asdict(plan),
