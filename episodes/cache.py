@@ -18,6 +18,7 @@ from django.conf import settings
 
 from tenants.models import Tenant
 
+from . import checkpoint
 from .index import NO_EXPIRY, TenantIndex
 from .models import Episode, TenantState, Tombstone
 
@@ -81,6 +82,41 @@ def catch_up(tenant: Tenant, cached: CachedIndex, state: TenantState) -> None:
     cached.version = state.version
 
 
+def from_checkpoint(tenant: Tenant, state: TenantState) -> CachedIndex:
+    """The tenant's checkpoint brought up to `state`, or CheckpointUnusable saying why not."""
+    manifest = checkpoint.current_manifest(tenant.slug)
+    if manifest.identity != checkpoint.tenant_identity(tenant):
+        raise checkpoint.CheckpointOutdated("written for an earlier tenant of the same slug")
+    if manifest.generation != state.generation:
+        raise checkpoint.CheckpointOutdated(f"stale generation {manifest.generation} (now {state.generation})")
+    if (manifest.dim, manifest.metric) != (tenant.dim, tenant.metric):
+        raise checkpoint.CheckpointUnusable(f"dim/metric {manifest.dim}/{manifest.metric} differ from the tenant's")
+    if not state.tombstone_floor <= manifest.version <= state.version:
+        raise checkpoint.CheckpointOutdated(
+            f"version {manifest.version} outside [{state.tombstone_floor}, {state.version}]")
+    cached = CachedIndex(index=checkpoint.read_checkpoint(manifest), generation=manifest.generation,
+                         version=manifest.version)
+    if cached.version < state.version:
+        catch_up(tenant, cached, state)
+    logger.info("index of %s loaded from checkpoint v%s and caught up to v%s (%d episodes)", tenant.slug,
+                manifest.version, cached.version, len(cached.index))
+    return cached
+
+
+def start_index(tenant: Tenant, state: TenantState) -> CachedIndex:
+    """A worker's first index of a tenant: from its checkpoint when usable, else from the database."""
+    try:
+        cached = from_checkpoint(tenant, state)
+    except checkpoint.CheckpointOutdated as why:
+        if state.episode_count:
+            logger.info("index of %s built from the database: checkpoint unusable (%s)", tenant.slug, why)
+        return build_index(tenant, state)
+    except checkpoint.CheckpointUnusable as why:  # damaged: worth an operator's attention
+        logger.warning("index of %s built from the database: checkpoint unusable (%s)", tenant.slug, why)
+        return build_index(tenant, state)
+    return cached
+
+
 class IndexCache:
     """LRU of tenant indexes under a byte budget. An index larger than half the budget is served
     but not kept, so one huge tenant cannot evict every small one."""
@@ -110,7 +146,7 @@ class IndexCache:
         if cached is not None:
             logger.info("rebuilding index of %s (generation %s -> %s)", tenant.slug, cached.generation,
                         state.generation)
-        cached = build_index(tenant, state)
+        cached = start_index(tenant, state)
         self._keep(tenant, cached)
         return cached
 

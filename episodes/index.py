@@ -24,6 +24,27 @@ BITSET_TAGS = 256  # tags with codes below this live in a per-row bitset; rarer 
 _WORDS = BITSET_TAGS // 64
 GATHER_FRACTION = 0.25  # below this share of matching rows, score only the matching rows
 INT8_FRACTION = 0.05  # with an int8 copy, filters matching fewer rows than this gather float32 rows
+# The per-row columns of an index and their dtypes (what a checkpoint stores).
+ARRAY_COLUMNS: dict[str, np.dtype] = {
+    "emb": np.dtype(np.float32), "sqnorm": np.dtype(np.float32), "seq": np.dtype(np.int64),
+    "timestamp": np.dtype(np.int64), "reward": np.dtype(np.float64), "expires": np.dtype(np.int64),
+    "task": np.dtype(np.int32), "source": np.dtype(np.int32), "user": np.dtype(np.int32),
+    "tagbits": np.dtype(np.uint64),
+}
+
+
+# The int8 copy's columns (quantized.QuantizedColumns), stored as quant_<name> when it was built.
+QUANT_COLUMNS: dict[str, np.dtype] = {
+    "codes": np.dtype(np.int8), "scale": np.dtype(np.float64), "err": np.dtype(np.float64),
+    "norm": np.dtype(np.float64), "sq": np.dtype(np.float64),
+}
+
+
+def _column_shapes(dim: int, n: int) -> dict[str, tuple[int, ...]]:
+    shapes: dict[str, tuple[int, ...]] = {name: (n,) for name in ARRAY_COLUMNS}
+    shapes["emb"] = (n, dim)
+    shapes["tagbits"] = (n, _WORDS)
+    return shapes
 
 
 @dataclass(frozen=True)
@@ -335,11 +356,15 @@ class TenantIndex:
             slack = self.dim * 2.0**-23 * q_norm * row_norm + 1e-6
         return rows[approx >= kth - 2 * slack]
 
-    def _int8_candidates(self, q: np.ndarray, k: int, mask: np.ndarray | None) -> np.ndarray:
-        """Rows whose int8 score interval can reach the k-th best lower bound (quantized.py)."""
+    def ensure_quantized(self) -> None:
+        """Build the int8 copy now (a search of a large tenant builds it on first use)."""
         if self.quant is None:
             self.quant = QuantizedColumns(self.dim, self.capacity)
             self.quant.set_rows(0, self.emb[: self.n])
+
+    def _int8_candidates(self, q: np.ndarray, k: int, mask: np.ndarray | None) -> np.ndarray:
+        """Rows whose int8 score interval can reach the k-th best lower bound (quantized.py)."""
+        self.ensure_quantized()
         lower, upper = self.quant.bounds(q, self.n, self.metric)
         return candidates(lower, upper, k, mask)
 
@@ -348,6 +373,63 @@ class TenantIndex:
         n = self.n
         return {"emb": self.emb[:n], "seq": self.seq[:n], "timestamp": self.timestamp[:n],
                 "reward": self.reward[:n], "expires": self.expires[:n]}
+
+    def to_arrays(self) -> tuple[dict[str, np.ndarray], dict]:
+        """Everything needed to rebuild this index: the row columns (views of the first n rows: copy
+        them or hold the caller's lock while using them), the int8 copy when built (`quant_*`), and a
+        JSON-able dict of ids and vocabularies."""
+        n = self.n
+        arrays = {name: getattr(self, name)[:n] for name in ARRAY_COLUMNS}
+        if self.quant is not None:
+            arrays.update({f"quant_{name}": getattr(self.quant, name)[:n] for name in QUANT_COLUMNS})
+        meta = {
+            "dim": self.dim, "metric": self.metric, "n": n, "ids": list(self.ids),
+            "tasks": list(self._tasks.strings), "sources": list(self._sources.strings),
+            "users": list(self._users.strings), "tags": list(self._tags.strings),
+            # rare tag codes per row position: the posting sets are rebuilt from them
+            "rare": [[self.pos[eid], list(codes)] for eid, codes in self._row_rare.items()],
+        }
+        return arrays, meta
+
+    @classmethod
+    def from_arrays(cls, arrays: dict[str, np.ndarray], meta: dict) -> TenantIndex:
+        """The inverse of to_arrays. The arrays are adopted, not copied: pass writable ones (a
+        copy-on-write memory map is fine); they are replaced by copies when the index grows."""
+        n = int(meta["n"])
+        index = cls(int(meta["dim"]), meta["metric"], capacity=0)
+        for name, shape in _column_shapes(index.dim, n).items():
+            column = arrays[name]
+            if column.shape != shape or column.dtype != ARRAY_COLUMNS[name]:
+                raise ValueError(f"column {name}: expected {shape} {ARRAY_COLUMNS[name]}, "
+                                 f"got {column.shape} {column.dtype}")
+            setattr(index, name, column)
+        ids = meta["ids"]
+        index.pos = dict(zip(ids, range(len(ids)), strict=True))
+        if len(ids) != n or len(index.pos) != n:
+            raise ValueError("ids do not match the row count or repeat")
+        index.n = index.capacity = n
+        index.ids = list(ids)
+        for vocab, key in ((index._tasks, "tasks"), (index._sources, "sources"), (index._users, "users"),
+                           (index._tags, "tags")):
+            vocab.strings = [str(s) for s in meta[key]]
+            vocab.codes = {s: code for code, s in enumerate(vocab.strings)}
+            if len(vocab.codes) != len(vocab.strings):
+                raise ValueError(f"vocabulary {key} repeats a value")
+        for row, codes in meta["rare"]:
+            eid = ids[row]
+            index._row_rare[eid] = tuple(int(c) for c in codes)
+            for code in index._row_rare[eid]:
+                index._rare.setdefault(code, set()).add(eid)
+        index._expiring = int(np.count_nonzero(index.expires[:n] != NO_EXPIRY))
+        if all(f"quant_{name}" in arrays for name in QUANT_COLUMNS):
+            index.quant = QuantizedColumns(index.dim, 0)
+            for name, dtype in QUANT_COLUMNS.items():
+                column = arrays[f"quant_{name}"]
+                shape = (n, index.dim) if name == "codes" else (n,)
+                if column.shape != shape or column.dtype != dtype:
+                    raise ValueError(f"column quant_{name}: expected {shape} {dtype}, got {column.shape} {column.dtype}")
+                setattr(index.quant, name, column)
+        return index
 
 
 def top_k(scores: np.ndarray, timestamps: np.ndarray, seqs: np.ndarray, k: int) -> np.ndarray:

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import views
+from . import snapshot_views, views
 
 urlpatterns = [
     path("episodes", views.EpisodeCollectionApi.as_view(), name="episodes"),
@@ -13,4 +13,8 @@ urlpatterns = [
     path("prune/keep-newest", views.PruneKeepNewestApi.as_view(), name="prune-keep-newest"),
     path("prune/keep-highest-reward", views.PruneKeepHighestRewardApi.as_view(), name="prune-keep-highest-reward"),
     path("stats", views.StatsApi.as_view(), name="stats"),
+    path("save", snapshot_views.SnapshotSaveApi.as_view(), name="snapshot-save"),
+    path("load", snapshot_views.SnapshotLoadApi.as_view(), name="snapshot-load"),
+    path("snapshots", snapshot_views.SnapshotListApi.as_view(), name="snapshots"),
+    path("checkpoint", snapshot_views.CheckpointApi.as_view(), name="checkpoint"),
 ]

@@ -1,0 +1,217 @@
+"""Save, load and checkpoint services (SPEC section 4): files in snapshots.py and checkpoint.py,
+database work and cache coherence here."""
+
+from __future__ import annotations
+
+import re
+import uuid
+import zlib
+from typing import Any
+
+import numpy as np
+import orjson
+from django.db import connection, transaction
+from rest_framework.exceptions import ValidationError
+
+from memcloud.errors import InvalidInput, QuotaExceeded, first_message
+from ops.audit import audit
+from tenants.models import Tenant
+
+from . import checkpoint, snapshots
+from .cache import build_index, cache
+from .models import Episode, TenantState, Tombstone
+from .selectors import live
+from .serializers import EpisodeInput
+from .services import content_hash, lock_state, now_ms
+
+SNAPSHOT_FIELDS = ("id", "task_id", "embedding", "reward", "metadata", "timestamp", "tags", "source", "user_id",
+                   "steps", "expires_at", "content_hash")
+CHUNK = 2000
+HASH_RE = re.compile(r"[0-9a-f]{64}")
+
+
+def _snapshot_line(row: tuple) -> dict[str, Any]:
+    eid, task_id, emb, reward, metadata, timestamp, tags, source, user_id, steps, expires_at, digest = row
+    return {
+        "id": str(eid), "task_id": task_id,
+        # float32 -> float64 is exact, and orjson's shortest repr of that double reads back to it.
+        "state_embedding": np.frombuffer(bytes(emb), dtype="<f4").tolist(),
+        "reward": reward, "metadata": metadata, "timestamp": timestamp, "tags": tags, "source": source,
+        "user_id": user_id, "steps": steps, "expires_at": expires_at, "content_hash": digest,
+    }
+
+
+def snapshot_save(*, tenant: Tenant, name: str, key_prefix: str | None = None) -> int:
+    """Write the tenant's live episodes, in store order, to the named snapshot; returns the count."""
+    snapshots.validate_name(name)
+    outermost = not connection.in_atomic_block
+    with transaction.atomic():
+        if connection.vendor == "postgresql" and outermost:
+            # One consistent view of the tenant for the count and the rows, without blocking writers.
+            connection.cursor().execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        rows = live(Episode.objects.filter(tenant=tenant), now_ms())
+        count = rows.count()
+        lines = (_snapshot_line(r) for r in
+                 rows.order_by("seq").values_list(*SNAPSHOT_FIELDS).iterator(chunk_size=CHUNK))
+        snapshots.write_snapshot(tenant.slug, name, dim=tenant.dim, count=count, episodes=lines)
+    audit("save", tenant_id=tenant.slug, key_prefix=key_prefix, path=name, episode_count=count)
+    return count
+
+
+class LineValidator:
+    """Snapshot lines through the store API's own validation (EpisodeInput). One serializer serves
+    every line: building one per line deep-copies its fields and cost more than the checks."""
+
+    def __init__(self, tenant: Tenant, name: str) -> None:
+        self.serializer = EpisodeInput(context={"tenant": tenant})
+        self.name = name
+
+    def __call__(self, raw: dict, number: int) -> tuple[dict, str | None]:
+        """The validated episode and its stored content hash, if any."""
+        where = f"path: snapshot {self.name!r} line {number}"
+        digest = raw.pop("content_hash", None)
+        if digest is not None and not (isinstance(digest, str) and HASH_RE.fullmatch(digest)):
+            raise InvalidInput(f"{where}: content_hash: must be 64 hex digits")
+        for required in ("id", "timestamp"):
+            if raw.get(required) is None:
+                raise InvalidInput(f"{where}: {required}: required in a snapshot")
+        self.serializer.initial_data = raw  # read by EpisodeInput.validate_id
+        try:
+            return self.serializer.run_validation(raw), digest
+        except ValidationError as exc:
+            raise InvalidInput(f"{where}: {first_message(exc.detail)}") from None
+
+
+def _validate_file(fh, header: snapshots.Header, *, tenant: Tenant, name: str) -> int:
+    """Check every line as the store API would (plus unique ids); returns the CRC-32 of the lines."""
+    seen: set[int] = set()
+    validate = LineValidator(tenant, name)
+    crc = 0
+    for number, raw, line in snapshots.read_episodes(fh, header, name):
+        episode, _ = validate(raw, number)
+        key = episode["id"].int
+        if key in seen:
+            raise InvalidInput(f"path: snapshot {name!r} line {number}: id: {episode['id']} appears twice")
+        seen.add(key)
+        crc = zlib.crc32(line, crc)
+    return crc
+
+
+def _checked_row(raw: dict, *, tenant_id: int, seq: int, version: int, stamp: int) -> dict[str, Any]:
+    """A database row from a line that _validate_file accepted: the same conversions as EpisodeInput
+    (integral numbers to int, tags deduplicated, the embedding through float64 to float32)."""
+    embedding = np.asarray(raw["state_embedding"]).astype(np.float32)
+    episode = {
+        "id": uuid.UUID(raw["id"]), "task_id": raw["task_id"], "state_embedding": embedding,
+        "reward": float(raw["reward"]), "metadata": raw.get("metadata", {}), "timestamp": int(raw["timestamp"]),
+        "tags": list(dict.fromkeys(raw.get("tags") or [])), "source": raw.get("source"),
+        "user_id": raw.get("user_id"), "steps": raw.get("steps"),
+        "expires_at": None if raw.get("expires_at") is None else int(raw["expires_at"]),
+    }
+    expires_at = episode["expires_at"]
+    if raw.get("ttl_secs") is not None:
+        episode["ttl_secs"] = int(raw["ttl_secs"])
+        if expires_at is None:
+            expires_at = stamp + episode["ttl_secs"] * 1000
+    return {
+        "id": episode["id"], "tenant_id": tenant_id, "seq": seq, "version": version, "task_id": episode["task_id"],
+        "embedding": embedding.astype("<f4").tobytes(), "reward": episode["reward"],
+        "metadata": episode["metadata"], "timestamp": episode["timestamp"], "tags": episode["tags"],
+        "source": episode["source"], "user_id": episode["user_id"], "steps": episode["steps"],
+        "expires_at": expires_at, "content_hash": raw.get("content_hash") or content_hash(episode),
+    }
+
+
+def _insert(rows: list[dict[str, Any]]) -> None:
+    """Insert rows: COPY on PostgreSQL (several times faster than INSERT), bulk_create elsewhere."""
+    if not rows:
+        return
+    if connection.vendor != "postgresql":
+        Episode.objects.bulk_create([Episode(**row) for row in rows])
+        return
+    columns = list(rows[0])
+    json_columns = {"metadata", "tags", "steps"}
+    table = connection.ops.quote_name(Episode._meta.db_table)
+    with connection.cursor() as cursor, cursor.cursor.copy(
+            f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
+        for row in rows:
+            copy.write_row([
+                (None if row[c] is None else orjson.dumps(row[c]).decode()) if c in json_columns else row[c]
+                for c in columns])
+
+
+def _open_checked(tenant: Tenant, name: str):
+    fh = snapshots.open_snapshot(tenant.slug, snapshots.validate_name(name))
+    try:
+        header = snapshots.read_header(fh, name)
+        if header.dim != tenant.dim:
+            raise InvalidInput(f"path: snapshot {name!r} has dim {header.dim}, the tenant's dim is {tenant.dim}")
+        if tenant.max_episodes is not None and header.episodes > tenant.max_episodes:
+            raise QuotaExceeded(f"max_episodes: loading {header.episodes} episodes would exceed the tenant's "
+                                f"quota of {tenant.max_episodes} episodes")
+    except BaseException:
+        fh.close()
+        raise
+    return fh, header
+
+
+def snapshot_load(*, tenant: Tenant, name: str, key_prefix: str | None = None) -> int:
+    """Replace the tenant's episodes with the snapshot's, in one transaction, after checking every line.
+
+    The file is read twice from the same open file (a save replaces a name by rename, never in
+    place): once to validate everything with the store API's serializer, then inside the
+    transaction to insert, converting the already checked lines directly; a CRC of the lines
+    proves the second pass read what the first checked. Every worker rebuilds at its next request
+    because the generation changes."""
+    fh, header = _open_checked(tenant, name)
+    with fh:
+        crc = _validate_file(fh, header, tenant=tenant, name=name)
+        fh.seek(0)
+        header = snapshots.read_header(fh, name)
+        stamp = now_ms()
+        with transaction.atomic():
+            state = lock_state(tenant)
+            Episode.objects.filter(tenant=tenant).delete()
+            Tombstone.objects.filter(tenant=tenant).delete()
+            state.version += 1
+            state.generation += 1
+            state.tombstone_floor = state.version
+            batch: list[dict[str, Any]] = []
+            again = 0
+            for _, raw, line in snapshots.read_episodes(fh, header, name):
+                again = zlib.crc32(line, again)
+                batch.append(_checked_row(raw, tenant_id=tenant.pk, seq=state.next_seq, version=state.version,
+                                          stamp=stamp))
+                state.next_seq += 1
+                if len(batch) >= CHUNK:
+                    _insert(batch)
+                    batch = []
+            _insert(batch)
+            if again != crc:  # changed in place between the passes: roll everything back
+                raise InvalidInput(f"path: snapshot {name!r} changed while it was being loaded")
+            state.episode_count = header.episodes
+            state.save(update_fields=["version", "generation", "tombstone_floor", "next_seq", "episode_count"])
+    audit("load", tenant_id=tenant.slug, key_prefix=key_prefix, path=name, episode_count=header.episodes)
+    return header.episodes
+
+
+def snapshots_list(*, tenant: Tenant) -> list[dict]:
+    return snapshots.list_snapshots(tenant.slug)
+
+
+def tenant_checkpoint(*, tenant: Tenant, state: TenantState | None = None, from_database: bool = False,
+                      key_prefix: str | None = None) -> int:
+    """Write the tenant's index as its checkpoint: from this worker's cached index brought up to
+    `state`, or (offline) freshly built from the database. Returns the episode count."""
+    state = state or TenantState.objects.get(tenant=tenant)
+    cached = build_index(tenant, state) if from_database else cache.current(tenant, state)
+    with cached.lock:  # copy under the lock: a concurrent catch-up may move rows
+        if len(cached.index) >= cached.index.quantize_from:
+            cached.index.ensure_quantized()  # stored too, so a new worker's first query need not build it
+        arrays, meta = cached.index.to_arrays()
+        arrays = {k: v.copy() for k, v in arrays.items()}
+        generation, version = cached.generation, cached.version
+    checkpoint.write_checkpoint(slug=tenant.slug, identity=checkpoint.tenant_identity(tenant), arrays=arrays,
+                                meta=meta, generation=generation, version=version)
+    audit("checkpoint", tenant_id=tenant.slug, key_prefix=key_prefix, episode_count=meta["n"])
+    return meta["n"]
