@@ -63,7 +63,7 @@ def machine() -> dict:
     return {
         "cores": os.cpu_count(), "cpu": cpu, "memory_gib": round(mem_kib / 2**20, 1),
         "python": platform.python_version(), "numpy": np.__version__,
-        "blas": threadpool_info(),
+        "blas": [{**pool, "filepath": Path(pool.get("filepath", "")).name} for pool in threadpool_info()],
         "blas_env": {k: v for k, v in os.environ.items() if k.startswith(("OPENBLAS", "OMP_", "MKL_"))},
         "server_blas_threads": "1 per worker (memcloud/gunicorn.conf.py)",
     }
