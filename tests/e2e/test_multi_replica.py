@@ -139,7 +139,6 @@ def test_the_ingress_sends_a_key_to_one_replica_whichever_header_carries_it(clus
         assert len(seen) == 1 and seen <= replicas
 
 
-@pytest.mark.xfail(strict=False, reason="per-tenant rate limiting (SPEC section 5) has not landed yet")
 def test_the_rate_limit_is_exact_across_replicas(cluster):
     limit = 30
     key = cluster.tenant_key("--rate-limit", str(limit))
