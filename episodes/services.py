@@ -15,6 +15,7 @@ from django.db.models import Exists, OuterRef, QuerySet, Subquery
 
 from memcloud.errors import Conflict, InvalidInput, NotFound, QuotaExceeded
 from ops.audit import audit
+from ops.usage import note_stored
 from tenants.models import Tenant
 
 from .filtering import is_empty, matching, not_expired
@@ -103,6 +104,7 @@ def episodes_store(*, tenant: Tenant, episodes: Sequence[dict], key_prefix: str 
             insert_episodes(rows)
             state.episode_count += fresh
             state.save(update_fields=["version", "next_seq", "episode_count"])
+    note_stored(created.count(True))  # metrics and usage count new episodes, not idempotent retries
     if len(episodes) == 1:
         audit("store_episode", tenant_id=tenant.slug, key_prefix=key_prefix, task_id=episodes[0]["task_id"],
               episode_count=1)

@@ -11,9 +11,9 @@ from collections.abc import Callable
 
 import orjson
 from django.conf import settings
-from django.core.exceptions import RequestDataTooBig
+from django.core.exceptions import BadRequest, PermissionDenied, RequestDataTooBig, SuspiciousOperation
 from django.db import InterfaceError, OperationalError
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 
 request_logger = logging.getLogger("memcloud.request")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
@@ -100,9 +100,11 @@ class JsonExceptionMiddleware:
     def __call__(self, request: HttpRequest) -> HttpResponse:
         return self.get_response(request)
 
-    def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse:
-        if isinstance(exception, RequestDataTooBig):
+    def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
+        if isinstance(exception, RequestDataTooBig):  # a SuspiciousOperation: before the next test
             return JsonResponse({"error": "request body is too large"}, status=413)
+        if isinstance(exception, (Http404, PermissionDenied, SuspiciousOperation, BadRequest)):
+            return None  # Django answers these itself, through the JSON handler404/403/400
         if isinstance(exception, (OperationalError, InterfaceError)):
             request_logger.warning("database unavailable: %s", exception)
             return JsonResponse({"error": "database unavailable, retry later"}, status=503)

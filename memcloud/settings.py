@@ -73,6 +73,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "memcloud.middleware.RequestLogMiddleware",
+    "ops.middleware.MetricsMiddleware",
     "memcloud.middleware.BodySizeLimitMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -165,6 +166,8 @@ AGENT_MEM_INDEX_MEMORY_MB = env_int("AGENT_MEM_INDEX_MEMORY_MB", 1024, minimum=1
 # The server's expiry sweep runs at most once per this many seconds across all workers; 0: never.
 AGENT_MEM_EXPIRE_INTERVAL_SECS = env_int("AGENT_MEM_EXPIRE_INTERVAL_SECS", 60, minimum=0)
 REDIS_URL = env_str("REDIS_URL")
+# Set by gunicorn.conf.py: prometheus_client's multiprocess mode, summed by the /metrics view.
+PROMETHEUS_MULTIPROC_DIR = env_str("PROMETHEUS_MULTIPROC_DIR")
 
 # Django's own body guard matches ours, so a chunked body without Content-Length is cut too.
 DATA_UPLOAD_MAX_MEMORY_SIZE = AGENT_MEM_MAX_BODY_BYTES
@@ -188,6 +191,7 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums", "ops.schema.add_errors_and_headers"],
 }
 
 LOGGING = {

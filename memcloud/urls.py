@@ -2,18 +2,21 @@ from django.contrib import admin
 from django.http import HttpRequest, JsonResponse
 from django.urls import include, path, re_path
 from django.views.decorators.csrf import csrf_exempt
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularJSONAPIView, SpectacularSwaggerView
 
+from ops import dashboard
 from ops import views as ops_views
+from ops.metrics import metrics_view
 
 urlpatterns = [
     path("health", ops_views.health, name="health"),
     path("ready", ops_views.ready, name="ready"),
-    path("v1/openapi.json", SpectacularAPIView.as_view(), name="openapi"),
+    path("v1/openapi.json", SpectacularJSONAPIView.as_view(), name="openapi"),
     path("docs", SpectacularSwaggerView.as_view(url_name="openapi"), name="docs"),
     path("v1/", include("episodes.urls")),
     path("admin/", admin.site.urls),
-    path("", include("django_prometheus.urls")),
+    path("metrics", metrics_view, name="metrics"),
+    path("dashboard", dashboard.dashboard, name="dashboard"),
 ]
 
 

@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+from rest_framework.request import Request
+from rest_framework.response import Response
 from rest_framework.views import APIView
+
+from ops import usage
 
 from .authentication import ApiKeyAuthentication
 from .models import ApiKey, Scope, Tenant
 from .permissions import HasScope
+from .throttling import RateState, rate_limit_hit, refusal
 
 
 class TenantApi(APIView):
     authentication_classes = [ApiKeyAuthentication]
     permission_classes = [HasScope]
     required_scope: str | dict[str, str] = Scope.WRITE
+    rate_state: RateState | None = None
 
     @property
     def tenant(self) -> Tenant:
@@ -25,3 +31,27 @@ class TenantApi(APIView):
     @property
     def key_prefix(self) -> str | None:
         return self.request.auth.prefix if self.request.auth is not None else None
+
+    def perform_authentication(self, request: Request) -> None:
+        """Authenticate, then count the request against the tenant's window before the scope
+        check: a request refused for its scope was still an authenticated request (SPEC section 9)."""
+        usage.begin_request()
+        super().perform_authentication(request)
+        if isinstance(request.user, Tenant):
+            self.rate_state = rate_limit_hit(tenant=request.user)
+            if self.rate_state is not None and not self.rate_state.allowed:
+                raise refusal(self.rate_state)
+
+    def finalize_response(self, request: Request, response: Response, *args, **kwargs) -> Response:
+        response = super().finalize_response(request, response, *args, **kwargs)
+        if self.rate_state is not None:
+            for name, value in self.rate_state.headers().items():
+                response[name] = value
+        user = getattr(request, "_user", None)  # set only once authentication has run
+        if isinstance(user, Tenant):
+            match = request._request.resolver_match
+            usage.record_request(
+                tenant_id=user.pk,
+                query=response.status_code == 200 and match is not None and match.url_name == "query",
+            )
+        return response

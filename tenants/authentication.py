@@ -40,7 +40,11 @@ def presented_key(request) -> str | None:
 
 class ApiKeyAuthentication(BaseAuthentication):
     def authenticate(self, request):
-        raw = presented_key(request)
+        try:
+            raw = presented_key(request)
+        except exceptions.AuthenticationFailed:
+            audit("auth_failed", tenant_id=None, key_prefix=None)  # malformed header: no prefix to trust
+            raise
         if raw is None:
             return None
         prefix = parse_prefix(raw)

@@ -10,6 +10,8 @@ import pytest
 from tests.support.database import drop_database, fresh_database_env
 from tests.support.server import LiveServer
 
+pytest_plugins = ["tests.support.redis"]  # redis_url, closed_port_url
+
 os.environ.setdefault("AGENT_MEM_DATA_DIR", os.path.join(os.path.dirname(__file__), "..", "data", "test"))
 
 

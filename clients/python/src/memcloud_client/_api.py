@@ -1,0 +1,225 @@
+"""Every endpoint, written once for both clients.
+
+Each function is a plan: a generator that yields the `Call`s to make, is sent each decoded 2xx
+answer (or thrown the error), and returns the result. The sync and async clients only drive plans.
+"""
+
+from __future__ import annotations
+
+import math
+import uuid
+from array import array
+from collections.abc import Generator, Iterable, Mapping, Sequence
+from dataclasses import asdict
+from datetime import datetime
+from typing import Any, NotRequired, TypedDict, TypeVar
+
+from ._http import Call
+from .errors import MemcloudError, ServiceUnavailable, ValidationError
+from .models import Episode, Page, QueryHit, Snapshot, Stats
+
+T = TypeVar("T")
+Plan = Generator[Call, Any, T]
+Time = int | datetime  # milliseconds since the epoch, or an aware datetime
+DEFAULT_BATCH_SIZE = 1000  # the server's AGENT_MEM_MAX_BATCH default
+
+
+class EpisodeFields(TypedDict, total=False):
+    """Optional fields of a stored episode (SPEC §3, §8)."""
+
+    id: str
+    metadata: Mapping[str, Any]
+    timestamp: Time
+    tags: Sequence[str]
+    source: str
+    user_id: str
+    steps: Sequence[Any]
+    expires_at: Time
+    ttl_secs: int
+
+
+class Filters(TypedDict, total=False):
+    """Filters shared by query, list and delete_many; they combine with AND."""
+
+    min_reward: float
+    tags_any: Sequence[str]
+    tags_all: Sequence[str]
+    task_id_prefix: str
+    source: str
+    user_id: str
+    time_after: Time
+    time_before: Time
+
+
+class Changes(TypedDict, total=False):
+    """What PATCH may change. `metadata` replaces, `metadata_merge` merges; the embedding is immutable."""
+
+    metadata: Mapping[str, Any]
+    metadata_merge: Mapping[str, Any]
+    tags: Sequence[str]
+    reward: float
+    task_id: str
+    source: str
+    user_id: str
+    expires_at: NotRequired[Time | None]
+
+
+def vector(values: Any, name: str = "state_embedding") -> list[float]:
+    """An embedding as a JSON-ready list of float32 values, from a numpy array or any sequence."""
+    if hasattr(values, "__array__"):
+        import numpy as np
+
+        out = np.asarray(values, dtype=np.float32).ravel().tolist()
+    else:
+        out = array("f", values).tolist()
+    if not all(math.isfinite(v) for v in out):  # NaN, inf, or too large for float32 (1e39)
+        raise ValidationError(f"{name}: every value must be a finite float32 number")
+    return out
+
+
+def millis(value: Time) -> int:
+    return round(value.timestamp() * 1000) if isinstance(value, datetime) else int(value)
+
+
+def _filters(filters: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(filters)
+    for key in ("time_after", "time_before"):
+        if out.get(key) is not None:
+            out[key] = millis(out[key])
+    for key in ("tags_any", "tags_all"):
+        if out.get(key) is not None:
+            out[key] = list(out[key])
+    return out
+
+
+def episode_body(episode: Mapping[str, Any] | Episode) -> dict[str, Any]:
+    """The body that stores `episode`, with a fresh uuid4 id when it has none so a retry is harmless."""
+    if isinstance(episode, Episode):
+        data = {k: v for k, v in asdict(episode).items() if v is not None and k != "extra"}
+    else:
+        data = dict(episode)
+    data["id"] = str(data.get("id") or uuid.uuid4())
+    data["state_embedding"] = vector(data["state_embedding"])
+    for key in ("timestamp", "expires_at"):
+        if data.get(key) is not None:
+            data[key] = millis(data[key])
+    if data.get("tags") is not None:
+        data["tags"] = list(data["tags"])
+    return data
+
+
+def store(task_id: str, state_embedding: Any, reward: float, fields: EpisodeFields) -> Plan[str]:
+    body = episode_body({**fields, "task_id": task_id, "state_embedding": state_embedding, "reward": reward})
+    answer = yield Call("POST", "/v1/episodes", body)
+    return str(answer["id"])
+
+
+def store_batch(episodes: Iterable[Mapping[str, Any] | Episode], batch_size: int) -> Plan[list[str]]:
+    """Stores in chunks of `batch_size`; each chunk is all-or-nothing, the whole is not: an error
+    carries `stored_ids`, the ids of the chunks stored before it (calling again with the same
+    episodes, ids included, is safe)."""
+    if batch_size < 1:
+        raise ValueError("batch_size must be at least 1")
+    ids: list[str] = []
+    chunk: list[dict[str, Any]] = []
+    try:
+        for episode in episodes:
+            chunk.append(episode_body(episode))
+            if len(chunk) == batch_size:
+                ids += (yield Call("POST", "/v1/episodes/batch", {"episodes": chunk}))["ids"]
+                chunk = []
+        if chunk:
+            ids += (yield Call("POST", "/v1/episodes/batch", {"episodes": chunk}))["ids"]
+    except MemcloudError as error:
+        error.stored_ids = ids  # type: ignore[attr-defined]
+        raise
+    return ids
+
+
+def get(episode_id: str) -> Plan[Episode]:
+    return Episode.from_dict((yield Call("GET", f"/v1/episodes/{episode_id}")))
+
+
+def delete(episode_id: str) -> Plan[int]:
+    answer = yield Call("DELETE", f"/v1/episodes/{episode_id}", replayable=False)
+    return int(answer["removed"])
+
+
+def query(embedding: Any, top_k: int, include_embedding: bool, filters: Filters) -> Plan[list[QueryHit]]:
+    body = {"query_embedding": vector(embedding, "query_embedding"), "top_k": top_k, **_filters(filters)}
+    if include_embedding:
+        body["include_embedding"] = True
+    answer = yield Call("POST", "/v1/query", body)
+    return [QueryHit.from_dict(e) for e in answer["episodes"]]
+
+
+def list_episodes(limit: int, cursor: str | None, include_embedding: bool, filters: Filters) -> Plan[Page]:
+    params = {k: _param(v) for k, v in _filters(filters).items() if v is not None}
+    params["limit"] = str(limit)
+    if cursor:
+        params["cursor"] = cursor
+    if include_embedding:
+        params["include_embedding"] = "true"
+    return Page.from_dict((yield Call("GET", "/v1/episodes", params=params)))
+
+
+def _param(value: Any) -> str:
+    if isinstance(value, list):
+        return ",".join(value)
+    return str(value)
+
+
+def patch(episode_id: str, changes: Changes) -> Plan[Episode]:
+    body: dict[str, Any] = dict(changes)
+    if body.get("expires_at") is not None:
+        body["expires_at"] = millis(body["expires_at"])
+    if body.get("tags") is not None:
+        body["tags"] = list(body["tags"])
+    return Episode.from_dict((yield Call("PATCH", f"/v1/episodes/{episode_id}", body)))
+
+
+def delete_many(ids: Sequence[str] | None, filters: Filters) -> Plan[int]:
+    if ids is not None and filters:
+        raise ValueError("delete_many takes ids or filters, not both")
+    body = {"ids": [str(i) for i in ids]} if ids is not None else {"filter": _filters(filters)}
+    answer = yield Call("POST", "/v1/episodes/delete", body, replayable=False)
+    return int(answer["removed"])
+
+
+def prune(kind: str, body: dict[str, int]) -> Plan[int]:
+    answer = yield Call("POST", f"/v1/prune/{kind}", body, replayable=False)
+    return int(answer["removed"])
+
+
+def save(path: str) -> Plan[int]:
+    return int((yield Call("POST", "/v1/save", {"path": path}))["episodes"])
+
+
+def load(path: str) -> Plan[int]:
+    return int((yield Call("POST", "/v1/load", {"path": path}))["episodes"])
+
+
+def list_snapshots() -> Plan[list[Snapshot]]:
+    return [Snapshot.from_dict(s) for s in (yield Call("GET", "/v1/snapshots"))["snapshots"]]
+
+
+def checkpoint() -> Plan[int]:
+    return int((yield Call("POST", "/v1/checkpoint", {}))["episodes"])
+
+
+def stats() -> Plan[Stats]:
+    return Stats.from_dict((yield Call("GET", "/v1/stats")))
+
+
+def health() -> Plan[bool]:
+    yield Call("GET", "/health")
+    return True
+
+
+def ready() -> Plan[bool]:
+    """True when the server and its database answer; False on 503 (not retried: it is the answer)."""
+    try:
+        yield Call("GET", "/ready", retry=False)
+    except ServiceUnavailable:
+        return False
+    return True

@@ -1,0 +1,155 @@
+"""The asynchronous client: the same methods as `MemcloudClient`, awaited."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from types import TracebackType
+from typing import Any, TypeVar, Unpack, cast
+
+from . import _api
+from ._api import DEFAULT_BATCH_SIZE, Changes, EpisodeFields, Filters, Plan, Time
+from ._http import AsyncTransport, decode
+from .errors import MemcloudError
+from .models import Episode, Page, QueryHit, Snapshot, Stats
+
+T = TypeVar("T")
+
+
+class AsyncMemcloudClient:
+    """Talks to a Memcloud server. URL and key default to `MEMCLOUD_URL` and `MEMCLOUD_API_KEY`.
+
+    Failed calls raise a subclass of `MemcloudError`. 429, 503 and connection errors are retried
+    up to `max_retries` times with exponential backoff (429 waits `Retry-After`). Stores are always
+    safe to retry: each episode without an id gets a client-generated uuid4, and the server answers a
+    repeat of the same id and content with 200 instead of storing it twice.
+    """
+
+    def __init__(
+        self,
+        base_url: str | None = None,
+        api_key: str | None = None,
+        *,
+        timeout: float = 10.0,
+        max_retries: int = 3,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+    ):
+        self._transport = AsyncTransport(base_url, api_key, timeout, max_retries)
+        self.base_url = self._transport.base_url
+        self.batch_size = batch_size
+
+    async def _run(self, plan: Plan[T]) -> T:
+        try:
+            call = next(plan)
+            while True:
+                try:
+                    response = await self._transport.send(call)
+                except MemcloudError as error:
+                    call = plan.throw(error)
+                else:
+                    call = plan.send(decode(response))
+        except StopIteration as done:
+            return cast(T, done.value)
+
+    # Episodes
+
+    async def store(self, task_id: str, state_embedding: Any, reward: float, **fields: Unpack[EpisodeFields]) -> str:
+        """Store one episode; returns its id."""
+        return await self._run(_api.store(task_id, state_embedding, reward, fields))
+
+    async def store_batch(
+        self, episodes: Iterable[Mapping[str, Any] | Episode], *, batch_size: int | None = None
+    ) -> list[str]:
+        """Store many episodes in chunks of `batch_size` (default the client's); ids in input order."""
+        return await self._run(_api.store_batch(episodes, batch_size or self.batch_size))
+
+    async def get(self, episode_id: str) -> Episode:
+        return await self._run(_api.get(episode_id))
+
+    async def delete(self, episode_id: str) -> int:
+        return await self._run(_api.delete(episode_id))
+
+    async def query(
+        self, embedding: Any, top_k: int = 5, *, include_embedding: bool = False, **filters: Unpack[Filters]
+    ) -> list[QueryHit]:
+        """The `top_k` most similar episodes that pass every filter, best first."""
+        return await self._run(_api.query(embedding, top_k, include_embedding, filters))
+
+    async def list_episodes(
+        self,
+        *,
+        limit: int = 100,
+        cursor: str | None = None,
+        include_embedding: bool = False,
+        **filters: Unpack[Filters],
+    ) -> Page:
+        """One page, newest first; pass `page.next_cursor` back for the next one."""
+        return await self._run(_api.list_episodes(limit, cursor, include_embedding, filters))
+
+    async def iter_episodes(
+        self, *, page_size: int = 100, include_embedding: bool = False, **filters: Unpack[Filters]
+    ) -> AsyncIterator[Episode]:
+        """Every matching episode, newest first, fetching pages as needed."""
+        cursor: str | None = None
+        while True:
+            page = await self.list_episodes(
+                limit=page_size, cursor=cursor, include_embedding=include_embedding, **filters
+            )
+            for episode in page.episodes:
+                yield episode
+            if not page.next_cursor:
+                return
+            cursor = page.next_cursor
+
+    async def patch(self, episode_id: str, **changes: Unpack[Changes]) -> Episode:
+        return await self._run(_api.patch(episode_id, changes))
+
+    async def delete_many(self, ids: Sequence[str] | None = None, **filters: Unpack[Filters]) -> int:
+        """Delete by ids, or every episode matching the filters (the server refuses an empty filter)."""
+        return await self._run(_api.delete_many(ids, filters))
+
+    async def prune_older_than(self, cutoff: Time) -> int:
+        return await self._run(_api.prune("older-than", {"timestamp_cutoff_ms": _api.millis(cutoff)}))
+
+    async def prune_keep_newest(self, n: int) -> int:
+        return await self._run(_api.prune("keep-newest", {"n": n}))
+
+    async def prune_keep_highest_reward(self, n: int) -> int:
+        return await self._run(_api.prune("keep-highest-reward", {"n": n}))
+
+    # Snapshots and tenant
+
+    async def save(self, path: str) -> int:
+        """Save a snapshot named `path`; returns the number of episodes in it."""
+        return await self._run(_api.save(path))
+
+    async def load(self, path: str) -> int:
+        """Replace the tenant's episodes with snapshot `path`; returns how many there are now."""
+        return await self._run(_api.load(path))
+
+    async def list_snapshots(self) -> list[Snapshot]:
+        return await self._run(_api.list_snapshots())
+
+    async def checkpoint(self) -> int:
+        return await self._run(_api.checkpoint())
+
+    async def stats(self) -> Stats:
+        return await self._run(_api.stats())
+
+    async def health(self) -> bool:
+        return await self._run(_api.health())
+
+    async def ready(self) -> bool:
+        return await self._run(_api.ready())
+
+    # Lifecycle
+
+    async def close(self) -> None:
+        await self._transport.close()
+
+    async def __aenter__(self) -> AsyncMemcloudClient:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()

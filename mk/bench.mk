@@ -1,0 +1,26 @@
+# Benchmarks (bench/): `make bench` (quick, under 10 minutes on 2 cores), `make bench-full`, `make bench-smoke`.
+# Results go to bench/results/<name>.json and bench/RESULTS.md. DATABASE_URL selects the PostgreSQL
+# server the HTTP benchmarks use (a throw-away database is created there and dropped afterwards).
+BENCH_DATABASE_URL ?= $(or $(DATABASE_URL),postgres://postgres@127.0.0.1:5432/memcloud_bench)
+
+.PHONY: bench bench-full bench-smoke bench-profile bench-deps
+$(VENV)/.bench-installed: $(VENV)/.installed bench/requirements.txt
+	$(PY) -m pip install --quiet -r bench/requirements.txt
+	touch $@
+
+bench-deps: $(VENV)/.bench-installed
+
+bench: bench-deps
+	DATABASE_URL=$(BENCH_DATABASE_URL) $(PY) -m bench.run --quick
+
+bench-full: bench-deps
+	DATABASE_URL=$(BENCH_DATABASE_URL) $(PY) -m bench.run --full
+
+# Seconds-long run into a temporary directory: checks the harness, leaves bench/ untouched.
+bench-smoke: venv
+	tmp=$$(mktemp -d) && DATABASE_URL=$(BENCH_DATABASE_URL) $(PY) -m bench.run --smoke \
+	  --results-dir $$tmp --report $$tmp/RESULTS.md && echo "smoke results in $$tmp"
+
+# py-spy profile of store, batch store and query on one worker (N episodes in the queried tenant).
+bench-profile: bench-deps
+	DATABASE_URL=$(BENCH_DATABASE_URL) $(PY) -m bench.profile --n $(or $(N),100000)

@@ -1,0 +1,44 @@
+"""Per-request counters: rate-limit windows and per-minute usage (SPEC sections 5 and 6).
+
+Both tables take a write on every request, so on PostgreSQL they are UNLOGGED (migration 0002):
+no WAL traffic, and after a crash they come back empty, which for a rate-limit window or a
+dashboard chart is acceptable. No foreign key constraint either: nothing to check per insert,
+and rows of a deleted tenant age out with everyone else's.
+"""
+
+from __future__ import annotations
+
+from django.db import models
+
+from tenants.models import Tenant
+
+
+class RateCounter(models.Model):
+    """Requests a tenant made in one fixed window (`window_no = floor(now / window_secs)`)."""
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.DO_NOTHING, db_constraint=False, related_name="+")
+    window_no = models.BigIntegerField()
+    count = models.IntegerField(default=0)
+
+    class Meta:
+        db_table = "ops_rate_counter"
+        constraints = [models.UniqueConstraint(fields=["tenant", "window_no"], name="rate_counter_tenant_window")]
+
+
+class UsageMinute(models.Model):
+    """What one worker process served for a tenant in one clock minute. One row per worker (`slot`)
+    so that workers never wait on each other's row lock; readers sum the slots."""
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.DO_NOTHING, db_constraint=False, related_name="+")
+    minute = models.BigIntegerField()  # floor(unix seconds / 60)
+    slot = models.IntegerField()
+    requests = models.IntegerField(default=0)
+    stores = models.IntegerField(default=0)
+    queries = models.IntegerField(default=0)
+
+    class Meta:
+        db_table = "ops_usage_minute"
+        constraints = [
+            models.UniqueConstraint(fields=["tenant", "minute", "slot"], name="usage_minute_tenant_minute_slot")
+        ]
+        indexes = [models.Index(fields=["minute"], name="usage_minute_minute")]

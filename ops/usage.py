@@ -1,0 +1,76 @@
+"""Per-tenant, per-minute usage for the dashboard, kept in the database so every worker's share
+is seen: one upsert per authenticated /v1 request, on a row of this worker's own (`slot`), so
+concurrent requests of one tenant on different workers never queue on the same row lock."""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+import os
+import time
+from dataclasses import dataclass
+
+from django.db import DatabaseError, connection
+
+from . import metrics
+from .models import UsageMinute
+
+logger = logging.getLogger("memcloud.usage")
+
+RETENTION_MINUTES = 25 * 60  # the dashboard shows the last 24 hours at most
+_CLEAN_EVERY_SECS = 300.0
+_WARN_EVERY_SECS = 60.0
+
+_TABLE = UsageMinute._meta.db_table
+_UPSERT_SQL = (
+    f"INSERT INTO {_TABLE} (tenant_id, minute, slot, requests, stores, queries) VALUES (%s, %s, %s, 1, %s, %s) "
+    f"ON CONFLICT (tenant_id, minute, slot) DO UPDATE SET requests = {_TABLE}.requests + 1, "
+    f"stores = {_TABLE}.stores + excluded.stores, queries = {_TABLE}.queries + excluded.queries"
+)
+
+
+@dataclass
+class Pending:
+    stores: int = 0
+
+
+_pending: contextvars.ContextVar[Pending | None] = contextvars.ContextVar("memcloud_usage", default=None)
+
+
+def begin_request() -> None:
+    _pending.set(Pending())
+
+
+def note_stored(count: int) -> None:
+    """Called by the store service after commit with the number of episodes newly stored."""
+    if count <= 0:
+        return
+    metrics.STORED.inc(count)
+    pending = _pending.get()
+    if pending is not None:
+        pending.stores += count
+
+
+_last_clean = 0.0
+_last_warning = 0.0
+
+
+def record_request(*, tenant_id: int, query: bool, now: float | None = None) -> None:
+    """Add this request (and what it stored) to the tenant's current minute. Never raises: usage
+    figures are not worth failing a request that has already been served."""
+    global _last_clean, _last_warning
+    pending = _pending.get()
+    _pending.set(None)
+    stores = pending.stores if pending else 0
+    now = time.time() if now is None else now
+    minute = int(now // 60)
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(_UPSERT_SQL, [tenant_id, minute, os.getpid(), stores, int(query)])
+        if time.monotonic() - _last_clean >= _CLEAN_EVERY_SECS:
+            _last_clean = time.monotonic()
+            UsageMinute.objects.filter(minute__lt=minute - RETENTION_MINUTES).delete()
+    except DatabaseError as exc:
+        if time.monotonic() - _last_warning >= _WARN_EVERY_SECS:
+            _last_warning = time.monotonic()
+            logger.warning("usage not recorded: %s", exc)
