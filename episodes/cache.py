@@ -55,7 +55,7 @@ def _add_rows(index: TenantIndex, rows: list[tuple]) -> None:
 def build_index(tenant: Tenant, state: TenantState) -> CachedIndex:
     """A fresh index of every episode of the tenant, stamped with the (generation, version) read
     at authentication; rows committed later are harmless (the next catch-up re-reads them)."""
-    index = TenantIndex(tenant.dim, tenant.metric, capacity=max(state.episode_count, 16))
+    index = TenantIndex(tenant.dim, tenant.metric, capacity=state.episode_count + state.episode_count // 4 + 1024)  # room to catch up
     batch: list[tuple] = []
     for row in Episode.objects.filter(tenant=tenant).order_by("seq").values_list(*ROW_FIELDS).iterator(
         chunk_size=REBUILD_CHUNK

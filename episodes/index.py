@@ -154,44 +154,53 @@ class TenantIndex:
         if m == 0:
             return
         emb = np.asarray(embeddings, dtype=np.float32).reshape(m, self.dim)
-        new_rows = [i for i, eid in enumerate(ids) if eid not in self.pos]
+        new_count = sum(1 for eid in set(ids) if eid not in self.pos)
         first_new = self.n
-        if self.n + len(new_rows) > self.capacity:
-            self._alloc(max(self.n + len(new_rows), int(self.capacity * 1.5) + 16))
+        if self.n + new_count > self.capacity:
+            self._alloc(max(self.n + new_count, int(self.capacity * 1.5) + 16))
+        rows = np.empty(m, dtype=np.int64)
+        fresh = np.zeros(m, dtype=bool)
         for i, eid in enumerate(ids):
             row = self.pos.get(eid)
             if row is None:
-                row = self.n
+                row = self.pos[eid] = self.n
                 self.n += 1
                 self.ids.append(eid)
-                self.pos[eid] = row
-                self._set_vector(row, emb[i])
+                fresh[i] = True
             else:
                 self._forget_rare(eid)
-                self._expiring -= int(self.expires[row] != NO_EXPIRY)
-            self.seq[row] = seq[i]
-            self.timestamp[row] = timestamp[i]
-            self.reward[row] = reward[i]
-            self.expires[row] = expires_at[i]
-            self._expiring += int(expires_at[i] != NO_EXPIRY)
-            self.task[row] = self._tasks.code(task_id[i])
-            self.source[row] = -1 if source[i] is None else self._sources.code(source[i])
-            self.user[row] = -1 if user_id[i] is None else self._users.code(user_id[i])
+            rows[i] = row
+        # Column writes in bulk; embeddings only for new rows (they never change).
+        self._set_vectors(rows[fresh], emb[fresh])
+        self._expiring -= int(np.count_nonzero(self.expires[rows[~fresh]] != NO_EXPIRY))
+        self.seq[rows] = seq
+        self.timestamp[rows] = timestamp
+        self.reward[rows] = reward
+        self.expires[rows] = expires_at
+        self._expiring += int(np.count_nonzero(np.asarray(expires_at) != NO_EXPIRY))
+        self.task[rows] = [self._tasks.code(t) for t in task_id]
+        self.source[rows] = [-1 if v is None else self._sources.code(v) for v in source]
+        self.user[rows] = [-1 if v is None else self._users.code(v) for v in user_id]
+        for i, row in enumerate(rows.tolist()):
             bits, rare = self._tag_row(tags[i])
             self.tagbits[row] = bits
             if rare:
+                eid = ids[i]
                 self._row_rare[eid] = rare
                 for code in rare:
                     self._rare.setdefault(code, set()).add(eid)
         if self.quant is not None:
             self.quant.set_rows(first_new, self.emb[first_new : self.n])
 
-    def _set_vector(self, row: int, vector: np.ndarray) -> None:
+    def _set_vectors(self, rows: np.ndarray, vectors: np.ndarray) -> None:
+        if not rows.size:
+            return
         if self.metric == "cosine":
-            norm = float(np.linalg.norm(vector))
-            vector = vector / norm if norm > 0 else vector
-        self.emb[row] = vector
-        self.sqnorm[row] = float(np.dot(self.emb[row], self.emb[row]))
+            norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+            vectors = vectors / np.where(norms > 0, norms, 1)
+        self.emb[rows] = vectors
+        stored = self.emb[rows]
+        self.sqnorm[rows] = np.einsum("ij,ij->i", stored, stored)
 
     def _forget_rare(self, eid: str) -> None:
         for code in self._row_rare.pop(eid, ()):

@@ -20,6 +20,7 @@ import simsimd
 MIN_ROWS = 20_000  # below this a float32 scan is already well under a millisecond
 # Headroom for float rounding in the bounds and in the exact scores (float64 sums, float32 result).
 ROUNDING = 2e-6
+QUANTIZE_CHUNK = 4096
 
 
 def quantize(rows: np.ndarray) -> tuple[np.ndarray, ...]:
@@ -55,9 +56,11 @@ class QuantizedColumns:
             setattr(self, name, new)
 
     def set_rows(self, start: int, rows: np.ndarray) -> None:
-        end = start + len(rows)
-        (self.codes[start:end], self.scale[start:end], self.err[start:end], self.norm[start:end],
-         self.sq[start:end]) = quantize(rows)
+        # In chunks: quantize() works in float64, eight times the int8 size of what it converts.
+        for offset in range(0, len(rows), QUANTIZE_CHUNK):
+            part = rows[offset : offset + QUANTIZE_CHUNK]
+            a, b = start + offset, start + offset + len(part)
+            self.codes[a:b], self.scale[a:b], self.err[a:b], self.norm[a:b], self.sq[a:b] = quantize(part)
 
     def move(self, src: int, dst: int) -> None:
         for column in (self.codes, self.scale, self.err, self.norm, self.sq):

@@ -168,6 +168,11 @@ AGENT_MEM_EXPIRE_INTERVAL_SECS = env_int("AGENT_MEM_EXPIRE_INTERVAL_SECS", 60, m
 REDIS_URL = env_str("REDIS_URL")
 # Set by gunicorn.conf.py: prometheus_client's multiprocess mode, summed by the /metrics view.
 PROMETHEUS_MULTIPROC_DIR = env_str("PROMETHEUS_MULTIPROC_DIR")
+if PROMETHEUS_MULTIPROC_DIR:
+    # Management commands (migrate in a fresh container, a Helm hook Job) record metrics too, and
+    # prometheus_client writes into this folder from the first metric on: make sure it exists.
+    with contextlib.suppress(OSError):
+        os.makedirs(PROMETHEUS_MULTIPROC_DIR, exist_ok=True)
 
 # Django's own body guard matches ours, so a chunked body without Content-Length is cut too.
 DATA_UPLOAD_MAX_MEMORY_SIZE = AGENT_MEM_MAX_BODY_BYTES

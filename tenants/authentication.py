@@ -14,6 +14,7 @@ from ops.audit import audit
 
 from .keys import hash_key, parse_prefix, verify
 from .models import ApiKey, Scope
+from .selectors import key_with_tenant
 from .services import key_touch, tenant_get_or_create_default
 
 
@@ -55,7 +56,7 @@ class ApiKeyAuthentication(BaseAuthentication):
         api_key = None
         if prefix is not None:
             # One round trip: key, tenant and the tenant's change counter (for cache catch-up).
-            api_key = ApiKey.objects.select_related("tenant", "tenant__state").filter(prefix=prefix).first()
+            api_key = key_with_tenant(prefix=prefix)
         if api_key is None:
             verify(raw, "0" * 64)  # same work as a real comparison: no timing difference to learn from
             self._fail(prefix, "invalid API key")
