@@ -29,6 +29,7 @@ import orjson
 from django.conf import settings
 
 from .index import ARRAY_COLUMNS, QUANT_COLUMNS, TenantIndex
+from .snapshots import fsync_dir
 
 FORMAT = "memcloud-checkpoint"
 FORMAT_VERSION = 1
@@ -67,14 +68,6 @@ def tenant_identity(tenant) -> str:
 
 def checkpoint_root(slug: str) -> Path:
     return Path(settings.AGENT_MEM_DATA_DIR) / slug / "checkpoint"
-
-
-def fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _crc32(path: Path) -> int:
