@@ -7,21 +7,9 @@ import uuid
 import pytest
 
 from episodes.models import Episode
+from tests.episodes.bodies import DIM, ep, vec
 
 pytestmark = pytest.mark.django_db(transaction=True)
-DIM = 8
-
-
-def vec(*head: float) -> list[float]:
-    v = [0.0] * DIM
-    v[: len(head)] = head
-    return v
-
-
-def ep(**fields) -> dict:
-    body = {"task_id": "task_1", "state_embedding": vec(1.0), "reward": 1.0}
-    body.update(fields)
-    return body
 
 
 def count(tenant) -> int:

@@ -15,21 +15,9 @@ from episodes.models import Episode, SweepRun, TenantState, Tombstone
 from episodes.services import episodes_expire, now_ms
 from tenants.models import ApiKey
 from tenants.services import key_issue
+from tests.episodes.bodies import ep, vec
 
 pytestmark = pytest.mark.django_db(transaction=True)
-DIM = 8
-
-
-def vec(*head: float) -> list[float]:
-    v = [0.0] * DIM
-    v[: len(head)] = head
-    return v
-
-
-def ep(**fields) -> dict:
-    body = {"task_id": "task_1", "state_embedding": vec(1.0), "reward": 1.0}
-    body.update(fields)
-    return body
 
 
 def store(client, *episodes: dict) -> list[str]:
