@@ -9,7 +9,8 @@ import threading
 import time
 
 from django.conf import settings
-from django.db import connection
+
+from memcloud import db
 
 from .models import RateCounter
 
@@ -43,9 +44,7 @@ _WARN_EVERY_SECS = 60.0
 
 def db_hit(*, tenant_id: int, window_no: int, limit: int) -> int | None:
     """Count one request; its number in the window, or None when the window is full (not counted)."""
-    with connection.cursor() as cursor:
-        cursor.execute(_HIT_SQL, [tenant_id, window_no, limit])
-        row = cursor.fetchone()
+    row = db.fetch_one(_HIT_SQL, [tenant_id, window_no, limit])
     _maybe_clean(window_no)
     return row[0] if row else None
 

@@ -1,6 +1,9 @@
 """Per-tenant, per-minute usage for the dashboard, kept in the database so every worker's share
 is seen: one upsert per authenticated /v1 request, on a row of this worker's own (`slot`), so
-concurrent requests of one tenant on different workers never queue on the same row lock."""
+concurrent requests of one tenant on different workers never queue on the same row lock.
+
+The upsert runs once the answer has been sent (Django's `request_finished`, fired when the server
+closes the response): the client does not wait for the bookkeeping of its own request."""
 
 from __future__ import annotations
 
@@ -10,7 +13,9 @@ import os
 import time
 from dataclasses import dataclass
 
-from django.db import DatabaseError, connection
+from django.db import DatabaseError
+
+from memcloud import db
 
 from . import metrics
 from .models import UsageMinute
@@ -32,6 +37,8 @@ _UPSERT_SQL = (
 @dataclass
 class Pending:
     stores: int = 0
+    tenant_id: int | None = None  # set once the request has been answered for an authenticated tenant
+    query: bool = False
 
 
 _pending: contextvars.ContextVar[Pending | None] = contextvars.ContextVar("memcloud_usage", default=None)
@@ -51,22 +58,33 @@ def note_stored(count: int) -> None:
         pending.stores += count
 
 
+def answered(*, tenant_id: int, query: bool) -> None:
+    """Called when the tenant's request has its answer: record it once the answer is sent."""
+    pending = _pending.get()
+    if pending is not None:
+        pending.tenant_id, pending.query = tenant_id, query
+
+
+def record_answered(**_kwargs) -> None:
+    """`request_finished` receiver: record the request that has just been answered, if any."""
+    pending = _pending.get()
+    _pending.set(None)
+    if pending is not None and pending.tenant_id is not None:
+        record_request(tenant_id=pending.tenant_id, query=pending.query, stores=pending.stores)
+
+
 _last_clean = 0.0
 _last_warning = 0.0
 
 
-def record_request(*, tenant_id: int, query: bool, now: float | None = None) -> None:
-    """Add this request (and what it stored) to the tenant's current minute. Never raises: usage
+def record_request(*, tenant_id: int, query: bool, stores: int = 0, now: float | None = None) -> None:
+    """Add one request (and what it stored) to the tenant's current minute. Never raises: usage
     figures are not worth failing a request that has already been served."""
     global _last_clean, _last_warning
-    pending = _pending.get()
-    _pending.set(None)
-    stores = pending.stores if pending else 0
     now = time.time() if now is None else now
     minute = int(now // 60)
     try:
-        with connection.cursor() as cursor:
-            cursor.execute(_UPSERT_SQL, [tenant_id, minute, os.getpid(), stores, int(query)])
+        db.execute(_UPSERT_SQL, [tenant_id, minute, os.getpid(), stores, int(query)])
         if time.monotonic() - _last_clean >= _CLEAN_EVERY_SECS:
             _last_clean = time.monotonic()
             UsageMinute.objects.filter(minute__lt=minute - RETENTION_MINUTES).delete()

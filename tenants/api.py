@@ -50,7 +50,7 @@ class TenantApi(APIView):
         user = getattr(request, "_user", None)  # set only once authentication has run
         if isinstance(user, Tenant):
             match = request._request.resolver_match
-            usage.record_request(
+            usage.answered(
                 tenant_id=user.pk,
                 query=response.status_code == 200 and match is not None and match.url_name == "query",
             )
