@@ -41,13 +41,16 @@ class Plan:
     many_per_tenant: int = 1000
     many_index_mb: int = 1024
     pgvector_hnsw_max_n: int = 100_000  # HNSW builds take minutes above this on 2 cores
+    # Sizes measured in-process only (numpy and the index, 1 BLAS thread as in a worker), `count` calls a cell.
+    inprocess_sizes: tuple[int, ...] = ()
+    inprocess_count: int = 20
 
 
 PLANS = {
     "smoke": Plan(sizes=(1000,), queries=40, recall_queries=20, count=20, concurrencies=(1, 4), seconds=0.4,
                   max_requests=200, peer_seconds=0.4, store_count=20, store_seconds=2, catchup_sizes=(1, 100), many_tenants=5,
                   many_per_tenant=100),
-    "quick": Plan(sizes=(10_000, 100_000), recall_queries=30),
+    "quick": Plan(sizes=(10_000, 100_000), recall_queries=30, inprocess_sizes=(1_000_000,)),
     "full": Plan(sizes=(10_000, 100_000, 1_000_000), seconds=3.0, max_requests=20_000, peer_seconds=3.0, store_seconds=60,
                  many_tenants=1000, pgvector_hnsw_max_n=1_000_000),
 }
@@ -150,6 +153,15 @@ class Runner:
                                count=p.count, concurrencies=p.concurrencies, seconds=p.peer_seconds,
                                hnsw=n <= p.pgvector_hnsw_max_n, truth=truth)
                 del ds
+            for n in p.inprocess_sizes:
+                ds = make_dataset(n, dim=DIM)
+                rq = queries[: p.recall_queries]
+                truth = {(k, f): baselines.exact_ids(ds, rq, k, f) for k in p.top_ks for f in FILTERS}
+                self.phase(f"numpy n={n} blas=1", baselines.bench_numpy, ds, queries, top_ks=p.top_ks,
+                           count=p.inprocess_count, threads=1)
+                self.phase(f"index n={n} blas=1", baselines.bench_index, ds, queries, top_ks=p.top_ks,
+                           count=p.inprocess_count, threads=1, truth=truth)
+                del ds, truth
             if dep is not None:
                 from bench.tenants import bench_many_tenants
 
