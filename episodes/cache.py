@@ -18,14 +18,12 @@ from django.conf import settings
 
 from tenants.models import Tenant
 
-from . import checkpoint
+from . import changes, checkpoint
 from .index import NO_EXPIRY, TenantIndex
-from .models import Episode, TenantState, Tombstone
+from .models import Episode, TenantState
 
 logger = logging.getLogger("memcloud.cache")
 
-ROW_FIELDS = ("id", "seq", "version", "embedding", "timestamp", "reward", "expires_at", "task_id",
-              "source", "user_id", "tags")
 REBUILD_CHUNK = 5000
 
 
@@ -57,7 +55,7 @@ def build_index(tenant: Tenant, state: TenantState) -> CachedIndex:
     at authentication; rows committed later are harmless (the next catch-up re-reads them)."""
     index = TenantIndex(tenant.dim, tenant.metric, capacity=state.episode_count + state.episode_count // 4 + 1024)  # room to catch up
     batch: list[tuple] = []
-    for row in Episode.objects.filter(tenant=tenant).order_by("seq").values_list(*ROW_FIELDS).iterator(
+    for row in Episode.objects.filter(tenant=tenant).order_by("seq").values_list(*changes.ROW_FIELDS).iterator(
         chunk_size=REBUILD_CHUNK
     ):
         batch.append(row)
@@ -71,14 +69,13 @@ def build_index(tenant: Tenant, state: TenantState) -> CachedIndex:
 def catch_up(tenant: Tenant, cached: CachedIndex, state: TenantState) -> None:
     """Apply what other workers committed after cached.version: cost follows the change, not N."""
     since = cached.version
-    rows = list(Episode.objects.filter(tenant=tenant, version__gt=since).order_by("version", "seq")
-                .values_list(*ROW_FIELDS))
-    tombs = list(Tombstone.objects.filter(tenant=tenant, version__gt=since).values_list("episode_id", "version"))
+    rows = changes.rows_since(tenant_pk=tenant.pk, version=since)
+    tombs = changes.tombstones_since(tenant_pk=tenant.pk, version=since)
     # An id deleted after the version we read it at stays deleted; one re-stored after its deletion lives.
-    row_version = {str(r[0]): r[2] for r in rows}
-    gone = {str(eid) for eid, v in tombs if row_version.get(str(eid), -1) < v}
-    cached.index.remove(str(eid) for eid, _ in tombs)
-    _add_rows(cached.index, [r for r in rows if str(r[0]) not in gone])
+    row_version = {r[0]: r[2] for r in rows}
+    gone = {eid for eid, v in tombs if row_version.get(eid, -1) < v}
+    cached.index.remove(eid for eid, _ in tombs)
+    _add_rows(cached.index, [r for r in rows if r[0] not in gone])
     cached.version = state.version
 
 
