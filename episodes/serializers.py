@@ -3,6 +3,7 @@ serializers; embeddings through numpy (fields.embedding_array)."""
 
 from __future__ import annotations
 
+import copy
 import re
 from typing import Any
 
@@ -35,12 +36,31 @@ class EmbeddingField(serializers.Field):
         return [float(x) for x in value]
 
 
+def _childless(field: serializers.Field) -> bool:
+    return not isinstance(field, (serializers.BaseSerializer, serializers.ListField, serializers.DictField,
+                                  serializers.HStoreField))
+
+
+def _shallow(field: serializers.Field) -> serializers.Field:
+    clone = object.__new__(type(field))
+    clone.__dict__.update(field.__dict__)
+    return clone
+
+
 def timestamp_field(**kwargs: Any) -> StrictIntegerField:
     return StrictIntegerField(min_value=0, max_value=MAX_INT64 - 1, **kwargs)
 
 
 class StrictSerializer(serializers.Serializer):
     """Unknown fields are a 400 naming the field: a typo like `topk` must not change results."""
+
+    def get_fields(self) -> dict[str, serializers.Field]:
+        # DRF deep-copies every declared field for each serializer instance, re-running each
+        # field's __init__: about 100 µs per request for the query's dozen fields. A field without
+        # children holds no state of its own until bound, so a shallow copy serves; fields with
+        # children (lists, dicts, nested serializers) are deep-copied as DRF does.
+        return {name: _shallow(field) if _childless(field) else copy.deepcopy(field)
+                for name, field in self._declared_fields.items()}
 
     def to_internal_value(self, data: Any) -> Any:
         if not isinstance(data, dict):
