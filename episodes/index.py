@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .quantized import MIN_ROWS, QuantizedColumns, candidates
+from .quantized import MIN_ROWS, QuantizedColumns
 
 NO_EXPIRY = np.iinfo(np.int64).max
 BITSET_TAGS = 256  # tags with codes below this live in a per-row bitset; rarer ones in posting sets
@@ -99,8 +99,10 @@ class TenantIndex:
         old = self.__dict__.get("emb")
         n = self.n
 
-        def grow(name: str, shape: tuple[int, ...], dtype, fill=0) -> None:
-            new = np.full(shape, fill, dtype=dtype)
+        def grow(name: str, shape: tuple[int, ...], dtype) -> None:
+            # Zeroed (calloc'd) pages: headroom beyond n costs no memory until rows land there.
+            # Rows >= n are never read, and add() writes every column of a new row.
+            new = np.zeros(shape, dtype=dtype)
             if old is not None:
                 new[:n] = getattr(self, name)[:n]
             setattr(self, name, new)
@@ -110,10 +112,10 @@ class TenantIndex:
         grow("seq", (capacity,), np.int64)
         grow("timestamp", (capacity,), np.int64)
         grow("reward", (capacity,), np.float64)
-        grow("expires", (capacity,), np.int64, NO_EXPIRY)
+        grow("expires", (capacity,), np.int64)
         grow("task", (capacity,), np.int32)
-        grow("source", (capacity,), np.int32, -1)
-        grow("user", (capacity,), np.int32, -1)
+        grow("source", (capacity,), np.int32)
+        grow("user", (capacity,), np.int32)
         grow("tagbits", (capacity, _WORDS), np.uint64)
         if self.__dict__.get("quant") is not None:
             self.quant.grow(capacity, n)
@@ -327,7 +329,7 @@ class TenantIndex:
         if matches == 0:
             return [], np.empty(0, dtype=np.float32)
         if n >= self.quantize_from and matches >= INT8_FRACTION * n:
-            rows = self._int8_candidates(q, k, mask)
+            rows = self._int8_candidates(q, k, mask, matches)
             if rows.size > 4 * k:  # a band of near-ties: a float32 pass narrows it before float64
                 rows = self._narrow(q, k, rows, self.scores(q, rows))
         else:
@@ -371,11 +373,13 @@ class TenantIndex:
             self.quant = QuantizedColumns(self.dim, self.capacity)
             self.quant.set_rows(0, self.emb[: self.n])
 
-    def _int8_candidates(self, q: np.ndarray, k: int, mask: np.ndarray | None) -> np.ndarray:
-        """Rows whose int8 score interval can reach the k-th best lower bound (quantized.py)."""
+    def _int8_candidates(self, q: np.ndarray, k: int, mask: np.ndarray | None, matches: int) -> np.ndarray:
+        """Rows whose int8 score interval can reach the k-th best lower bound (quantized.py). Few
+        matches: scan only their codes; many: scan all and mask."""
         self.ensure_quantized()
-        lower, upper = self.quant.bounds(q, self.n, self.metric)
-        return candidates(lower, upper, k, mask)
+        if mask is not None and matches < GATHER_FRACTION * self.n:
+            return self.quant.candidates(q, k, self.n, self.metric, rows=np.flatnonzero(mask))
+        return self.quant.candidates(q, k, self.n, self.metric, mask=mask)
 
     # ----- bulk form, for checkpoints -----
     def columns(self) -> dict[str, np.ndarray]:
@@ -438,6 +442,7 @@ class TenantIndex:
                 if column.shape != shape or column.dtype != dtype:
                     raise ValueError(f"column quant_{name}: expected {shape} {dtype}, got {column.shape} {column.dtype}")
                 setattr(index.quant, name, column)
+            index.quant.derive(n)
         return index
 
 
