@@ -20,6 +20,10 @@ import simsimd
 MIN_ROWS = 20_000  # below this a float32 scan is already well under a millisecond
 # Headroom for float rounding in the bounds and in the exact scores (float64 sums, float32 result).
 ROUNDING = 2e-6
+# For l2 the reported score is a distance rounded to float32 (2^-24 relative), which ROUNDING's
+# additive headroom does not cover when the query is far larger than the rows: the distance bounds
+# also get this relative headroom (float32 rounding, the square root and base's float64 rounding).
+L2_REL = 2.0**-21
 # Rows quantized at a time: quantize() makes a few float64 temporaries of this many rows; small
 # ones keep the build's transient memory (which the allocator may keep) to a few MB.
 QUANTIZE_CHUNK = 1024
@@ -156,8 +160,12 @@ class QuantizedColumns:
             if mask is not None:
                 v[~mask] = -np.inf
             kth = float(np.partition(v, size - k)[size - k])
-            if metric == "l2":  # the score -sqrt(max(|q|^2 - u, 0)) is flat beyond u = |q|^2
-                threshold = min(kth - 2 * e - 4 * band, q_sq - 2 * e - 2 * band)
+            if metric == "l2":
+                # The score is -sqrt(max(|q|^2 - u, 0)) times (1 + L2_REL) for lower bounds and
+                # (1 - L2_REL) for upper ones: flat beyond u = |q|^2, and an upper bound reaches the
+                # floor up to a factor ((1 + L2_REL) / (1 - L2_REL))^2 < 1 + 8 L2_REL of the floor's
+                # squared distance, itself below `big`.
+                threshold = min(kth - 2 * e - 4 * band - 8 * L2_REL * big, q_sq - 2 * e - 2 * band)
             else:
                 threshold = kth - 2 * e - 2 * band
             limit = np.float32(threshold)
@@ -181,8 +189,8 @@ class QuantizedColumns:
             return approx - slack, approx + slack
         # |q - x|^2 = |q|^2 - 2 q.x + |x|^2, with q.x inside approx +- slack.
         base = q_norm**2 + self.sq[at] - 2.0 * approx
-        lower = -np.sqrt(np.maximum(base + 2.0 * slack, 0.0))
-        upper = -np.sqrt(np.maximum(base - 2.0 * slack, 0.0))
+        lower = np.sqrt(np.maximum(base + 2.0 * slack, 0.0)) * -(1 + L2_REL)
+        upper = np.sqrt(np.maximum(base - 2.0 * slack, 0.0)) * -(1 - L2_REL)
         return lower, upper
 
     def bounds(self, q: np.ndarray, n: int, metric: str) -> tuple[np.ndarray, np.ndarray]:
