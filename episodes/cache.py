@@ -55,7 +55,10 @@ def _add_rows(index: TenantIndex, rows: list[tuple]) -> None:
 def build_index(tenant: Tenant, state: TenantState) -> CachedIndex:
     """A fresh index of every episode of the tenant, stamped with the (generation, version) read
     at authentication; rows committed later are harmless (the next catch-up re-reads them)."""
-    index = TenantIndex(tenant.dim, tenant.metric, capacity=state.episode_count + state.episode_count // 4 + 1024)  # room to catch up
+    index = TenantIndex(tenant.dim, tenant.metric, capacity=state.episode_count + state.episode_count // 4 + 1024,
+                        spill_dir=str(settings.AGENT_MEM_DATA_DIR))  # room to catch up
+    if state.episode_count >= index.quantize_from:
+        index.ensure_quantized()  # now, while empty: the rows stream to the int8 copy and the row file
     batch: list[tuple] = []
     for row in Episode.objects.filter(tenant=tenant).order_by("seq").values_list(*ROW_FIELDS).iterator(
         chunk_size=REBUILD_CHUNK
