@@ -29,6 +29,7 @@ import orjson
 from django.conf import settings
 
 from .index import ARRAY_COLUMNS, QUANT_COLUMNS, TenantIndex
+from .rowstore import RowStore
 from .snapshots import fsync_dir
 
 FORMAT = "memcloud-checkpoint"
@@ -37,6 +38,8 @@ POINTER = "CURRENT"
 DIR_RE = re.compile(r"^ckpt-[0-9a-z-]{1,100}$")
 TMP_GRACE_SECS = 3600  # a temporary directory this old belongs to a writer that died
 # Columns memory-mapped copy-on-write when loading (the large ones); the rest are read in full.
+# With the int8 copy, emb.npy is neither: the index reads its candidates' rows from the file
+# (rowstore.py), so they stay in the page cache, shared by every worker.
 MAPPED = ("emb", "tagbits", "quant_codes")
 # The int8 copy of a large tenant, when the index has built it.
 OPTIONAL = tuple(f"quant_{name}" for name in QUANT_COLUMNS)
@@ -182,6 +185,22 @@ def current_manifest(slug: str) -> Manifest:
         raise CheckpointUnusable(f"unreadable manifest: {exc}") from None
 
 
+def _row_file(path: Path, n: int, dim: int) -> RowStore:
+    """The rows of an emb.npy file, read in place (after checking its header)."""
+    with open(path, "rb") as fh:
+        version = np.lib.format.read_magic(fh)
+        if version == (1, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_1_0(fh)
+        elif version == (2, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_2_0(fh)
+        else:
+            raise CheckpointUnusable(f"emb.npy: unsupported .npy version {version}")
+        offset = fh.tell()
+    if shape != (n, dim) or fortran or dtype != np.dtype("<f4"):
+        raise CheckpointUnusable(f"emb.npy: expected ({n}, {dim}) float32 rows, got {shape} {dtype}")
+    return RowStore.over_file(path, offset, n, dim, settings.AGENT_MEM_DATA_DIR)
+
+
 def read_checkpoint(manifest: Manifest) -> TenantIndex:
     """Load a checkpoint after checking every file's size and CRC-32 against its manifest."""
     try:
@@ -193,10 +212,13 @@ def read_checkpoint(manifest: Manifest) -> TenantIndex:
             expected, path = files[fname], manifest.path / fname
             if path.is_symlink() or path.stat().st_size != expected["bytes"] or _crc32(path) != expected["crc32"]:
                 raise CheckpointUnusable(f"{fname} does not match the manifest (size or checksum)")
-        arrays = {c: np.load(manifest.path / f"{c}.npy", mmap_mode="c" if c in MAPPED else None,
-                             allow_pickle=False) for c in columns}
+        quantized = len(optional) == len(OPTIONAL)
+        arrays: dict = {c: np.load(manifest.path / f"{c}.npy", mmap_mode="c" if c in MAPPED else None,
+                                   allow_pickle=False) for c in columns if not (quantized and c == "emb")}
         meta = orjson.loads((manifest.path / "meta.json").read_bytes())
-        index = TenantIndex.from_arrays(arrays, meta)
+        if quantized:
+            arrays["emb"] = _row_file(manifest.path / "emb.npy", int(meta["n"]), int(meta["dim"]))
+        index = TenantIndex.from_arrays(arrays, meta, spill_dir=str(settings.AGENT_MEM_DATA_DIR))
     except CheckpointUnusable:
         raise
     except (OSError, orjson.JSONDecodeError, KeyError, TypeError, ValueError, IndexError) as exc:

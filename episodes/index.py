@@ -8,6 +8,10 @@ top-k selection, so a selective filter still yields min(k, matches) results (SPE
 Search in two steps: a fast scan picks candidates (float32 BLAS, or the int8 copy for large
 tenants), then the candidates get their exact scores (float64 sums of the float32 rows, rounded to
 float32) and the SPEC tie-break. Every candidate set is a proven superset of the exact top k.
+
+Where the float32 rows live: in memory (`emb`) for a small tenant; once the int8 copy exists, in a
+RowStore (rowstore.py: a file read with pread, outside the worker's memory), since then only the
+candidates' rows are ever read. Invariant: `quant is None` <=> `rows is None` <=> `emb is not None`.
 """
 
 from __future__ import annotations
@@ -17,13 +21,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .quantized import MIN_ROWS, QuantizedColumns, candidates
+from .quantized import MIN_ROWS, QuantizedColumns
+from .rowstore import READ_CHUNK, RowStore
 
 NO_EXPIRY = np.iinfo(np.int64).max
 BITSET_TAGS = 256  # tags with codes below this live in a per-row bitset; rarer ones in posting sets
 _WORDS = BITSET_TAGS // 64
 GATHER_FRACTION = 0.25  # below this share of matching rows, score only the matching rows
-INT8_FRACTION = 0.05  # with an int8 copy, filters matching fewer rows than this gather float32 rows
+INT8_FRACTION = 0.05  # before the int8 copy exists, filters matching fewer rows than this gather float32 rows
+NARROW_FROM = 256  # more int8 candidates than this (and than 4 k) get a float32 pass before float64
 # The per-row columns of an index and their dtypes (what a checkpoint stores).
 ARRAY_COLUMNS: dict[str, np.dtype] = {
     "emb": np.dtype(np.float32), "sqnorm": np.dtype(np.float32), "seq": np.dtype(np.int64),
@@ -78,7 +84,8 @@ class _Vocab:
 
 
 class TenantIndex:
-    def __init__(self, dim: int, metric: str = "cosine", capacity: int = 0, quantize_from: int = MIN_ROWS) -> None:
+    def __init__(self, dim: int, metric: str = "cosine", capacity: int = 0, quantize_from: int = MIN_ROWS,
+                 spill_dir: str | None = None) -> None:
         if metric not in ("cosine", "l2", "dot"):
             raise ValueError(f"unknown metric {metric!r}")
         self.dim = dim
@@ -91,39 +98,48 @@ class TenantIndex:
         self._row_rare: dict[str, tuple[int, ...]] = {}
         self._expiring = 0
         self.quant: QuantizedColumns | None = None  # built lazily once the tenant is large enough
+        self.rows: RowStore | None = None  # the float32 rows once the int8 copy exists
+        self.emb: np.ndarray | None = None
         self.quantize_from = quantize_from
+        self.spill_dir = spill_dir  # where a RowStore's private file goes (None: the system's temp dir)
         self._alloc(max(capacity, 16))
 
     # ----- storage -----
     def _alloc(self, capacity: int) -> None:
-        old = self.__dict__.get("emb")
+        old = self.__dict__.get("seq")
         n = self.n
 
-        def grow(name: str, shape: tuple[int, ...], dtype, fill=0) -> None:
-            new = np.full(shape, fill, dtype=dtype)
+        def grow(name: str, shape: tuple[int, ...], dtype) -> None:
+            # Zeroed (calloc'd) pages: headroom beyond n costs no memory until rows land there.
+            # Rows >= n are never read, and add() writes every column of a new row.
+            new = np.zeros(shape, dtype=dtype)
             if old is not None:
                 new[:n] = getattr(self, name)[:n]
             setattr(self, name, new)
 
-        grow("emb", (capacity, self.dim), np.float32)
+        if self.rows is None:
+            grow("emb", (capacity, self.dim), np.float32)
+        else:
+            self.rows.grow(capacity, n)
         grow("sqnorm", (capacity,), np.float32)
         grow("seq", (capacity,), np.int64)
         grow("timestamp", (capacity,), np.int64)
         grow("reward", (capacity,), np.float64)
-        grow("expires", (capacity,), np.int64, NO_EXPIRY)
+        grow("expires", (capacity,), np.int64)
         grow("task", (capacity,), np.int32)
-        grow("source", (capacity,), np.int32, -1)
-        grow("user", (capacity,), np.int32, -1)
+        grow("source", (capacity,), np.int32)
+        grow("user", (capacity,), np.int32)
         grow("tagbits", (capacity, _WORDS), np.uint64)
         if self.__dict__.get("quant") is not None:
             self.quant.grow(capacity, n)
         self.capacity = capacity
 
     def nbytes(self) -> int:
-        arrays = (self.emb, self.sqnorm, self.seq, self.timestamp, self.reward, self.expires,
+        arrays = (self.sqnorm, self.seq, self.timestamp, self.reward, self.expires,
                   self.task, self.source, self.user, self.tagbits)
-        quant = self.quant.nbytes() if self.quant is not None else 0
-        return sum(a.nbytes for a in arrays) + quant + self.n * 120  # + ids list and position dict
+        # With a RowStore the float32 rows are in the page cache (shared, reclaimable), not here.
+        rows = self.emb.nbytes if self.rows is None else self.rows.nbytes() + self.quant.nbytes()
+        return sum(a.nbytes for a in arrays) + rows + self.n * 120  # + ids list and position dict
 
     def _tag_row(self, tags: Sequence[str]) -> tuple[np.ndarray, tuple[int, ...]]:
         bits = np.zeros(_WORDS, dtype=np.uint64)
@@ -170,8 +186,9 @@ class TenantIndex:
             else:
                 self._forget_rare(eid)
             rows[i] = row
-        # Column writes in bulk; embeddings only for new rows (they never change).
-        self._set_vectors(rows[fresh], emb[fresh])
+        # Column writes in bulk; embeddings only for new rows (they never change), which are rows
+        # [first_new, n) in order.
+        self._set_vectors(first_new, emb[fresh])
         self._expiring -= int(np.count_nonzero(self.expires[rows[~fresh]] != NO_EXPIRY))
         self.seq[rows] = seq
         self.timestamp[rows] = timestamp
@@ -189,18 +206,21 @@ class TenantIndex:
                 self._row_rare[eid] = rare
                 for code in rare:
                     self._rare.setdefault(code, set()).add(eid)
-        if self.quant is not None:
-            self.quant.set_rows(first_new, self.emb[first_new : self.n])
 
-    def _set_vectors(self, rows: np.ndarray, vectors: np.ndarray) -> None:
-        if not rows.size:
+    def _set_vectors(self, start: int, vectors: np.ndarray) -> None:
+        """Rows [start, start + len(vectors)) get these vectors (normalised for cosine)."""
+        if not len(vectors):
             return
         if self.metric == "cosine":
             norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-            vectors = vectors / np.where(norms > 0, norms, 1)
-        self.emb[rows] = vectors
-        stored = self.emb[rows]
-        self.sqnorm[rows] = np.einsum("ij,ij->i", stored, stored)
+            vectors = (vectors / np.where(norms > 0, norms, 1)).astype(np.float32, copy=False)
+        stop = start + len(vectors)
+        self.sqnorm[start:stop] = np.einsum("ij,ij->i", vectors, vectors)
+        if self.rows is None:
+            self.emb[start:stop] = vectors
+        else:  # streamed: to the row file and the int8 copy, never a whole float32 matrix
+            self.rows.append(start, vectors)
+            self.quant.set_rows(start, vectors)
 
     def _forget_rare(self, eid: str) -> None:
         for code in self._row_rare.pop(eid, ()):
@@ -216,15 +236,19 @@ class TenantIndex:
             self._forget_rare(eid)
             self._expiring -= int(self.expires[row] != NO_EXPIRY)
             last = self.n - 1
-            if self.quant is not None and row != last:
-                self.quant.move(last, row)
+            if self.rows is not None:
+                self.rows.release(row)
             if row != last:
+                if self.rows is not None:
+                    self.quant.move(last, row)
+                    self.rows.move(last, row)
                 moved = self.ids[last]
                 self.ids[row] = moved
                 self.pos[moved] = row
                 for column in (self.emb, self.sqnorm, self.seq, self.timestamp, self.reward, self.expires,
                                self.task, self.source, self.user, self.tagbits):
-                    column[row] = column[last]
+                    if column is not None:
+                        column[row] = column[last]
             self.ids.pop()
             self.n = last
         return removed
@@ -295,11 +319,25 @@ class TenantIndex:
             q = q / norm if norm > 0 else q
         return np.ascontiguousarray(q, dtype=np.float32)
 
+    def vectors(self, rows: np.ndarray) -> np.ndarray:
+        """The stored float32 rows (normalised for cosine), from memory or the row file."""
+        return self.emb[rows] if self.rows is None else self.rows.read(rows)
+
+    def _chunked(self, rows: np.ndarray, score) -> np.ndarray:
+        """score(matrix) over the rows' vectors, READ_CHUNK rows at a time when they come from the file."""
+        if self.rows is None or rows.size <= READ_CHUNK:
+            return score(self.vectors(rows))
+        return np.concatenate([score(self.rows.read(rows[a : a + READ_CHUNK]))
+                               for a in range(0, rows.size, READ_CHUNK)])
+
     def scores(self, q: np.ndarray, rows: np.ndarray | None) -> np.ndarray:
         """Fast float32 (BLAS) scores of `rows` (all rows when None), higher is better. Their last
         bits depend on how BLAS blocks the matrix, so they only choose candidates (see exact_scores)."""
-        matrix = self.emb[: self.n] if rows is None else self.emb[rows]
-        dots = matrix @ q
+        if rows is None and self.rows is None:
+            dots = self.emb[: self.n] @ q
+        else:
+            rows = np.arange(self.n) if rows is None else rows
+            dots = self._chunked(rows, lambda matrix: matrix @ q)
         if self.metric != "l2":
             return dots
         sq = self.sqnorm[: self.n] if rows is None else self.sqnorm[rows]
@@ -309,11 +347,15 @@ class TenantIndex:
     def exact_scores(self, q: np.ndarray, rows: np.ndarray) -> np.ndarray:
         """The reported scores: each row on its own in float64, rounded to float32, so equal rows
         score equal wherever they sit and ties fall to the SPEC tie-break, not to rounding."""
-        matrix = self.emb[rows].astype(np.float64)
         q64 = q.astype(np.float64)
-        if self.metric == "l2":
-            return (-np.sqrt(((matrix - q64) ** 2).sum(axis=1))).astype(np.float32)
-        return (matrix * q64).sum(axis=1).astype(np.float32)
+
+        def score(matrix: np.ndarray) -> np.ndarray:
+            matrix = matrix.astype(np.float64)
+            if self.metric == "l2":
+                return (-np.sqrt(((matrix - q64) ** 2).sum(axis=1))).astype(np.float32)
+            return (matrix * q64).sum(axis=1).astype(np.float32)
+
+        return self._chunked(np.asarray(rows, dtype=np.int64), score)
 
     def search(self, query: np.ndarray, k: int, flt: Filters | None = None,
                now_ms: int = 0) -> tuple[list[str], np.ndarray]:
@@ -326,9 +368,9 @@ class TenantIndex:
         matches = n if mask is None else int(np.count_nonzero(mask))
         if matches == 0:
             return [], np.empty(0, dtype=np.float32)
-        if n >= self.quantize_from and matches >= INT8_FRACTION * n:
-            rows = self._int8_candidates(q, k, mask)
-            if rows.size > 4 * k:  # a band of near-ties: a float32 pass narrows it before float64
+        if self.rows is not None or (n >= self.quantize_from and matches >= INT8_FRACTION * n):
+            rows = self._int8_candidates(q, k, mask, matches)
+            if rows.size > max(4 * k, NARROW_FROM):  # a band of near-ties: a float32 pass narrows it
                 rows = self._narrow(q, k, rows, self.scores(q, rows))
         else:
             rows = self._float32_candidates(q, k, mask)
@@ -366,29 +408,34 @@ class TenantIndex:
         return rows[approx >= kth - 2 * slack]
 
     def ensure_quantized(self) -> None:
-        """Build the int8 copy now (a search of a large tenant builds it on first use)."""
+        """Build the int8 copy now (a search of a large tenant builds it on first use) and move the
+        float32 rows out of memory into a RowStore. On an empty index: every later add streams."""
         if self.quant is None:
-            self.quant = QuantizedColumns(self.dim, self.capacity)
-            self.quant.set_rows(0, self.emb[: self.n])
+            quant = QuantizedColumns(self.dim, self.capacity)
+            store = RowStore(self.dim, self.capacity, self.spill_dir)
+            for a in range(0, self.n, READ_CHUNK):
+                part = self.emb[a : min(self.n, a + READ_CHUNK)]
+                quant.set_rows(a, part)
+                store.append(a, part)
+            self.quant, self.rows, self.emb = quant, store, None
 
-    def _int8_candidates(self, q: np.ndarray, k: int, mask: np.ndarray | None) -> np.ndarray:
-        """Rows whose int8 score interval can reach the k-th best lower bound (quantized.py)."""
+    def _int8_candidates(self, q: np.ndarray, k: int, mask: np.ndarray | None, matches: int) -> np.ndarray:
+        """Rows whose int8 score interval can reach the k-th best lower bound (quantized.py). Few
+        matches: scan only their codes; many: scan all and mask."""
         self.ensure_quantized()
-        lower, upper = self.quant.bounds(q, self.n, self.metric)
-        return candidates(lower, upper, k, mask)
+        if mask is not None and matches < GATHER_FRACTION * self.n:
+            return self.quant.candidates(q, k, self.n, self.metric, rows=np.flatnonzero(mask))
+        return self.quant.candidates(q, k, self.n, self.metric, mask=mask)
 
     # ----- bulk form, for checkpoints -----
-    def columns(self) -> dict[str, np.ndarray]:
-        n = self.n
-        return {"emb": self.emb[:n], "seq": self.seq[:n], "timestamp": self.timestamp[:n],
-                "reward": self.reward[:n], "expires": self.expires[:n]}
-
     def to_arrays(self) -> tuple[dict[str, np.ndarray], dict]:
         """Everything needed to rebuild this index: the row columns (views of the first n rows: copy
-        them or hold the caller's lock while using them), the int8 copy when built (`quant_*`), and a
-        JSON-able dict of ids and vocabularies."""
+        them or hold the caller's lock while using them; `emb` of an index with a RowStore is a fresh
+        array read from it), the int8 copy when built (`quant_*`), and a JSON-able dict of ids and
+        vocabularies."""
         n = self.n
-        arrays = {name: getattr(self, name)[:n] for name in ARRAY_COLUMNS}
+        arrays = {name: getattr(self, name)[:n] for name in ARRAY_COLUMNS if name != "emb"}
+        arrays["emb"] = self.emb[:n] if self.rows is None else self.rows.read_range(0, n)
         if self.quant is not None:
             arrays.update({f"quant_{name}": getattr(self.quant, name)[:n] for name in QUANT_COLUMNS})
         meta = {
@@ -401,12 +448,19 @@ class TenantIndex:
         return arrays, meta
 
     @classmethod
-    def from_arrays(cls, arrays: dict[str, np.ndarray], meta: dict) -> TenantIndex:
+    def from_arrays(cls, arrays: dict, meta: dict, spill_dir: str | None = None) -> TenantIndex:
         """The inverse of to_arrays. The arrays are adopted, not copied: pass writable ones (a
-        copy-on-write memory map is fine); they are replaced by copies when the index grows."""
+        copy-on-write memory map is fine); they are replaced by copies when the index grows. With
+        the int8 copy, `emb` may be a RowStore of the n rows (a checkpoint's file, read in place)."""
         n = int(meta["n"])
-        index = cls(int(meta["dim"]), meta["metric"], capacity=0)
+        index = cls(int(meta["dim"]), meta["metric"], capacity=0, spill_dir=spill_dir)
+        emb = arrays["emb"]
+        quantized = all(f"quant_{name}" in arrays for name in QUANT_COLUMNS)
+        if isinstance(emb, RowStore) and (not quantized or emb.dim != index.dim or len(emb.slot) != n):
+            raise ValueError("a row file is only usable with the int8 copy and for the n rows")
         for name, shape in _column_shapes(index.dim, n).items():
+            if name == "emb" and isinstance(emb, RowStore):
+                continue
             column = arrays[name]
             if column.shape != shape or column.dtype != ARRAY_COLUMNS[name]:
                 raise ValueError(f"column {name}: expected {shape} {ARRAY_COLUMNS[name]}, "
@@ -430,7 +484,7 @@ class TenantIndex:
             for code in index._row_rare[eid]:
                 index._rare.setdefault(code, set()).add(eid)
         index._expiring = int(np.count_nonzero(index.expires[:n] != NO_EXPIRY))
-        if all(f"quant_{name}" in arrays for name in QUANT_COLUMNS):
+        if quantized:
             index.quant = QuantizedColumns(index.dim, 0)
             for name, dtype in QUANT_COLUMNS.items():
                 column = arrays[f"quant_{name}"]
@@ -438,6 +492,14 @@ class TenantIndex:
                 if column.shape != shape or column.dtype != dtype:
                     raise ValueError(f"column quant_{name}: expected {shape} {dtype}, got {column.shape} {column.dtype}")
                 setattr(index.quant, name, column)
+            index.quant.derive(n)
+            if isinstance(emb, RowStore):
+                index.rows, index.emb = emb, None
+            else:
+                index.rows = RowStore(index.dim, n, spill_dir)
+                for a in range(0, n, READ_CHUNK):
+                    index.rows.append(a, emb[a : min(n, a + READ_CHUNK)])
+                index.emb = None
         return index
 
 

@@ -20,7 +20,22 @@ import simsimd
 MIN_ROWS = 20_000  # below this a float32 scan is already well under a millisecond
 # Headroom for float rounding in the bounds and in the exact scores (float64 sums, float32 result).
 ROUNDING = 2e-6
-QUANTIZE_CHUNK = 4096
+# For l2 the reported score is a distance rounded to float32 (2^-24 relative), which ROUNDING's
+# additive headroom does not cover when the query is far larger than the rows: the distance bounds
+# also get this relative headroom (float32 rounding, the square root and base's float64 rounding).
+L2_REL = 2.0**-21
+# Rows quantized at a time: quantize() makes a few float64 temporaries of this many rows; small
+# ones keep the build's transient memory (which the allocator may keep) to a few MB.
+QUANTIZE_CHUNK = 1024
+# Threads of the int8 scan. Measured at 100k x 384 on 2 cores: 2 threads halve one query alone
+# (0.74 vs 1.5 ms) but with two workers scanning at once each takes 13 ms instead of 1.6 (simsimd's
+# threads contend for the cores), so with one gunicorn worker per core the scan stays on one thread.
+SCAN_THREADS = 1
+# Integer dot products of int8 codes stay below 2^24 (so float32 holds them exactly) up to this dim.
+EXACT_F32_DIM = 2**24 // (127 * 127)
+# Relative headroom of the float32 pre-selection in candidates() (float32 rounds to 2^-24): ample.
+F32_SLACK = 2.0**-20
+F32_SAFE = 1e30  # magnitudes beyond this (or near float32 underflow) take the float64 path only
 
 
 def quantize(rows: np.ndarray) -> tuple[np.ndarray, ...]:
@@ -41,15 +56,37 @@ def quantize(rows: np.ndarray) -> tuple[np.ndarray, ...]:
 class QuantizedColumns:
     """Row i here is row i of the TenantIndex (same capacity growth and move-last-into-hole)."""
 
+    STORED = ("codes", "scale", "err", "norm", "sq")  # what a checkpoint keeps
+    DERIVED = ("scale32", "sq32")  # float32 copies for the pre-selection, rebuilt on load
+
     def __init__(self, dim: int, capacity: int) -> None:
+        self.dim = dim
         self.codes = np.zeros((capacity, dim), dtype=np.int8)
         self.scale = np.zeros(capacity, dtype=np.float64)
         self.err = np.zeros(capacity, dtype=np.float64)
         self.norm = np.zeros(capacity, dtype=np.float64)
         self.sq = np.zeros(capacity, dtype=np.float64)
+        self.scale32 = np.zeros(capacity, dtype=np.float32)
+        self.sq32 = np.zeros(capacity, dtype=np.float32)
+        # Extremes of every row ever set: a removal leaves them as bounds, still valid (looser).
+        self.err_max = self.norm_max = self.sq_max = 0.0
+        self.scale_min = np.inf
+
+    def _extend_extremes(self, a: int, b: int) -> None:
+        if b > a:
+            self.err_max = max(self.err_max, float(self.err[a:b].max()))
+            self.norm_max = max(self.norm_max, float(self.norm[a:b].max()))
+            self.sq_max = max(self.sq_max, float(self.sq[a:b].max()))
+            self.scale_min = min(self.scale_min, float(self.scale[a:b].min()))
+
+    def derive(self, n: int) -> None:
+        """The float32 copies and extremes of rows [0, n) (after adopting stored columns)."""
+        self.scale32 = self.scale[:n].astype(np.float32)
+        self.sq32 = self.sq[:n].astype(np.float32)
+        self._extend_extremes(0, n)
 
     def grow(self, capacity: int, n: int) -> None:
-        for name in ("codes", "scale", "err", "norm", "sq"):
+        for name in (*self.STORED, *self.DERIVED):
             old = getattr(self, name)
             new = np.zeros((capacity, *old.shape[1:]), dtype=old.dtype)
             new[:n] = old[:n]
@@ -61,34 +98,112 @@ class QuantizedColumns:
             part = rows[offset : offset + QUANTIZE_CHUNK]
             a, b = start + offset, start + offset + len(part)
             self.codes[a:b], self.scale[a:b], self.err[a:b], self.norm[a:b], self.sq[a:b] = quantize(part)
+            self.scale32[a:b] = self.scale[a:b]
+            self.sq32[a:b] = self.sq[a:b]
+            self._extend_extremes(a, b)
 
     def move(self, src: int, dst: int) -> None:
-        for column in (self.codes, self.scale, self.err, self.norm, self.sq):
+        for name in (*self.STORED, *self.DERIVED):
+            column = getattr(self, name)
             column[dst] = column[src]
 
     def nbytes(self) -> int:
-        return sum(c.nbytes for c in (self.codes, self.scale, self.err, self.norm, self.sq))
+        return sum(getattr(self, name).nbytes for name in (*self.STORED, *self.DERIVED))
 
-    def bounds(self, q: np.ndarray, n: int, metric: str) -> tuple[np.ndarray, np.ndarray]:
-        """Lower and upper bounds of the exact higher-is-better score of rows [0, n)."""
+    def _scan(self, q_codes: np.ndarray, codes: np.ndarray) -> np.ndarray:
+        """Integer dot products of the query's codes with `codes`, exact (float32 when it holds them)."""
+        if not len(codes):
+            return np.empty(0, dtype=np.float64)
+        out = "float32" if self.dim <= EXACT_F32_DIM else "float64"
+        return np.asarray(simsimd.cdist(q_codes, codes, metric="dot", out_dtype=out, threads=SCAN_THREADS))[0]
+
+    def candidates(self, q: np.ndarray, k: int, n: int, metric: str, mask: np.ndarray | None = None,
+                   rows: np.ndarray | None = None) -> np.ndarray:
+        """Rows that may be in the exact top k of the rows in scope: `rows` (gathered: the scan reads
+        only their codes) or, when None, the rows of [0, n) where `mask` holds (all when None).
+
+        The same set as `select(*bounds(...))` over the whole scope, for less work: a float32 pass
+        (v = the approximate score) keeps the rows within a proven band of the k-th best v, and only
+        those get the float64 bounds. The band: every row's interval half-width is at most S (from
+        the column maxima), and float32 v is within E of the float64 approximation, so the k-th best
+        lower bound is at least kth(v) - E - S and a row whose upper bound reaches it has
+        v >= kth(v) - 2E - 2S. The rows setting that floor pass the same test, so the floor computed
+        among the kept rows is the floor of the whole scope."""
         q_codes, q_scale, q_err, _, _ = quantize(q[None, :])
-        # Integer dot products of int8 codes: exact (|sum| < 2^53), one pass over n * dim bytes.
-        approx = np.asarray(simsimd.cdist(q_codes, self.codes[:n], metric="dot"), dtype=np.float64)[0]
-        approx *= q_scale[0]
-        approx *= self.scale[:n]
+        qs, qe = float(q_scale[0]), float(q_err[0])
+        gathered = rows is not None
+        if gathered:
+            mask = None
+        scope = rows if gathered else slice(0, n)
+        dots = self._scan(q_codes, self.codes[scope])
+        size = dots.size
+        matches = size if mask is None else int(np.count_nonzero(mask))
+        if matches <= k:
+            return rows if gathered else (np.arange(n) if mask is None else np.flatnonzero(mask))
         q_norm = float(np.linalg.norm(q.astype(np.float64))) * (1 + ROUNDING)
-        slack = self.err[:n] * q_norm
-        slack += self.norm[:n] * (q_err[0] + ROUNDING)
+        # Extremes over every row (and some removed ones): valid for any subset of them.
+        band = q_norm * self.err_max + self.norm_max * (qe + ROUNDING)
+        a_max = (q_norm + qe) * self.norm_max  # |q'.x'| <= |q'| |x'|
+        sq_max = self.sq_max if metric == "l2" else 0.0
+        q_sq = q_norm**2 if metric == "l2" else 0.0
+        big = 2 * a_max + sq_max + q_sq + 4 * band
+        if big < F32_SAFE and self.scale_min > 1e-30 and qs > 1e-30:  # float32 stays normal and finite
+            v = dots * self.scale32[scope]  # a new array: dots stay the exact integers
+            if v.dtype != np.float32:
+                v = v.astype(np.float32)
+            e = F32_SLACK * big + 1e-37
+            if metric == "l2":  # in u = 2 q.x - |x|^2 (higher is better, as the score): half-width 2S
+                v *= np.float32(2 * qs)
+                v -= self.sq32[scope]
+            else:
+                v *= np.float32(qs)
+            if mask is not None:
+                v[~mask] = -np.inf
+            kth = float(np.partition(v, size - k)[size - k])
+            if metric == "l2":
+                # The score is -sqrt(max(|q|^2 - u, 0)) times (1 + L2_REL) for lower bounds and
+                # (1 - L2_REL) for upper ones: flat beyond u = |q|^2, and an upper bound reaches the
+                # floor up to a factor ((1 + L2_REL) / (1 - L2_REL))^2 < 1 + 8 L2_REL of the floor's
+                # squared distance, itself below `big`.
+                threshold = min(kth - 2 * e - 4 * band - 8 * L2_REL * big, q_sq - 2 * e - 2 * band)
+            else:
+                threshold = kth - 2 * e - 2 * band
+            limit = np.float32(threshold)
+            if float(limit) > threshold:  # float32 comparison: round the threshold down
+                limit = np.nextafter(limit, np.float32(-np.inf))
+            keep = np.flatnonzero(v >= limit)
+        else:
+            keep = np.arange(size) if mask is None else np.flatnonzero(mask)
+        at = rows[keep] if gathered else keep
+        lower, upper = self._bounds_of(at, dots[keep].astype(np.float64), qs, qe, q_norm, metric)
+        return at[select(lower, upper, k, None)]
+
+    def _bounds_of(self, at: np.ndarray | slice, dots: np.ndarray, qs: float, qe: float, q_norm: float,
+                   metric: str) -> tuple[np.ndarray, np.ndarray]:
+        """float64 bounds of the exact scores of rows `at`, from their integer dot products."""
+        approx = dots * qs
+        approx *= self.scale[at]
+        slack = self.err[at] * q_norm
+        slack += self.norm[at] * (qe + ROUNDING)
         if metric != "l2":
             return approx - slack, approx + slack
         # |q - x|^2 = |q|^2 - 2 q.x + |x|^2, with q.x inside approx +- slack.
-        base = q_norm**2 + self.sq[:n] - 2.0 * approx
-        lower = -np.sqrt(np.maximum(base + 2.0 * slack, 0.0))
-        upper = -np.sqrt(np.maximum(base - 2.0 * slack, 0.0))
+        base = q_norm**2 + self.sq[at] - 2.0 * approx
+        lower = np.sqrt(np.maximum(base + 2.0 * slack, 0.0)) * -(1 + L2_REL)
+        upper = np.sqrt(np.maximum(base - 2.0 * slack, 0.0)) * -(1 - L2_REL)
         return lower, upper
 
+    def bounds(self, q: np.ndarray, n: int, metric: str) -> tuple[np.ndarray, np.ndarray]:
+        """Lower and upper bounds of the exact higher-is-better score of rows [0, n), all in float64
+        (the reference that candidates() must agree with)."""
+        q_codes, q_scale, q_err, _, _ = quantize(q[None, :])
+        # Integer dot products of int8 codes: exact, one pass over n * dim bytes.
+        dots = self._scan(q_codes, self.codes[:n]).astype(np.float64)
+        q_norm = float(np.linalg.norm(q.astype(np.float64))) * (1 + ROUNDING)
+        return self._bounds_of(slice(0, n), dots, float(q_scale[0]), float(q_err[0]), q_norm, metric)
 
-def candidates(lower: np.ndarray, upper: np.ndarray, k: int, mask: np.ndarray | None) -> np.ndarray:
+
+def select(lower: np.ndarray, upper: np.ndarray, k: int, mask: np.ndarray | None) -> np.ndarray:
     """Rows that may be in the exact top k: upper bound at least the k-th best lower bound."""
     if mask is not None:
         lower = np.where(mask, lower, -np.inf)

@@ -218,7 +218,7 @@ def tenant_checkpoint(*, tenant: Tenant, state: TenantState | None = None, from_
         if len(cached.index) >= cached.index.quantize_from:
             cached.index.ensure_quantized()  # stored too, so a new worker's first query need not build it
         arrays, meta = cached.index.to_arrays()
-        arrays = {k: v.copy() for k, v in arrays.items()}
+        arrays = {k: v if v.flags.owndata else v.copy() for k, v in arrays.items()}  # views: copied
         generation, version = cached.generation, cached.version
     try:
         checkpoint.write_checkpoint(slug=tenant.slug, identity=checkpoint.tenant_identity(tenant), arrays=arrays,

@@ -227,6 +227,9 @@ def test_the_int8_copy_of_a_large_index_travels_with_the_checkpoint(tmp_path, se
     restored = checkpoint.read_checkpoint(checkpoint.current_manifest("big"))
     assert restored.quant is not None and len(restored) == 598
     assert isinstance(restored.quant.codes, np.memmap)
+    # The float32 rows are read from the checkpoint's own emb.npy, not copied into memory or a file.
+    assert restored.emb is None and restored.rows.base_rows == 598 and restored.rows._file is None
+    np.testing.assert_array_equal(restored.vectors(np.arange(598)), index.vectors(np.arange(598)))
     np.testing.assert_array_equal(restored.quant.codes[:598], index.quant.codes[:598])
     restored.quantize_from = index.quantize_from
     assert_same_answers(index, restored, rng)

@@ -226,8 +226,76 @@ def test_certified_search_follows_adds_and_removals():
     index.add(**more)
     from episodes.quantized import quantize
 
-    # The int8 columns still mirror the float32 rows after growth, moves and appends.
-    np.testing.assert_array_equal(index.quant.codes[: index.n], quantize(index.emb[: index.n])[0])
+    # The int8 columns still mirror the float32 rows after growth, moves and appends, and the row
+    # file holds each id's own (normalised) vector, removed rows' slots reused.
+    assert index.emb is None and index.rows is not None
+    stored = index.vectors(np.arange(index.n))
+    np.testing.assert_array_equal(index.quant.codes[: index.n], quantize(stored)[0])
+    given = dict(zip(rows["ids"] + more["ids"], np.concatenate([rows["embeddings"], more["embeddings"]]),
+                     strict=True))
+    expected = np.array([given[eid] for eid in index.ids], dtype=np.float32)
+    expected /= np.linalg.norm(expected, axis=1, keepdims=True)
+    np.testing.assert_allclose(stored, expected, rtol=1e-6, atol=1e-7)
+    assert index.rows._fresh == 3000  # the 700 new rows went into the 1000 freed slots
     for _ in range(20):
         query = rng.normal(size=dim).astype(np.float32)
         assert index.search(query, 10)[0] == brute_force(index, query, 10)[0]
+
+
+@pytest.mark.parametrize("metric", ["cosine", "l2", "dot"])
+@pytest.mark.parametrize("kind", ["clustered", "duplicates", "near-ties", "all-equal", "outliers"])
+@pytest.mark.parametrize("magnitude", [1e-3, 1.0, 1e4])
+@pytest.mark.parametrize("dim", [8, 96, 1100])  # 1100: integer dot products beyond float32's exact range
+def test_fast_candidate_selection_equals_the_float64_reference(metric, kind, magnitude, dim):
+    """quantized.candidates (float32 pre-selection, float64 bounds on the survivors) picks exactly the
+    rows that the float64 bounds of every row pick, whole, masked or gathered."""
+    from episodes.quantized import select
+
+    rng = np.random.default_rng(hash((metric, kind, dim, magnitude)) % 2**32)
+    n = 1200 if dim < 1000 else 300
+    rows = make_rows(rng, n, dim)
+    rows["embeddings"] = adversarial_rows(rng, kind, n, dim) * np.float32(magnitude)
+    index = TenantIndex(dim, metric, quantize_from=100)
+    index.add(**rows)
+    index.ensure_quantized()
+    quant = index.quant
+    for trial in range(9):
+        if trial % 3 == 0:
+            query = rows["embeddings"][rng.integers(n)].copy()
+        else:
+            query = rng.normal(size=dim).astype(np.float32) * np.float32(rng.choice([1e-3, 1.0, 50.0]))
+        q = index.prepare_query(query)
+        k = int(rng.choice([1, 5, 50]))
+        lower, upper = quant.bounds(q, index.n, metric)
+        if trial % 3 == 0:
+            expected, got = select(lower, upper, k, None), quant.candidates(q, k, index.n, metric)
+        elif trial % 3 == 1:
+            mask = rng.random(index.n) < 0.5
+            expected, got = select(lower, upper, k, mask), quant.candidates(q, k, index.n, metric, mask=mask)
+        else:
+            subset = np.flatnonzero(rng.random(index.n) < 0.1)
+            expected = subset[select(lower[subset], upper[subset], k, None)]
+            got = quant.candidates(q, k, index.n, metric, rows=subset)
+        np.testing.assert_array_equal(np.sort(got), np.sort(expected))
+
+
+@pytest.mark.parametrize("metric", ["cosine", "l2", "dot"])
+def test_exactly_quantized_rows_and_a_far_query_keep_float32_ties(metric):
+    """Rows and queries that int8 codes represent exactly: the bounds shrink to their rounding
+    headroom, finer than the float32 rounding of the reported scores. Rows whose distances differ
+    by less than a float32 step tie once reported, and the newer must win (an l2 case that once
+    lost it: a query far larger than the rows)."""
+    rng = np.random.default_rng(0)
+    dim, n = 8, 2000
+    emb = rng.integers(-126, 127, size=(n, dim)).astype(np.float32)
+    emb[:, 0] = 127  # scale exactly 1: codes are the rows
+    index = TenantIndex(dim, metric, quantize_from=100)
+    index.add(ids=[f"e{i}" for i in range(n)], embeddings=emb, seq=np.arange(n),
+              timestamp=rng.integers(0, 3, size=n), reward=np.zeros(n), expires_at=np.full(n, NO_EXPIRY),
+              task_id=["t"] * n, source=[None] * n, user_id=[None] * n, tags=[[]] * n)
+    for _ in range(300):
+        m = float(rng.choice([100.0, 1000.0, 10000.0]))
+        query = (rng.integers(-126, 127, size=dim) * m).astype(np.float32)
+        query[0] = -127 * m
+        k = int(rng.choice([1, 5]))
+        assert index.search(query, k)[0] == brute_force(index, query, k)[0]
