@@ -75,10 +75,12 @@ class RowStore:
     # ----- writes -----
     def _private(self) -> int:
         if self._file is None:
-            directory = self.directory
-            if directory is not None:
-                os.makedirs(directory, exist_ok=True)
-            self._file = tempfile.TemporaryFile(dir=directory, prefix="memcloud-rows-")  # noqa: SIM115 (closed in close())
+            try:
+                if self.directory is not None:
+                    os.makedirs(self.directory, exist_ok=True)
+                self._file = tempfile.TemporaryFile(dir=self.directory, prefix="memcloud-rows-")  # noqa: SIM115 (closed in close())
+            except OSError:  # an unwritable data dir must not fail queries: the system's temp dir
+                self._file = tempfile.TemporaryFile(prefix="memcloud-rows-")  # noqa: SIM115
         return self._file.fileno()
 
     def append(self, start: int, vectors: np.ndarray) -> None:
