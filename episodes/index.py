@@ -129,14 +129,18 @@ class TenantIndex:
         grow("task", (capacity,), np.int32)
         grow("source", (capacity,), np.int32)
         grow("user", (capacity,), np.int32)
-        grow("tagbits", (capacity, _WORDS), np.uint64)
+        # Tag bits word-major: a tag filter reads one contiguous word per row, not every row's 32 bytes.
+        words = np.zeros((_WORDS, capacity), dtype=np.uint64)
+        if old is not None:
+            words[:, :n] = self.tagwords[:, :n]
+        self.tagwords = words
         if self.__dict__.get("quant") is not None:
             self.quant.grow(capacity, n)
         self.capacity = capacity
 
     def nbytes(self) -> int:
         arrays = (self.sqnorm, self.seq, self.timestamp, self.reward, self.expires,
-                  self.task, self.source, self.user, self.tagbits)
+                  self.task, self.source, self.user, self.tagwords)
         # With a RowStore the float32 rows are in the page cache (shared, reclaimable), not here.
         rows = self.emb.nbytes if self.rows is None else self.rows.nbytes() + self.quant.nbytes()
         return sum(a.nbytes for a in arrays) + rows + self.n * 120  # + ids list and position dict
@@ -200,7 +204,7 @@ class TenantIndex:
         self.user[rows] = [-1 if v is None else self._users.code(v) for v in user_id]
         for i, row in enumerate(rows.tolist()):
             bits, rare = self._tag_row(tags[i])
-            self.tagbits[row] = bits
+            self.tagwords[:, row] = bits
             if rare:
                 eid = ids[i]
                 self._row_rare[eid] = rare
@@ -246,9 +250,10 @@ class TenantIndex:
                 self.ids[row] = moved
                 self.pos[moved] = row
                 for column in (self.emb, self.sqnorm, self.seq, self.timestamp, self.reward, self.expires,
-                               self.task, self.source, self.user, self.tagbits):
+                               self.task, self.source, self.user):
                     if column is not None:
                         column[row] = column[last]
+                self.tagwords[:, row] = self.tagwords[:, last]
             self.ids.pop()
             self.n = last
         return removed
@@ -266,7 +271,7 @@ class TenantIndex:
         if code is None:
             return None
         if code < BITSET_TAGS:
-            word = self.tagbits[: self.n, code >> 6]
+            word = self.tagwords[code >> 6, : self.n]
             return (word & (np.uint64(1) << np.uint64(code & 63))) != 0
         mask = np.zeros(self.n, dtype=bool)
         holders = self._rare.get(code, ())
@@ -434,7 +439,8 @@ class TenantIndex:
         array read from it), the int8 copy when built (`quant_*`), and a JSON-able dict of ids and
         vocabularies."""
         n = self.n
-        arrays = {name: getattr(self, name)[:n] for name in ARRAY_COLUMNS if name != "emb"}
+        arrays = {name: getattr(self, name)[:n] for name in ARRAY_COLUMNS if name not in ("emb", "tagbits")}
+        arrays["tagbits"] = self.tagwords[:, :n].T  # stored row-major, one row's words together
         arrays["emb"] = self.emb[:n] if self.rows is None else self.rows.read_range(0, n)
         if self.quant is not None:
             arrays.update({f"quant_{name}": getattr(self.quant, name)[:n] for name in QUANT_COLUMNS})
@@ -465,7 +471,10 @@ class TenantIndex:
             if column.shape != shape or column.dtype != ARRAY_COLUMNS[name]:
                 raise ValueError(f"column {name}: expected {shape} {ARRAY_COLUMNS[name]}, "
                                  f"got {column.shape} {column.dtype}")
-            setattr(index, name, column)
+            if name == "tagbits":
+                index.tagwords = np.ascontiguousarray(column.T)
+            else:
+                setattr(index, name, column)
         ids = meta["ids"]
         index.pos = dict(zip(ids, range(len(ids)), strict=True))
         if len(ids) != n or len(index.pos) != n:
