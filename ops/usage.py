@@ -13,7 +13,7 @@ import os
 import time
 from dataclasses import dataclass
 
-from django.db import DatabaseError
+from django.db import DatabaseError, connection
 
 from memcloud import db
 
@@ -39,6 +39,7 @@ class Pending:
     stores: int = 0
     tenant_id: int | None = None  # set once the request has been answered for an authenticated tenant
     query: bool = False
+    recorded: bool = False  # already counted by a statement of the request's own (with_usage)
 
 
 _pending: contextvars.ContextVar[Pending | None] = contextvars.ContextVar("memcloud_usage", default=None)
@@ -69,8 +70,28 @@ def record_answered(**_kwargs) -> None:
     """`request_finished` receiver: record the request that has just been answered, if any."""
     pending = _pending.get()
     _pending.set(None)
-    if pending is not None and pending.tenant_id is not None:
+    if pending is not None and pending.tenant_id is not None and not pending.recorded:
         record_request(tenant_id=pending.tenant_id, query=pending.query, stores=pending.stores)
+
+
+def with_usage(sql: str, params: list, *, tenant_id: int) -> tuple[str, list] | None:
+    """`sql` (a SELECT) preceded by this request's usage upsert as a data-modifying CTE, so that a
+    query counts itself in its own last round trip instead of one more after the answer; None
+    where that cannot be (SQLite has no such CTE, or no request is being counted). The caller
+    runs the result, then calls counted_as_query() (or, if it failed, runs `sql` alone)."""
+    pending = _pending.get()
+    if pending is None or pending.recorded or pending.stores or connection.vendor != "postgresql":
+        return None
+    upsert = [tenant_id, int(time.time() // 60), os.getpid(), 0, 1]
+    return f"WITH usage AS ({_UPSERT_SQL}) {sql}", [*upsert, *params]
+
+
+def counted_as_query() -> None:
+    """The with_usage() statement ran: this request is counted, as a query answered."""
+    pending = _pending.get()
+    if pending is not None:
+        pending.recorded = True
+        _maybe_clean(int(time.time() // 60))
 
 
 _last_clean = 0.0
@@ -80,15 +101,30 @@ _last_warning = 0.0
 def record_request(*, tenant_id: int, query: bool, stores: int = 0, now: float | None = None) -> None:
     """Add one request (and what it stored) to the tenant's current minute. Never raises: usage
     figures are not worth failing a request that has already been served."""
-    global _last_clean, _last_warning
     now = time.time() if now is None else now
     minute = int(now // 60)
     try:
         db.execute(_UPSERT_SQL, [tenant_id, minute, os.getpid(), stores, int(query)])
-        if time.monotonic() - _last_clean >= _CLEAN_EVERY_SECS:
-            _last_clean = time.monotonic()
-            UsageMinute.objects.filter(minute__lt=minute - RETENTION_MINUTES).delete()
     except DatabaseError as exc:
-        if time.monotonic() - _last_warning >= _WARN_EVERY_SECS:
-            _last_warning = time.monotonic()
-            logger.warning("usage not recorded: %s", exc)
+        warn_not_recorded(exc)
+        return
+    _maybe_clean(minute)
+
+
+def _maybe_clean(minute: int) -> None:
+    """Drop rows past the retention, at most once per _CLEAN_EVERY_SECS per worker."""
+    global _last_clean
+    if time.monotonic() - _last_clean < _CLEAN_EVERY_SECS:
+        return
+    _last_clean = time.monotonic()
+    try:
+        UsageMinute.objects.filter(minute__lt=minute - RETENTION_MINUTES).delete()
+    except DatabaseError as exc:
+        warn_not_recorded(exc)
+
+
+def warn_not_recorded(exc: Exception) -> None:
+    global _last_warning
+    if time.monotonic() - _last_warning >= _WARN_EVERY_SECS:
+        _last_warning = time.monotonic()
+        logger.warning("usage not recorded: %s", exc)
