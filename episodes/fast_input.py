@@ -126,14 +126,17 @@ def _small_fields(item: Any, dim: int) -> dict | None:
 
 def _embeddings(rows: list[list], nonzero: bool) -> np.ndarray | None:
     """The rows as one float32 matrix, exactly as fields.embedding_array converts each, or None."""
-    kinds = set(map(type, chain.from_iterable(rows)))
-    if not kinds <= {float, int}:  # bool, str, None, lists...: the serializer words the error
-        return None
     try:
-        wide = np.asarray(rows, dtype=np.float64)
+        wide = np.asarray(rows)  # float64, or int64 when every number is an integer
     except (ValueError, TypeError, OverflowError):
         return None
-    if int in kinds and not np.all(np.abs(wide) < _EXACT_INT):  # a lone int row converts via int64
+    if wide.dtype not in (np.float64, np.int64) or wide.ndim != 2:  # strings, null, nested lists...
+        return None
+    # numpy reads true and false as 1 and 0: only rows holding a 0 or a 1 need their types checked.
+    suspects = np.flatnonzero(((wide == 0) | (wide == 1)).any(axis=1))
+    if suspects.size and not set(map(type, chain.from_iterable(rows[i] for i in suspects))) <= {float, int}:
+        return None
+    if not (np.abs(wide) < _EXACT_INT).all():  # an integer this large may round differently alone
         return None
     with np.errstate(over="ignore", invalid="ignore"):
         matrix = wide.astype(np.float32)

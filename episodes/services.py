@@ -13,6 +13,7 @@ import numpy as np
 import orjson
 from django.db import connection, transaction
 from django.db.models import Exists, OuterRef, QuerySet, Subquery
+from psycopg.types.json import Jsonb
 
 from memcloud.errors import Conflict, InvalidInput, NotFound, QuotaExceeded
 from ops.audit import audit
@@ -78,7 +79,7 @@ _EPISODES = Episode._meta.db_table
 _CLAIM_SQL = (f"UPDATE {_STATE} SET version = version + 1, next_seq = next_seq + %s, "
               f"episode_count = episode_count + %s WHERE tenant_id = %s RETURNING version, next_seq, episode_count")
 _UNCLAIM_SQL = f"UPDATE {_STATE} SET next_seq = next_seq - %s, episode_count = episode_count - %s WHERE tenant_id = %s"
-_KNOWN_SQL = f"SELECT id, content_hash FROM {_EPISODES} WHERE tenant_id = %s AND id = ANY(%s)"
+_KNOWN_SQL = f"SELECT id, content_hash FROM {_EPISODES} WHERE tenant_id = %s AND id = ANY(%s::uuid[])"
 
 
 def _claim(tenant: Tenant, n: int) -> tuple[int, int, int]:
@@ -99,7 +100,8 @@ def _known_hashes(tenant: Tenant, ids: list[uuid.UUID]) -> dict[uuid.UUID, str]:
     if connection.vendor != "postgresql":
         return dict(Episode.objects.filter(tenant=tenant, id__in=ids).values_list("id", "content_hash"))
     with connection.cursor() as cursor:
-        cursor.execute(_KNOWN_SQL, [tenant.pk, ids])
+        # One array literal: adapting a list quotes each UUID in Python (a few ms for a batch of 1000).
+        cursor.execute(_KNOWN_SQL, [tenant.pk, "{" + ",".join(map(str, ids)) + "}"])
         return dict(cursor.fetchall())
 
 
@@ -154,6 +156,9 @@ def episodes_store(*, tenant: Tenant, episodes: Sequence[dict], key_prefix: str 
 
 COPY_COLUMNS = ("id", "tenant_id", "seq", "version", "task_id", "embedding", "reward", "metadata", "timestamp",
                 "tags", "source", "user_id", "steps", "expires_at", "content_hash")
+# The PostgreSQL types of COPY_COLUMNS (binary COPY sends each value in its column's own format).
+COPY_TYPES = ("uuid", "int8", "int8", "int8", "varchar", "bytea", "float8", "jsonb", "int8", "jsonb", "varchar",
+              "varchar", "jsonb", "int8", "varchar")
 _JSON_COLUMNS = (7, 9, 12)  # metadata, tags, steps: positions in COPY_COLUMNS
 
 
@@ -198,9 +203,13 @@ def insert_episodes(rows: Sequence[tuple], *, skip_known: bool = False) -> int:
                            [v for r in rows for v in _encoded(r)])
             return cursor.rowcount
         assert not skip_known, "COPY cannot skip known rows"
-        with cursor.cursor.copy(f"COPY {_EPISODES} ({columns}) FROM STDIN") as copy:
+        # Binary: the embedding goes as raw bytes, not hex-escaped text (about twice as fast).
+        with cursor.cursor.copy(f"COPY {_EPISODES} ({columns}) FROM STDIN (FORMAT BINARY)") as copy:
+            copy.set_types(COPY_TYPES)
             for r in rows:
-                copy.write_row(_encoded(r))
+                metadata, tags, steps = (r[i] for i in _JSON_COLUMNS)
+                copy.write_row((*r[:7], Jsonb(metadata, orjson.dumps), r[8], Jsonb(tags, orjson.dumps), *r[10:12],
+                                None if steps is None else Jsonb(steps, orjson.dumps), *r[13:]))
     return len(rows)
 
 
