@@ -83,8 +83,8 @@ _KNOWN_SQL = f"SELECT id, content_hash FROM {_EPISODES} WHERE tenant_id = %s AND
 
 
 def _claim(tenant: Tenant, n: int) -> tuple[int, int, int]:
-    """Lock the tenant's state, bump its version and reserve n seqs and n episodes (given back by
-    _unclaim for retries). Returns (new version, first seq, episode count before)."""
+    """Lock the tenant's state, bump its version and reserve n seqs and n episodes (the store gives
+    back those of retries with _UNCLAIM_SQL). Returns (new version, first seq, episode count before)."""
     with connection.cursor() as cursor:
         cursor.execute(_CLAIM_SQL, [n, n, tenant.pk])
         row = cursor.fetchone()
