@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import orjson
-from django.db import connection, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Exists, OuterRef, QuerySet, Subquery
 from psycopg.types.json import Jsonb
 
@@ -118,10 +118,17 @@ def episodes_store(*, tenant: Tenant, episodes: Sequence[dict], key_prefix: str 
         version, seq, before = _claim(tenant, n)
         if upsert:
             row = _episode_row(tenant, episodes[0], ids[0], vectors[0], hashes[0], seq, version, stamp)
-            created = [insert_episodes([row], skip_known=True) == 1]
-            existing = {} if created[0] else _known_hashes(tenant, ids)
+            inserted = insert_episodes([row], skip_known=True) == 1
+            existing = {} if inserted else _known_hashes(tenant, ids)
+            created = [inserted]
         else:
-            existing = _known_hashes(tenant, [e["id"] for e in episodes if "id" in e])
+            # Usually every id is new: insert them all and let the unique index say if one is not
+            # (a savepoint undoes the attempt), instead of looking every id up first.
+            given = [e["id"] for e in episodes if "id" in e]
+            rows = [_episode_row(tenant, episodes[i], ids[i], vectors[i], hashes[i], seq + i, version, stamp)
+                    for i in range(n)]
+            inserted = _insert_if_all_new(rows) if given else insert_episodes(rows) == n
+            existing = {} if inserted else _known_hashes(tenant, given)
             created = [i not in existing for i in ids]
         for index, (episode_id, digest) in enumerate(zip(ids, hashes, strict=True)):
             known = existing.get(episode_id)
@@ -136,15 +143,14 @@ def episodes_store(*, tenant: Tenant, episodes: Sequence[dict], key_prefix: str 
             )
         if not fresh:
             transaction.set_rollback(True)  # only retries: nothing changes, not even the version
-        elif not upsert:
+        elif not inserted:  # some retries: insert the new ones, with consecutive seqs
             rows = []
             for index in (i for i in range(n) if created[i]):
                 rows.append(_episode_row(tenant, episodes[index], ids[index], vectors[index], hashes[index],
                                          seq + len(rows), version, stamp))
             insert_episodes(rows)
-            if fresh < n:
-                with connection.cursor() as cursor:
-                    cursor.execute(_UNCLAIM_SQL, [n - fresh, n - fresh, tenant.pk])
+            with connection.cursor() as cursor:
+                cursor.execute(_UNCLAIM_SQL, [n - fresh, n - fresh, tenant.pk])
     note_stored(fresh)  # metrics and usage count new episodes, not idempotent retries
     if n == 1:
         audit("store_episode", tenant_id=tenant.slug, key_prefix=key_prefix, task_id=episodes[0]["task_id"],
@@ -182,6 +188,16 @@ def _encoded(row: tuple) -> tuple:
             None if steps is None else orjson.dumps(steps).decode(), *row[13:])
 
 
+def _insert_if_all_new(rows: Sequence[tuple]) -> bool:
+    """Insert every row, or (if the tenant already has one of their ids) none of them."""
+    try:
+        with transaction.atomic():  # a savepoint
+            insert_episodes(rows)
+    except IntegrityError:
+        return False
+    return True
+
+
 def insert_episodes(rows: Sequence[tuple], *, skip_known: bool = False) -> int:
     """Insert rows of COPY_COLUMNS in the caller's transaction; returns how many were inserted.
     PostgreSQL: COPY for many rows (several times faster than a multi-row INSERT), one INSERT for a
@@ -204,7 +220,8 @@ def insert_episodes(rows: Sequence[tuple], *, skip_known: bool = False) -> int:
             return cursor.rowcount
         assert not skip_known, "COPY cannot skip known rows"
         # Binary: the embedding goes as raw bytes, not hex-escaped text (about twice as fast).
-        with cursor.cursor.copy(f"COPY {_EPISODES} ({columns}) FROM STDIN (FORMAT BINARY)") as copy:
+        with connection.wrap_database_errors, \
+                cursor.cursor.copy(f"COPY {_EPISODES} ({columns}) FROM STDIN (FORMAT BINARY)") as copy:
             copy.set_types(COPY_TYPES)
             for r in rows:
                 metadata, tags, steps = (r[i] for i in _JSON_COLUMNS)
