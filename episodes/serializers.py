@@ -1,5 +1,6 @@
 """Request validation for the episode API (SPEC sections 3, 4, 9). Small fields go through DRF
-serializers; embeddings through numpy (fields.embedding_array)."""
+serializers; embeddings through numpy (fields.embedding_array). Store bodies try fast_input's
+column-wise path first, which hands anything it cannot accept back to these serializers."""
 
 from __future__ import annotations
 
