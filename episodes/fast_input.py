@@ -136,7 +136,7 @@ def _embeddings(rows: list[list], nonzero: bool) -> np.ndarray | None:
     suspects = np.flatnonzero(((wide == 0) | (wide == 1)).any(axis=1))
     if suspects.size and not set(map(type, chain.from_iterable(rows[i] for i in suspects))) <= {float, int}:
         return None
-    if not (np.abs(wide) < _EXACT_INT).all():  # an integer this large may round differently alone
+    if not ((wide > -_EXACT_INT) & (wide < _EXACT_INT)).all():  # such an integer may round differently alone
         return None
     with np.errstate(over="ignore", invalid="ignore"):
         matrix = wide.astype(np.float32)
