@@ -1,5 +1,6 @@
 """Request validation for the episode API (SPEC sections 3, 4, 9). Small fields go through DRF
-serializers; embeddings through numpy (fields.embedding_array)."""
+serializers; embeddings through numpy (fields.embedding_array). Store bodies try fast_input's
+column-wise path first, which hands anything it cannot accept back to these serializers."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from django.conf import settings
 from django.http import QueryDict
 from rest_framework import serializers
 
+from .fast_input import MAX_METADATA_BYTES, MAX_STEPS_BYTES, MAX_TTL_SECS, fast_episodes
 from .fields import (
     MAX_INT64,
     JSONSizedField,
@@ -20,9 +22,6 @@ from .fields import (
     TagsField,
     embedding_array,
 )
-
-MAX_METADATA_BYTES = 64 * 1024
-MAX_STEPS_BYTES = 1024 * 1024
 
 
 class EmbeddingField(serializers.Field):
@@ -84,7 +83,17 @@ class EpisodeInput(StrictSerializer):
     steps = JSONSizedField(required=False, allow_null=True, max_bytes=MAX_STEPS_BYTES, kind=list,
                            kind_name="an array")
     expires_at = timestamp_field(required=False, allow_null=True)
-    ttl_secs = StrictIntegerField(required=False, allow_null=True, min_value=1, max_value=100 * 365 * 86400)
+    ttl_secs = StrictIntegerField(required=False, allow_null=True, min_value=1, max_value=MAX_TTL_SECS)
+
+    def run_validation(self, data: Any = serializers.empty) -> Any:
+        """The fast path when it can decide (no DRF field objects: building them per request cost
+        more than the checks), else the serializer, which words any error."""
+        tenant = self.context["tenant"]
+        if type(data) is dict:
+            fast = fast_episodes([data], dim=tenant.dim, nonzero=tenant.metric == "cosine")
+            if fast is not None:
+                return fast[0]
+        return super().run_validation(data)
 
     def to_internal_value(self, data: Any) -> Any:
         if isinstance(data, dict) and "id" in data and not isinstance(data["id"], str):
@@ -109,6 +118,17 @@ class PassThroughField(serializers.Field):
 
 class EpisodeBatchInput(StrictSerializer):
     episodes = serializers.ListField(child=PassThroughField(), allow_empty=False)
+
+    def run_validation(self, data: Any = serializers.empty) -> Any:
+        """A valid batch is checked column-wise (fast_input); any error, or anything unusual, goes
+        through the serializers item by item, which name the first bad field in input order."""
+        episodes = data.get("episodes") if type(data) is dict and data.keys() == {"episodes"} else None
+        if type(episodes) is list and 0 < len(episodes) <= settings.AGENT_MEM_MAX_BATCH:
+            tenant = self.context["tenant"]
+            fast = fast_episodes(episodes, dim=tenant.dim, nonzero=tenant.metric == "cosine")
+            if fast is not None:
+                return {"episodes": fast}
+        return super().run_validation(data)
 
     def validate_episodes(self, value: list) -> list:
         limit = settings.AGENT_MEM_MAX_BATCH

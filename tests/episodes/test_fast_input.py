@@ -1,0 +1,168 @@
+"""The column-wise fast path of store validation (episodes/fast_input.py) against the serializers
+it stands in for: on every input it must either step aside (None) or return exactly what
+EpisodeInput returns, and a batch must answer exactly what the item-by-item path answers."""
+
+from __future__ import annotations
+
+import math
+import random
+import uuid
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+from rest_framework.exceptions import ValidationError
+
+from episodes.fast_input import fast_episodes
+from episodes.serializers import EpisodeBatchInput, EpisodeInput
+from memcloud.errors import first_message
+
+DIM = 4
+MISSING = object()
+U = str(uuid.UUID(int=7))
+
+CHOICES = {
+    "id": [MISSING, U, U.upper(), U.replace("-", ""), "{" + U + "}", "urn:uuid:" + U, "not-a-uuid", "", None, 12,
+           True],
+    "task_id": ["t", "", "x" * 512, "x" * 513, 5, None, "a\x00b", "é", "\ud800", " ", MISSING, ["t"]],
+    "state_embedding": [
+        [1.0, 0.5, -2.0, 0.25], [1, 0, 0, 0], [1, 0.5, 0, 2], [0.0, 0.0, 0.0, 0.0], [-0.0, 0.0, 0, 0],
+        [True, 1.0, 0.0, 0.0], ["1", 0.0, 0.0, 0.0], [None, 1.0, 1.0, 1.0], [[1.0], 1.0, 1.0, 1.0],
+        [1.0, 2.0, 3.0], [1.0] * 5, [1e39, 0.0, 0.0, 0.0], [3e38, 3e38, 0.0, 0.0], [1e19, 1e19, 0.0, 1.0],
+        [2**60 + 1, 0, 0, 0], [2**60 + 1, 0.5, 0, 0], [2**54 + 2**30 + 1, 0, 0, 0], [2**54 + 2**30 + 1, 1, 0, 0], [-2**63, 0, 0, 1], [-2**63, 1.0, 0, 0], [2**70, 1, 1, 1], [10**400, 1.0, 1, 1],
+        [float("nan"), 1.0, 1.0, 1.0], [float("inf"), 1.0, 1.0, 1.0], [1e-45, 0.0, 0.0, 0.0],
+        [1.0000000001, 3.14159265358979, 1e-30, 7e37], "1,2,3,4", None, MISSING, {"a": 1}, [],
+    ],
+    "reward": [1.0, 1, -3, True, "1", None, 1e308, 10**400, float("inf"), float("nan"), MISSING, 2**80],
+    "metadata": [MISSING, {}, {"a": 1}, [1], None, {"x": "y" * 70000}, {"a": "\x00"}, {"a": "\\u0000"}, "x"],
+    "timestamp": [MISSING, 0, 5, 5.0, 5.5, -1, 2**63 - 1, 2**63, float(2**63), True, None, "5",
+                  float("inf"), 1e20],
+    "tags": [MISSING, [], ["a", "a", "b"], "a", [1], [""], None, [f"t{i}" for i in range(65)],
+             ["t"] * 70 + ["u"], ["x" * 129], ["a\x00"], ["é", "\ud800"]],
+    "source": [MISSING, None, "", "s", "s" * 256, "s" * 257, 3, "a\x00", "\udc00", "ü"],
+    "user_id": [MISSING, None, "", "u", "u" * 257, False],
+    "steps": [MISSING, None, [], [1, {"a": [2]}], {"a": 1}, "x", [0] * 400000, ["\x00"]],
+    "expires_at": [MISSING, None, 5, -1, 5.0, True, 2**63, "5"],
+    "ttl_secs": [MISSING, None, 1, 0, 60.0, 100 * 365 * 86400 + 1, True, 1.5],
+    "rewrad": [MISSING] * 12 + [1.0],
+}
+VALID = {"task_id": "t", "state_embedding": [1.0, 0.5, -2.0, 0.25], "reward": 1.0}
+
+
+def tenant(metric: str) -> SimpleNamespace:
+    return SimpleNamespace(dim=DIM, metric=metric)
+
+
+def random_item(rng: random.Random, wild: float) -> object:
+    """A valid episode with each field, with probability `wild`, drawn from CHOICES."""
+    if rng.random() < 0.01:
+        return rng.choice([[], None, "x", 5])
+    item = dict(VALID)
+    for name, values in CHOICES.items():
+        if rng.random() < wild:
+            value = rng.choice(values)
+            if value is MISSING:
+                item.pop(name, None)
+            else:
+                item[name] = value
+    return item
+
+
+def slow(item: object, metric: str):
+    """What EpisodeInput answers without its fast path."""
+    one = EpisodeInput(context={"tenant": tenant(metric)})
+    try:
+        return super(EpisodeInput, one).run_validation(item)
+    except ValidationError as exc:
+        return ValidationError(first_message(exc.detail))
+
+
+def same(fast: dict, reference: dict) -> bool:
+    if list(fast) != list(reference):
+        return False
+    for name, value in reference.items():
+        got = fast[name]
+        if name == "state_embedding":
+            if not (got.dtype == value.dtype == np.float32 and got.tobytes() == value.tobytes()):
+                return False
+        elif (type(got) is not type(value) or got != value) and not (isinstance(value, float) and math.isnan(value)):
+            return False
+    return True
+
+
+@pytest.mark.parametrize("metric", ["cosine", "l2"])
+def test_every_field_value_alone_agrees_with_the_serializer(metric):
+    for name, values in CHOICES.items():
+        for value in values:
+            item = {k: v for k, v in VALID.items() if k != name}
+            if value is not MISSING:
+                item[name] = value
+            reference = slow(item, metric)
+            fast = fast_episodes([item], dim=DIM, nonzero=metric == "cosine")
+            if isinstance(reference, ValidationError):
+                assert fast is None, (name, value, reference)
+            else:
+                assert fast is None or same(fast[0], reference), (name, value)
+
+
+@pytest.mark.parametrize("metric", ["cosine", "l2"])
+def test_random_episodes_agree_with_the_serializer(metric):
+    rng = random.Random(1)
+    accepted = 0
+    for _ in range(3000):
+        item = random_item(rng, wild=0.15)
+        reference = slow(item, metric)
+        fast = fast_episodes([item], dim=DIM, nonzero=metric == "cosine")
+        if isinstance(reference, ValidationError):
+            assert fast is None, (item, reference)
+        else:
+            assert fast is not None or _unusual(item), item  # the fast path decides every ordinary episode
+            if fast is not None:
+                accepted += 1
+                assert same(fast[0], reference), item
+    assert accepted > 500
+
+
+def _unusual(item: dict) -> bool:
+    """Valid inputs the fast path leaves to the serializer on purpose."""
+    emb = item.get("state_embedding")
+    return any(isinstance(x, int) and abs(x) >= 2**53 for x in emb) or max(abs(x) for x in emb) > 1e17
+
+
+def test_batches_answer_exactly_what_the_item_by_item_path_answers(settings):
+    rng = random.Random(2)
+    context = {"tenant": tenant("cosine")}
+    for round_ in range(300):
+        size = rng.choice([1, 2, 5, 20])
+        wild = rng.choice([0.0, 0.02, 0.1])
+        items = [random_item(rng, wild) for _ in range(size)]
+        if round_ % 7 == 0 and size > 1:  # repeated ids
+            items[-1] = {**items[0], "id": U} if isinstance(items[0], dict) else items[-1]
+            items[0] = {**items[0], "id": U} if isinstance(items[0], dict) else items[0]
+        body = {"episodes": items}
+        new = EpisodeBatchInput(data=body, context=context)
+        reference = EpisodeBatchInput(context=context)
+        try:
+            expected = super(EpisodeBatchInput, reference).run_validation(body)
+        except ValidationError as exc:
+            assert not new.is_valid() and first_message(new.errors) == first_message(exc.detail), items
+            continue
+        assert new.is_valid(), (items, new.errors)
+        got = new.validated_data["episodes"]
+        assert len(got) == len(expected["episodes"])
+        assert all(same(g, e) for g, e in zip(got, expected["episodes"], strict=True)), items
+
+
+def test_a_bad_item_after_good_ones_is_named_by_its_index():
+    context = {"tenant": tenant("cosine")}
+    good = dict(VALID)
+    cases = [
+        ([good, good, {**good, "reward": "1"}], "episodes[2].reward"),
+        ([good, {**good, "state_embedding": [0.0] * DIM}, {**good, "reward": "1"}], "episodes[1].state_embedding"),
+        ([{**good, "id": U}, good, {**good, "id": U}], "episodes[2].id"),
+        ([{**good, "tags": ["x"] * 3}, {**good, "topk": 1}], "episodes[1].topk"),
+    ]
+    for items, where in cases:
+        data = EpisodeBatchInput(data={"episodes": items}, context=context)
+        assert not data.is_valid()
+        assert first_message(data.errors).startswith(where + ":"), first_message(data.errors)
