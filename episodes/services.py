@@ -15,6 +15,7 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import Exists, OuterRef, QuerySet, Subquery
 from psycopg.types.json import Jsonb
 
+from memcloud import db
 from memcloud.errors import Conflict, InvalidInput, NotFound, QuotaExceeded
 from ops.audit import audit
 from ops.usage import note_stored
@@ -85,9 +86,7 @@ _KNOWN_SQL = f"SELECT id, content_hash FROM {_EPISODES} WHERE tenant_id = %s AND
 def _claim(tenant: Tenant, n: int) -> tuple[int, int, int]:
     """Lock the tenant's state, bump its version and reserve n seqs and n episodes (the store gives
     back those of retries with _UNCLAIM_SQL). Returns (new version, first seq, episode count before)."""
-    with connection.cursor() as cursor:
-        cursor.execute(_CLAIM_SQL, [n, n, tenant.pk])
-        row = cursor.fetchone()
+    row = db.fetch_one(_CLAIM_SQL, [n, n, tenant.pk])
     if row is None:
         raise TenantState.DoesNotExist(f"no state for tenant {tenant.pk}")
     version, next_seq, count = row
@@ -99,10 +98,8 @@ def _known_hashes(tenant: Tenant, ids: list[uuid.UUID]) -> dict[uuid.UUID, str]:
         return {}
     if connection.vendor != "postgresql":
         return dict(Episode.objects.filter(tenant=tenant, id__in=ids).values_list("id", "content_hash"))
-    with connection.cursor() as cursor:
-        # One array literal: adapting a list quotes each UUID in Python (a few ms for a batch of 1000).
-        cursor.execute(_KNOWN_SQL, [tenant.pk, "{" + ",".join(map(str, ids)) + "}"])
-        return dict(cursor.fetchall())
+    # One array literal: adapting a list quotes each UUID in Python (a few ms for a batch of 1000).
+    return dict(db.fetch_all(_KNOWN_SQL, [tenant.pk, "{" + ",".join(map(str, ids)) + "}"]))
 
 
 def episodes_store(*, tenant: Tenant, episodes: Sequence[dict], key_prefix: str | None = None) -> StoreResult:
@@ -149,8 +146,7 @@ def episodes_store(*, tenant: Tenant, episodes: Sequence[dict], key_prefix: str 
                 rows.append(_episode_row(tenant, episodes[index], ids[index], vectors[index], hashes[index],
                                          seq + len(rows), version, stamp))
             insert_episodes(rows)
-            with connection.cursor() as cursor:
-                cursor.execute(_UNCLAIM_SQL, [n - fresh, n - fresh, tenant.pk])
+            db.execute(_UNCLAIM_SQL, [n - fresh, n - fresh, tenant.pk])
     note_stored(fresh)  # metrics and usage count new episodes, not idempotent retries
     if n == 1:
         audit("store_episode", tenant_id=tenant.slug, key_prefix=key_prefix, task_id=episodes[0]["task_id"],
@@ -211,22 +207,20 @@ def insert_episodes(rows: Sequence[tuple], *, skip_known: bool = False) -> int:
                                     batch_size=500)
         return len(rows)
     columns = ", ".join(COPY_COLUMNS)
-    with connection.cursor() as cursor:
-        if len(rows) < 20:
-            values = ", ".join([f"({', '.join(['%s'] * len(COPY_COLUMNS))})"] * len(rows))
-            conflict = " ON CONFLICT (tenant_id, id) DO NOTHING" if skip_known else ""
-            cursor.execute(f"INSERT INTO {_EPISODES} ({columns}) VALUES {values}{conflict}",
-                           [v for r in rows for v in _encoded(r)])
-            return cursor.rowcount
-        assert not skip_known, "COPY cannot skip known rows"
-        # Binary: the embedding goes as raw bytes, not hex-escaped text (about twice as fast).
-        with connection.wrap_database_errors, \
-                cursor.cursor.copy(f"COPY {_EPISODES} ({columns}) FROM STDIN (FORMAT BINARY)") as copy:
-            copy.set_types(COPY_TYPES)
-            for r in rows:
-                metadata, tags, steps = (r[i] for i in _JSON_COLUMNS)
-                copy.write_row((*r[:7], Jsonb(metadata, orjson.dumps), r[8], Jsonb(tags, orjson.dumps), *r[10:12],
-                                None if steps is None else Jsonb(steps, orjson.dumps), *r[13:]))
+    if len(rows) < 20:  # one statement per row count, prepared (memcloud/db.py)
+        values = ", ".join([f"({', '.join(['%s'] * len(COPY_COLUMNS))})"] * len(rows))
+        conflict = " ON CONFLICT (tenant_id, id) DO NOTHING" if skip_known else ""
+        return db.execute(f"INSERT INTO {_EPISODES} ({columns}) VALUES {values}{conflict}",
+                          [v for r in rows for v in _encoded(r)])
+    assert not skip_known, "COPY cannot skip known rows"
+    # Binary: the embedding goes as raw bytes, not hex-escaped text (about twice as fast).
+    with connection.cursor() as cursor, connection.wrap_database_errors, \
+            cursor.cursor.copy(f"COPY {_EPISODES} ({columns}) FROM STDIN (FORMAT BINARY)") as copy:
+        copy.set_types(COPY_TYPES)
+        for r in rows:
+            metadata, tags, steps = (r[i] for i in _JSON_COLUMNS)
+            copy.write_row((*r[:7], Jsonb(metadata, orjson.dumps), r[8], Jsonb(tags, orjson.dumps), *r[10:12],
+                            None if steps is None else Jsonb(steps, orjson.dumps), *r[13:]))
     return len(rows)
 
 

@@ -30,9 +30,11 @@ def fetch_one(sql: str, params: Sequence[Any]) -> tuple | None:
         return cursor.fetchone()
 
 
-def execute(sql: str, params: Sequence[Any]) -> None:
+def execute(sql: str, params: Sequence[Any]) -> int:
+    """Run a statement; the number of rows it changed."""
     with _cursor() as (cursor, options):
         cursor.execute(sql, params, **options)
+        return cursor.rowcount
 
 
 @contextlib.contextmanager
