@@ -46,6 +46,9 @@ def _cursor() -> Iterator[tuple[Any, dict[str, bool]]]:
         return
     import psycopg
 
+    # What Django's own cursor() does first: the health check (CONN_HEALTH_CHECKS) replaces a
+    # connection the server closed (a restart) before the request's first statement, not after it failed.
+    connection.close_if_health_check_failed()
     connection.ensure_connection()
     connection.validate_no_broken_transaction()
     with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:

@@ -202,3 +202,25 @@ def test_postgres_restart_while_requests_flow(fault_server):
     assert not missing, f"{len(missing)} acknowledged stores lost"
     assert after.status_code == 201, after.text
     assert "gunicorn exited" not in server.log() and server.process.poll() is None
+
+
+@pytest.mark.skipif(os.environ.get("MEMCLOUD_FAULT_TESTS") != "1" or not is_postgres()
+                    or not Path("/etc/postgresql").is_dir(),
+                    reason="restarts the machine's PostgreSQL: set MEMCLOUD_FAULT_TESTS=1 (on PostgreSQL)")
+def test_it_answers_the_first_requests_after_a_postgres_restart(fault_server):
+    """Every worker holds a connection the restart closed: the health check replaces it before the
+    request's first statement, so no request sent once PostgreSQL is back gets a 503."""
+    server, key = fault_server
+    body = {"task_id": "warm", "state_embedding": [1.0] * DIM, "reward": 1.0}
+    with httpx.Client(base_url=server.url, headers=auth(key), timeout=60,
+                      limits=httpx.Limits(max_keepalive_connections=0)) as client:
+        for _ in range(12):  # every worker opens its connection
+            assert client.post("/v1/episodes", json=body).status_code == 201
+        subprocess.run(["pg_ctlcluster", "--skip-systemctl-redirect", postgres_version(), "main", "restart"],
+                       check=True, capture_output=True, timeout=120)
+        assert wait_for(lambda: subprocess.run(["pg_isready", "-q", "-h", "127.0.0.1"]).returncode == 0, 60)
+        answers = [client.post(path, json=payload).status_code
+                   for _ in range(8)
+                   for path, payload in (("/v1/episodes", body), ("/v1/episodes/batch", {"episodes": [body] * 3}),
+                                         ("/v1/query", {"query_embedding": [1.0] * DIM}))]
+    assert answers == [201, 201, 200] * 8, answers
