@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+HERE = Path(__file__).resolve().parent
 ORDER = ("full", "quick")
 PLOTTED = (  # (label, system, extra match)
     ("numpy exact, 1 BLAS thread", "numpy", {"blas_threads": 1}),
@@ -246,4 +247,7 @@ def write_outputs(results_dir: Path, report: Path) -> None:
     for name in names:
         plot = plot_latency(runs[name], results_dir / f"{name}.png")
         parts.append(section(runs[name], plot, report))
+    notes = HERE / "NOTES.md"  # hand-written: what was measured to choose the design, what limits it
+    if notes.exists():
+        parts += ["", notes.read_text().strip()]
     report.write_text("\n".join(parts) + "\n")
