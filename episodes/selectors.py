@@ -104,8 +104,9 @@ def episodes_query(*, tenant: Tenant, state: TenantState, query_embedding: np.nd
 
 
 # The winners' fields, fetched with one statement written once and prepared (memcloud/db.py): the
-# ORM would compile the query and decode every JSON column on each request. JSON columns come back as text and are spliced
-# into the answer unparsed (orjson.Fragment): a large `steps` costs a copy, not a parse and a dump.
+# ORM would compile the query and decode every JSON column on each request. JSON columns come back
+# as text and are spliced into the answer unparsed (orjson.Fragment): a large `steps` costs a copy,
+# not a parse and a dump.
 _JSON_FIELDS = ("metadata", "tags", "steps")
 _WINNER_FIELDS = tuple(f for f in OUTPUT_FIELDS if f != "seq")
 
@@ -152,7 +153,8 @@ def _winners(*, tenant_pk: int, ids: list[str], include_embedding: bool) -> dict
     else:  # as Django stores a UUIDField where there is no uuid type: 32 hex digits
         params = [tenant_pk, *(uuid.UUID(i).hex for i in ids)]
     out = {}
-    for row in _fetch_counting_usage(_winners_sql(vendor, len(ids), include_embedding), params, tenant_pk):
+    sql = _winners_sql(vendor, 0 if vendor == "postgresql" else len(ids), include_embedding)
+    for row in _fetch_counting_usage(sql, params, tenant_pk):
         hit = dict(zip(_WINNER_FIELDS, row, strict=False))
         hit["id"] = str(hit["id"] if isinstance(hit["id"], uuid.UUID) else uuid.UUID(hit["id"]))
         for name in _JSON_FIELDS:
@@ -174,7 +176,6 @@ def tenant_stats(*, tenant: Tenant) -> dict[str, Any]:
         "rate_limit": rate_limit,
         "max_episodes": tenant.max_episodes,
     }
-
 
 
 @lru_cache(maxsize=1)
