@@ -37,7 +37,7 @@ def _tombstones_sql(vendor: str) -> str:
             f"WHERE {q('tenant_id')} = %s AND {q('version')} > %s")
 
 
-def _uuid(value) -> str:
+def uuid_str(value) -> str:
     """A UUID column as the canonical string (SQLite keeps 32 hex digits, PostgreSQL a uuid)."""
     return str(value if isinstance(value, uuid.UUID) else uuid.UUID(value))
 
@@ -47,10 +47,10 @@ def rows_since(*, tenant_pk: int, version: int) -> list[tuple]:
     out = []
     for row in db.fetch_all(_rows_sql(connection.vendor), [tenant_pk, version]):
         eid, *middle, tags = row
-        out.append((_uuid(eid), *middle, orjson.loads(tags)))
+        out.append((uuid_str(eid), *middle, orjson.loads(tags)))
     return out
 
 
 def tombstones_since(*, tenant_pk: int, version: int) -> list[tuple[str, int]]:
     """(episode id, version of its removal) for removals after `version`."""
-    return [(_uuid(eid), v) for eid, v in db.fetch_all(_tombstones_sql(connection.vendor), [tenant_pk, version])]
+    return [(uuid_str(eid), v) for eid, v in db.fetch_all(_tombstones_sql(connection.vendor), [tenant_pk, version])]

@@ -20,6 +20,7 @@ from ops.audit import audit
 from tenants.models import Tenant
 
 from .cache import cache
+from .changes import uuid_str
 from .cursors import make_cursor, read_cursor
 from .filtering import matching
 from .index import Filters
@@ -155,14 +156,12 @@ def _winners(*, tenant_pk: int, ids: list[str], include_embedding: bool) -> dict
     out = {}
     sql = _winners_sql(vendor, 0 if vendor == "postgresql" else len(ids), include_embedding)
     for row in _fetch_counting_usage(sql, params, tenant_pk):
-        hit = dict(zip(_WINNER_FIELDS, row, strict=False))
-        hit["id"] = str(hit["id"] if isinstance(hit["id"], uuid.UUID) else uuid.UUID(hit["id"]))
+        fields = dict(zip(_WINNER_FIELDS, row, strict=False))
+        fields["id"] = uuid_str(fields["id"])
         for name in _JSON_FIELDS:
-            if hit[name] is not None:
-                hit[name] = orjson.Fragment(hit[name])
-        if include_embedding:
-            hit["state_embedding"] = np.frombuffer(bytes(row[-1]), dtype="<f4").tolist()
-        out[hit["id"]] = hit
+            if fields[name] is not None:
+                fields[name] = orjson.Fragment(fields[name])
+        out[fields["id"]] = episode_json(fields, embedding=row[-1] if include_embedding else None)
     return out
 
 

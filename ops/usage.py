@@ -3,7 +3,8 @@ is seen: one upsert per authenticated /v1 request, on a row of this worker's own
 concurrent requests of one tenant on different workers never queue on the same row lock.
 
 The upsert runs once the answer has been sent (Django's `request_finished`, fired when the server
-closes the response): the client does not wait for the bookkeeping of its own request."""
+closes the response): the client does not wait for the bookkeeping of its own request. A query on
+PostgreSQL counts itself instead inside the statement that fetches its winners (with_usage)."""
 
 from __future__ import annotations
 
@@ -82,8 +83,13 @@ def with_usage(sql: str, params: list, *, tenant_id: int) -> tuple[str, list] | 
     pending = _pending.get()
     if pending is None or pending.recorded or pending.stores or connection.vendor != "postgresql":
         return None
-    upsert = [tenant_id, int(time.time() // 60), os.getpid(), 0, 1]
+    upsert = _upsert_params(tenant_id=tenant_id, minute=int(time.time() // 60), stores=0, query=True)
     return f"WITH usage AS ({_UPSERT_SQL}) {sql}", [*upsert, *params]
+
+
+def _upsert_params(*, tenant_id: int, minute: int, stores: int, query: bool) -> list[int]:
+    """_UPSERT_SQL's parameters: this worker's row (slot = pid) of the tenant's minute."""
+    return [tenant_id, minute, os.getpid(), stores, int(query)]
 
 
 def counted_as_query() -> None:
@@ -104,7 +110,7 @@ def record_request(*, tenant_id: int, query: bool, stores: int = 0, now: float |
     now = time.time() if now is None else now
     minute = int(now // 60)
     try:
-        db.execute(_UPSERT_SQL, [tenant_id, minute, os.getpid(), stores, int(query)])
+        db.execute(_UPSERT_SQL, _upsert_params(tenant_id=tenant_id, minute=minute, stores=stores, query=query))
     except DatabaseError as exc:
         warn_not_recorded(exc)
         return
