@@ -25,7 +25,9 @@ from .models import Episode, TenantState
 
 logger = logging.getLogger("memcloud.cache")
 
-REBUILD_CHUNK = 5000
+# Rows fetched at a time when building from the database. Measured at 100k: 5000-row chunks left
+# a worker 4.5 MB larger after the build than 1000-row ones (the freed chunks' memory stays mapped).
+REBUILD_CHUNK = 1000
 try:  # glibc: return free heap pages to the OS (a build frees many row buffers between long-lived ids)
     _malloc_trim = ctypes.CDLL(None).malloc_trim
 except (OSError, AttributeError):  # another libc: nothing to do

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .idmap import IdMap
 from .quantized import MIN_ROWS, QuantizedColumns
 from .rowstore import READ_CHUNK, RowStore
 
@@ -91,8 +92,7 @@ class TenantIndex:
         self.dim = dim
         self.metric = metric
         self.n = 0
-        self.ids: list[str] = []
-        self.pos: dict[str, int] = {}
+        self.idmap = IdMap()  # row <-> episode id (idmap.py: 16 bytes a row for UUIDs)
         self._tasks, self._sources, self._users, self._tags = _Vocab(), _Vocab(), _Vocab(), _Vocab()
         self._rare: dict[int, set[str]] = {}  # tag code >= BITSET_TAGS -> ids carrying it
         self._row_rare: dict[str, tuple[int, ...]] = {}
@@ -130,12 +130,14 @@ class TenantIndex:
         grow("source", (capacity,), np.int32)
         grow("user", (capacity,), np.int32)
         # Tag bits word-major: a tag filter reads one contiguous word per row, not every row's 32 bytes.
-        words = np.zeros((_WORDS, capacity), dtype=np.uint64)
+        # Only as many words as the tag vocabulary has needed (_tag_row widens): most tenants use one.
+        words = np.zeros((1 if old is None else self.tagwords.shape[0], capacity), dtype=np.uint64)
         if old is not None:
             words[:, :n] = self.tagwords[:, :n]
         self.tagwords = words
         if self.__dict__.get("quant") is not None:
             self.quant.grow(capacity, n)
+        self.idmap.grow(capacity)
         self.capacity = capacity
 
     def nbytes(self) -> int:
@@ -143,18 +145,21 @@ class TenantIndex:
                   self.task, self.source, self.user, self.tagwords)
         # With a RowStore the float32 rows are in the page cache (shared, reclaimable), not here.
         rows = self.emb.nbytes if self.rows is None else self.rows.nbytes() + self.quant.nbytes()
-        return sum(a.nbytes for a in arrays) + rows + self.n * 120  # + ids list and position dict
+        return sum(a.nbytes for a in arrays) + rows + self.idmap.nbytes()
 
     def _tag_row(self, tags: Sequence[str]) -> tuple[np.ndarray, tuple[int, ...]]:
-        bits = np.zeros(_WORDS, dtype=np.uint64)
-        rare = []
-        for tag in tags:
-            code = self._tags.code(tag)
+        codes = [self._tags.code(tag) for tag in tags]
+        rare = tuple(code for code in codes if code >= BITSET_TAGS)
+        words = (min(len(self._tags.strings), BITSET_TAGS) + 63) // 64
+        if words > self.tagwords.shape[0]:
+            wider = np.zeros((words, self.capacity), dtype=np.uint64)
+            wider[: self.tagwords.shape[0]] = self.tagwords
+            self.tagwords = wider
+        bits = np.zeros(self.tagwords.shape[0], dtype=np.uint64)
+        for code in codes:
             if code < BITSET_TAGS:
                 bits[code >> 6] |= np.uint64(1) << np.uint64(code & 63)
-            else:
-                rare.append(code)
-        return bits, tuple(rare)
+        return bits, rare
 
     def add(
         self,
@@ -174,35 +179,37 @@ class TenantIndex:
         if m == 0:
             return
         emb = np.asarray(embeddings, dtype=np.float32).reshape(m, self.dim)
-        new_count = sum(1 for eid in set(ids) if eid not in self.pos)
+        rows = self.idmap.find(ids)
+        known = _distinct(rows[rows >= 0])
+        expiring_before = int(np.count_nonzero(self.expires[known] != NO_EXPIRY))
+        first: dict[str, int] = {}  # new id -> its first position in this call
+        for i in np.flatnonzero(rows < 0).tolist():
+            first.setdefault(ids[i], i)
         first_new = self.n
-        if self.n + new_count > self.capacity:
-            self._alloc(max(self.n + new_count, int(self.capacity * 1.5) + 16))
-        rows = np.empty(m, dtype=np.int64)
+        if self.n + len(first) > self.capacity:
+            self._alloc(max(self.n + len(first), int(self.capacity * 1.5) + 16))
         fresh = np.zeros(m, dtype=bool)
-        for i, eid in enumerate(ids):
-            row = self.pos.get(eid)
-            if row is None:
-                row = self.pos[eid] = self.n
-                self.n += 1
-                self.ids.append(eid)
-                fresh[i] = True
-            else:
-                self._forget_rare(eid)
-            rows[i] = row
+        for eid, i in first.items():
+            fresh[i] = True
+            first[eid] = self.idmap.append(eid)
+        for i in np.flatnonzero(rows < 0).tolist():  # repeats of a new id update its new row
+            rows[i] = first[ids[i]]
+        self.n = len(self.idmap)
         # Column writes in bulk; embeddings only for new rows (they never change), which are rows
         # [first_new, n) in order.
         self._set_vectors(first_new, emb[fresh])
-        self._expiring -= int(np.count_nonzero(self.expires[rows[~fresh]] != NO_EXPIRY))
         self.seq[rows] = seq
         self.timestamp[rows] = timestamp
         self.reward[rows] = reward
         self.expires[rows] = expires_at
-        self._expiring += int(np.count_nonzero(np.asarray(expires_at) != NO_EXPIRY))
+        touched = _distinct(rows)  # an id given twice is one row, written last-wins
+        self._expiring += int(np.count_nonzero(self.expires[touched] != NO_EXPIRY)) - expiring_before
         self.task[rows] = [self._tasks.code(t) for t in task_id]
         self.source[rows] = [-1 if v is None else self._sources.code(v) for v in source]
         self.user[rows] = [-1 if v is None else self._users.code(v) for v in user_id]
         for i, row in enumerate(rows.tolist()):
+            if not fresh[i]:
+                self._forget_rare(ids[i])
             bits, rare = self._tag_row(tags[i])
             self.tagwords[:, row] = bits
             if rare:
@@ -233,9 +240,10 @@ class TenantIndex:
     def remove(self, ids: Iterable[str]) -> int:
         removed = 0
         for eid in ids:
-            row = self.pos.pop(eid, None)
+            row = self.idmap.get(eid)
             if row is None:
                 continue
+            self.idmap.discard(row)
             removed += 1
             self._forget_rare(eid)
             self._expiring -= int(self.expires[row] != NO_EXPIRY)
@@ -246,15 +254,13 @@ class TenantIndex:
                 if self.rows is not None:
                     self.quant.move(last, row)
                     self.rows.move(last, row)
-                moved = self.ids[last]
-                self.ids[row] = moved
-                self.pos[moved] = row
+                self.idmap.move(last, row)
                 for column in (self.emb, self.sqnorm, self.seq, self.timestamp, self.reward, self.expires,
                                self.task, self.source, self.user):
                     if column is not None:
                         column[row] = column[last]
                 self.tagwords[:, row] = self.tagwords[:, last]
-            self.ids.pop()
+            self.idmap.pop_last()
             self.n = last
         return removed
 
@@ -262,7 +268,15 @@ class TenantIndex:
         return self.n
 
     def __contains__(self, eid: str) -> bool:
-        return eid in self.pos
+        return eid in self.idmap
+
+    @property
+    def ids(self) -> list[str]:
+        """Every row's id, in row order (a new list: O(n))."""
+        return self.idmap.all()
+
+    def ids_at(self, rows: Iterable[int]) -> list[str]:
+        return self.idmap.ids_at(rows)
 
     # ----- search -----
     def _tag_mask(self, tag: str) -> np.ndarray | None:
@@ -276,7 +290,7 @@ class TenantIndex:
         mask = np.zeros(self.n, dtype=bool)
         holders = self._rare.get(code, ())
         if holders:
-            mask[np.fromiter((self.pos[e] for e in holders), dtype=np.int64, count=len(holders))] = True
+            mask[self.idmap.find(list(holders))] = True
         return mask
 
     def mask(self, flt: Filters, now_ms: int) -> np.ndarray | None:
@@ -381,7 +395,7 @@ class TenantIndex:
             rows = self._float32_candidates(q, k, mask)
         scores = self.exact_scores(q, rows)
         best = top_k(scores, self.timestamp[rows], self.seq[rows], k)
-        return [self.ids[r] for r in rows[best]], scores[best]
+        return self.idmap.ids_at(rows[best]), scores[best]
 
     def _float32_candidates(self, q: np.ndarray, k: int, mask: np.ndarray | None) -> np.ndarray:
         """Matching rows whose fast float32 score is close enough to the k-th best to be in the
@@ -440,16 +454,18 @@ class TenantIndex:
         vocabularies."""
         n = self.n
         arrays = {name: getattr(self, name)[:n] for name in ARRAY_COLUMNS if name not in ("emb", "tagbits")}
-        arrays["tagbits"] = self.tagwords[:, :n].T  # stored row-major, one row's words together
+        # Stored row-major (one row's words together) and always _WORDS wide.
+        arrays["tagbits"] = np.zeros((n, _WORDS), dtype=np.uint64)
+        arrays["tagbits"][:, : self.tagwords.shape[0]] = self.tagwords[:, :n].T
         arrays["emb"] = self.emb[:n] if self.rows is None else self.rows.read_range(0, n)
         if self.quant is not None:
             arrays.update({f"quant_{name}": getattr(self.quant, name)[:n] for name in QUANT_COLUMNS})
         meta = {
-            "dim": self.dim, "metric": self.metric, "n": n, "ids": list(self.ids),
+            "dim": self.dim, "metric": self.metric, "n": n, "ids": self.idmap.all(),
             "tasks": list(self._tasks.strings), "sources": list(self._sources.strings),
             "users": list(self._users.strings), "tags": list(self._tags.strings),
             # rare tag codes per row position: the posting sets are rebuilt from them
-            "rare": [[self.pos[eid], list(codes)] for eid, codes in self._row_rare.items()],
+            "rare": [[self.idmap.get(eid), list(codes)] for eid, codes in self._row_rare.items()],
         }
         return arrays, meta
 
@@ -471,22 +487,21 @@ class TenantIndex:
             if column.shape != shape or column.dtype != ARRAY_COLUMNS[name]:
                 raise ValueError(f"column {name}: expected {shape} {ARRAY_COLUMNS[name]}, "
                                  f"got {column.shape} {column.dtype}")
-            if name == "tagbits":
-                index.tagwords = np.ascontiguousarray(column.T)
-            else:
+            if name != "tagbits":
                 setattr(index, name, column)
         ids = meta["ids"]
-        index.pos = dict(zip(ids, range(len(ids)), strict=True))
-        if len(ids) != n or len(index.pos) != n:
-            raise ValueError("ids do not match the row count or repeat")
+        if len(ids) != n:
+            raise ValueError("ids do not match the row count")
+        index.idmap = IdMap.from_ids(ids)  # ValueError when one repeats
         index.n = index.capacity = n
-        index.ids = list(ids)
         for vocab, key in ((index._tasks, "tasks"), (index._sources, "sources"), (index._users, "users"),
                            (index._tags, "tags")):
             vocab.strings = [str(s) for s in meta[key]]
             vocab.codes = {s: code for code, s in enumerate(vocab.strings)}
             if len(vocab.codes) != len(vocab.strings):
                 raise ValueError(f"vocabulary {key} repeats a value")
+        words = max(1, (min(len(index._tags.strings), BITSET_TAGS) + 63) // 64)  # the rest are zero
+        index.tagwords = np.ascontiguousarray(arrays["tagbits"][:, :words].T)
         for row, codes in meta["rare"]:
             eid = ids[row]
             index._row_rare[eid] = tuple(int(c) for c in codes)
@@ -510,6 +525,12 @@ class TenantIndex:
                     index.rows.append(a, emb[a : min(n, a + READ_CHUNK)])
                 index.emb = None
         return index
+
+
+def _distinct(rows: np.ndarray) -> np.ndarray:
+    """The distinct values of an int array (np.unique would import numpy.ma: 0.5 MB per worker)."""
+    rows = np.sort(rows)
+    return rows[np.concatenate(([True], rows[1:] != rows[:-1]))] if rows.size else rows
 
 
 def top_k(scores: np.ndarray, timestamps: np.ndarray, seqs: np.ndarray, k: int) -> np.ndarray:

@@ -29,7 +29,7 @@ class RowStore:
     def __init__(self, dim: int, capacity: int, directory: str | Path | None = None) -> None:
         self.dim = dim
         self.row_bytes = dim * 4
-        self.slot = np.zeros(capacity, dtype=np.int64)
+        self.slot = np.zeros(capacity, dtype=np.int32)  # row -> slot (2^31 rows is far beyond a worker)
         self.directory = directory
         self._base: tuple[int, int] | None = None  # (fd, offset of row 0) of the read-only base file
         self.base_rows = 0
@@ -68,7 +68,7 @@ class RowStore:
         return self.slot.nbytes + 8 * len(self._free)
 
     def grow(self, capacity: int, n: int) -> None:
-        new = np.zeros(capacity, dtype=np.int64)
+        new = np.zeros(capacity, dtype=np.int32)
         new[:n] = self.slot[:n]
         self.slot = new
 

@@ -133,6 +133,8 @@ if DATABASES["default"]["ENGINE"].endswith("postgresql"):
     # Django turns psycopg's prepared statements off; the hot-path statements of memcloud/db.py ask
     # for them (Django's own client-side-bound queries are never prepared either way).
     DATABASES["default"].setdefault("OPTIONS", {}).setdefault("prepare_threshold", 5)
+    # The same backend with a health check that needs no round trip while the socket is quiet.
+    DATABASES["default"]["ENGINE"] = "memcloud.postgres"
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     DATABASES["default"].setdefault("TEST", {})["NAME"] = str(BASE_DIR / "test-db.sqlite3")
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"

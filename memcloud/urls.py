@@ -9,11 +9,12 @@ from ops import views as ops_views
 from ops.metrics import metrics_view
 
 urlpatterns = [
+    # The API first: Django tries patterns in order, and these take nearly every request.
+    path("v1/openapi.json", SpectacularJSONAPIView.as_view(), name="openapi"),
+    path("v1/", include("episodes.urls")),
     path("health", ops_views.health, name="health"),
     path("ready", ops_views.ready, name="ready"),
-    path("v1/openapi.json", SpectacularJSONAPIView.as_view(), name="openapi"),
     path("docs", SpectacularSwaggerView.as_view(url_name="openapi"), name="docs"),
-    path("v1/", include("episodes.urls")),
     path("admin/", admin.site.urls),
     path("metrics", metrics_view, name="metrics"),
     path("dashboard", dashboard.dashboard, name="dashboard"),

@@ -147,6 +147,43 @@ def test_rare_tags_beyond_the_bitset_are_filtered_exactly():
     assert ids == ["e599"]
 
 
+def test_tag_words_widen_as_the_vocabulary_grows_and_survive_a_checkpoint():
+    import uuid
+
+    rng = np.random.default_rng(5)
+    index = TenantIndex(4, "dot")
+    ids, tags = [], []
+    for batch in range(6):  # each batch brings 50 new tags: the bitset widens from 1 to 4 words, then posts
+        m = 40
+        new_ids = [str(uuid.UUID(int=int(rng.integers(2**62)) << 64)) for _ in range(m)]
+        new_tags = [[f"t{int(rng.integers(0, 50 * (batch + 1)))}" for _ in range(2)] for _ in range(m)]
+        index.add(ids=new_ids, embeddings=rng.normal(size=(m, 4)).astype(np.float32),
+                  seq=np.arange(len(ids), len(ids) + m), timestamp=np.zeros(m, np.int64), reward=np.zeros(m),
+                  expires_at=np.full(m, NO_EXPIRY), task_id=["t"] * m, source=[None] * m, user_id=[None] * m,
+                  tags=new_tags)
+        ids += new_ids
+        tags += new_tags
+    copy = TenantIndex.from_arrays(*index.to_arrays())
+    for probe in ("t0", "t63", "t64", "t130", "t255", "t256", "t299"):
+        expected = {eid for eid, row in zip(ids, tags, strict=True) if probe in row}
+        for each in (index, copy):
+            found, _ = each.search(np.ones(4, np.float32), len(ids), Filters(tags_any=(probe,)))
+            assert set(found) == expected, probe
+
+
+def test_an_id_given_twice_in_one_add_is_one_row_with_the_last_values():
+    index = TenantIndex(2, "dot")
+    index.add(ids=["x", "y", "x"], embeddings=np.eye(2, dtype=np.float32)[[0, 1, 1]], seq=np.arange(3),
+              timestamp=np.zeros(3, np.int64), reward=np.array([1.0, 2.0, 3.0]),
+              expires_at=np.array([5, NO_EXPIRY, NO_EXPIRY]), task_id=["t"] * 3, source=[None] * 3,
+              user_id=[None] * 3, tags=[["rare-x"], [], []])
+    assert len(index) == 2 and index.ids == ["x", "y"]
+    assert index._expiring == 0  # x's final expiry is NO_EXPIRY
+    found, scores = index.search(np.array([1.0, 0.0], np.float32), 2, Filters(min_reward=2.5))
+    assert found == ["x"] and scores.tolist() == [1.0]  # the first embedding, the last reward
+    assert index.search(np.ones(2, np.float32), 2, Filters(tags_any=("rare-x",)))[0] == []
+
+
 def test_expired_rows_are_invisible():
     index = TenantIndex(2, "cosine")
     index.add(ids=["a", "b"], embeddings=np.ones((2, 2), np.float32), seq=np.arange(2), timestamp=np.arange(2),
@@ -165,7 +202,7 @@ def brute_force(index: TenantIndex, query, k, flt=None, now=0):
     from episodes.index import top_k
 
     best = top_k(scores, index.timestamp[rows], index.seq[rows], k)
-    return [index.ids[r] for r in rows[best]], scores[best]
+    return index.ids_at(rows[best]), scores[best]
 
 
 def adversarial_rows(rng, kind: str, n: int, dim: int):
