@@ -31,6 +31,7 @@ _WORDS = BITSET_TAGS // 64
 GATHER_FRACTION = 0.25  # below this share of matching rows, score only the matching rows
 INT8_FRACTION = 0.05  # before the int8 copy exists, filters matching fewer rows than this gather float32 rows
 NARROW_FROM = 256  # more int8 candidates than this (and than 4 k) get a float32 pass before float64
+RERANK_FIRST = 8  # int8 candidates scored exactly first, beyond k, to prune the rest (index._rerank)
 # The per-row columns of an index and their dtypes (what a checkpoint stores).
 ARRAY_COLUMNS: dict[str, np.dtype] = {
     "emb": np.dtype(np.float32), "sqnorm": np.dtype(np.float32), "seq": np.dtype(np.int64),
@@ -388,14 +389,29 @@ class TenantIndex:
         if matches == 0:
             return [], np.empty(0, dtype=np.float32)
         if self.rows is not None or (n >= self.quantize_from and matches >= INT8_FRACTION * n):
-            rows = self._int8_candidates(q, k, mask, matches)
-            if rows.size > max(4 * k, NARROW_FROM):  # a band of near-ties: a float32 pass narrows it
-                rows = self._narrow(q, k, rows, self.scores(q, rows))
+            rows, scores = self._rerank(q, k, *self._int8_candidates(q, k, mask, matches))
         else:
             rows = self._float32_candidates(q, k, mask)
-        scores = self.exact_scores(q, rows)
+            scores = self.exact_scores(q, rows)
         best = top_k(scores, self.timestamp[rows], self.seq[rows], k)
         return self.idmap.ids_at(rows[best]), scores[best]
+
+    def _rerank(self, q: np.ndarray, k: int, rows: np.ndarray, upper: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Exact scores of the int8 candidates that can still be in the top k, reading as few float32
+        rows as it can: the RERANK_FIRST + k with the best upper bounds first. Their k-th best exact
+        score tau is reached by at least k rows, so a candidate whose upper bound (which holds its
+        reported score) is below tau can neither be in the top k nor tie with it."""
+        if rows.size > k + RERANK_FIRST:
+            order = np.argsort(-upper, kind="stable")
+            first, rest = order[: k + RERANK_FIRST], order[k + RERANK_FIRST :]
+            first_scores = self.exact_scores(q, rows[first])
+            tau = float(np.partition(first_scores, first_scores.size - k)[first_scores.size - k])
+            rest = rows[rest[upper[rest] >= tau]]
+            if rest.size > max(4 * k, NARROW_FROM):  # a band of near-ties: a float32 pass narrows it
+                rest = self._narrow(q, k, rest, self.scores(q, rest))
+            rows = np.concatenate([rows[first], rest])
+            return rows, np.concatenate([first_scores, self.exact_scores(q, rest)])
+        return rows, self.exact_scores(q, rows)
 
     def _float32_candidates(self, q: np.ndarray, k: int, mask: np.ndarray | None) -> np.ndarray:
         """Matching rows whose fast float32 score is close enough to the k-th best to be in the
@@ -438,13 +454,14 @@ class TenantIndex:
                 store.append(a, part)
             self.quant, self.rows, self.emb = quant, store, None
 
-    def _int8_candidates(self, q: np.ndarray, k: int, mask: np.ndarray | None, matches: int) -> np.ndarray:
-        """Rows whose int8 score interval can reach the k-th best lower bound (quantized.py). Few
-        matches: scan only their codes; many: scan all and mask."""
+    def _int8_candidates(self, q: np.ndarray, k: int, mask: np.ndarray | None,
+                         matches: int) -> tuple[np.ndarray, np.ndarray]:
+        """Rows whose int8 score interval can reach the k-th best lower bound, with their upper
+        bounds (quantized.py). Few matches: scan only their codes; many: scan all and mask."""
         self.ensure_quantized()
         if mask is not None and matches < GATHER_FRACTION * self.n:
-            return self.quant.candidates(q, k, self.n, self.metric, rows=np.flatnonzero(mask))
-        return self.quant.candidates(q, k, self.n, self.metric, mask=mask)
+            return self.quant.candidates_with_upper(q, k, self.n, self.metric, rows=np.flatnonzero(mask))
+        return self.quant.candidates_with_upper(q, k, self.n, self.metric, mask=mask)
 
     # ----- bulk form, for checkpoints -----
     def to_arrays(self) -> tuple[dict[str, np.ndarray], dict]:

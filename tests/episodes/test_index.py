@@ -336,3 +336,24 @@ def test_exactly_quantized_rows_and_a_far_query_keep_float32_ties(metric):
         query[0] = -127 * m
         k = int(rng.choice([1, 5]))
         assert index.search(query, k)[0] == brute_force(index, query, k)[0]
+
+
+@pytest.mark.parametrize("dim", [8, 96, 1100])  # 1100: the scan's float64 output
+@pytest.mark.parametrize("parts", [2, 3])
+def test_a_scan_cut_into_parts_on_threads_gives_the_same_integers(dim, parts, monkeypatch):
+    from episodes import quantized
+
+    rng = np.random.default_rng(dim * 10 + parts)
+    n = 1001  # parts of unequal length
+    index = TenantIndex(dim, "dot", quantize_from=100)
+    index.add(**make_rows(rng, n, dim))
+    index.ensure_quantized()
+    q_codes = quantized.quantize(rng.normal(size=(1, dim)).astype(np.float32))[0]
+    whole = index.quant._scan(q_codes, index.quant.codes[:n])
+    monkeypatch.setattr(quantized, "SCAN_SPLIT_FROM", 10)
+    monkeypatch.setattr(quantized, "SCAN_PARTS", parts)
+    cut = index.quant._scan(q_codes, index.quant.codes[:n])
+    exact = index.quant.codes[:n].astype(np.int64) @ q_codes[0].astype(np.int64)
+    assert cut.dtype == whole.dtype and np.array_equal(cut, whole) and np.array_equal(cut, exact)
+    gathered = np.flatnonzero(rng.random(n) < 0.4)
+    assert np.array_equal(index.quant._scan(q_codes, index.quant.codes[gathered]), exact[gathered])
