@@ -154,7 +154,7 @@ def section(res: dict, plot: Path | None, report: Path) -> str:
     if plot is not None:
         out += [f"![query p50 vs N]({plot.relative_to(report.parent).as_posix()})", ""]
     systems = [("numpy (1 thread)", "numpy", {"blas_threads": 1}), ("numpy (default)", "numpy", {"blas_threads": "default"}),
-               ("index (1 thread)", "index", {"blas_threads": 1}), ("HTTP c=1", "http", {}),
+               ("index (1 BLAS thread)", "index", {"blas_threads": 1}), ("HTTP c=1", "http", {}),
                ("Chroma", "chroma", {}), ("pgvector exact", "pgvector-exact", {}), ("pgvector HNSW", "pgvector-hnsw", {})]
     rows = []
     for n in (*plan["sizes"], *plan.get("inprocess_sizes", ())):
@@ -165,7 +165,10 @@ def section(res: dict, plot: Path | None, report: Path) -> str:
                     row.append(query_p50(rec, system, n, k, flt, **extra))
                 rows.append(row)
     out += ["### Query latency p50 (ms), concurrency 1", "",
-            table(["N", "top_k", "filter"] + [s[0] for s in systems], rows), ""]
+            table(["N", "top_k", "filter"] + [s[0] for s in systems], rows), "",
+            "*index* is the service's `TenantIndex` in process, as a worker runs it: one BLAS thread, and "
+            "the int8 scan of a tenant with an int8 copy cut into one part per core (`episodes/quantized.py`); "
+            "*numpy* scans on one core (1 thread) or on all (default).", ""]
     rows = []
     for r in find(rec, op="query_load"):
         rows.append([r["system"], f"{r['n']:,}", r["top_k"], r["filter"], r["concurrency"], r["qps"],
