@@ -1,6 +1,7 @@
 """Request validation for the episode API (SPEC sections 3, 4, 9). Small fields go through DRF
 serializers; embeddings through numpy (fields.embedding_array). Store bodies try fast_input's
-column-wise path first, which hands anything it cannot accept back to these serializers."""
+column-wise path first, query bodies fast_query's; both hand anything they cannot accept back to
+these serializers."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from django.http import QueryDict
 from rest_framework import serializers
 
 from .fast_input import MAX_METADATA_BYTES, MAX_STEPS_BYTES, MAX_TTL_SECS, fast_episodes
+from .fast_query import MAX_FILTER_TAGS, fast_query
 from .fields import (
     MAX_INT64,
     JSONSizedField,
@@ -160,8 +162,8 @@ class FilterInput(StrictSerializer):
     """The query filters (SPEC section 4), shared by query, list and delete-by-filter."""
 
     min_reward = StrictFloatField(required=False, allow_null=True)
-    tags_any = TagsField(required=False, max_tags=1000)
-    tags_all = TagsField(required=False, max_tags=1000)
+    tags_any = TagsField(required=False, max_tags=MAX_FILTER_TAGS)
+    tags_all = TagsField(required=False, max_tags=MAX_FILTER_TAGS)
     task_id_prefix = StrictCharField(required=False, allow_null=True, max_length=512, trim_whitespace=False)
     source = StrictCharField(required=False, allow_null=True, max_length=256, trim_whitespace=False)
     user_id = StrictCharField(required=False, allow_null=True, max_length=256, trim_whitespace=False)
@@ -173,6 +175,13 @@ class QueryInput(FilterInput):
     query_embedding = EmbeddingField()
     top_k = StrictIntegerField(required=False, default=5, min_value=1)
     include_embedding = serializers.BooleanField(required=False, default=False)
+
+    def run_validation(self, data: Any = serializers.empty) -> Any:
+        """fast_query when it can decide, else the serializer, which words any error."""
+        tenant = self.context["tenant"]
+        fast = fast_query(data, dim=tenant.dim, nonzero=tenant.metric == "cosine",
+                          max_top_k=settings.AGENT_MEM_MAX_TOP_K)
+        return fast if fast is not None else super().run_validation(data)
 
     def validate_top_k(self, value: int) -> int:
         if value > settings.AGENT_MEM_MAX_TOP_K:
