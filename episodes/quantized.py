@@ -39,7 +39,22 @@ QUANTIZE_CHUNK = 1024
 # scanning at once the same 850 scans a second each either way. simsimd's own `threads` is not
 # used: its threads spin, and two workers scanning at once took 13 ms each instead of 1.6.
 SCAN_SPLIT_FROM = 32_768  # rows; below this, handing half to a thread costs more than it saves
-SCAN_PARTS = max(1, min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1))
+
+
+def available_cpus() -> int:
+    """CPUs this process may use: its affinity, capped by a cgroup v2 CPU quota (a container limit)."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    try:
+        with open("/sys/fs/cgroup/cpu.max") as f:
+            quota, period = f.read().split()
+        if quota != "max":
+            cpus = min(cpus, max(1, int(quota) // int(period)))
+    except (OSError, ValueError):
+        pass
+    return cpus
+
+
+SCAN_PARTS = max(1, min(4, available_cpus()))
 # Integer dot products of int8 codes stay below 2^24 (so float32 holds them exactly) up to this dim.
 EXACT_F32_DIM = 2**24 // (127 * 127)
 # Relative headroom of the float32 pre-selection in candidates() (float32 rounds to 2^-24): ample.
