@@ -53,6 +53,16 @@ def _integer(value: Any, low: int, high: int) -> int | None:
     return value if low <= value <= high else None
 
 
+def _finite_float(value: Any) -> float | None:
+    """StrictFloatField: a finite number as float64 (not a boolean); None when it would refuse."""
+    if type(value) is int:
+        try:
+            value = float(value)
+        except OverflowError:
+            return None
+    return value if type(value) is float and math.isfinite(value) else None
+
+
 def _json(value: Any, kind: type, max_bytes: int) -> bool:
     """What JSONSizedField(kind, max_bytes) accepts (and it returns the value unchanged)."""
     if type(value) is not kind:
@@ -85,13 +95,8 @@ def _small_fields(item: Any, dim: int) -> dict | None:
     if type(embedding) is not list or len(embedding) != dim:
         return None
     out["state_embedding"] = None  # filled in by fast_episodes
-    reward = item.get("reward")
-    if type(reward) is int:
-        try:
-            reward = float(reward)
-        except OverflowError:
-            return None
-    if type(reward) is not float or not math.isfinite(reward):
+    reward = _finite_float(item.get("reward"))
+    if reward is None:
         return None
     out["reward"] = reward
     for name, value in item.items():

@@ -8,10 +8,9 @@ None and the caller runs QueryInput, which words the error naming the field (or 
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
-from .fast_input import _MISSING, _embeddings, _integer, _text
+from .fast_input import _MISSING, _embeddings, _finite_float, _integer, _text
 from .fields import MAX_INT64
 
 # QueryInput's fields in declared order (FilterInput's first): validated_data keeps it.
@@ -50,13 +49,7 @@ def fast_query(data: Any, *, dim: int, nonzero: bool, max_top_k: int) -> dict | 
             out[name] = None  # allow_null
             continue
         if name == "min_reward":
-            if type(value) is int:
-                try:
-                    value = float(value)
-                except OverflowError:
-                    return None
-            if type(value) is not float or not math.isfinite(value):
-                return None
+            value = _finite_float(value)
         elif name in ("tags_any", "tags_all"):
             value = _tags(value)
         elif name in _TEXTS:

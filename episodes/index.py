@@ -291,7 +291,8 @@ class TenantIndex:
         mask = np.zeros(self.n, dtype=bool)
         holders = self._rare.get(code, ())
         if holders:
-            mask[self.idmap.find(list(holders))] = True
+            rows = self.idmap.find(list(holders))
+            mask[rows[rows >= 0]] = True  # holders are live ids; -1 would mark the last row
         return mask
 
     def mask(self, flt: Filters, now_ms: int) -> np.ndarray | None:

@@ -165,12 +165,14 @@ class QuantizedColumns:
 
         The same set as `select(*bounds(...))` over the whole scope, for less work: a float32 pass
         (v = the approximate score) keeps the rows within a proven band of the k-th best v, and only
-        those get the float64 bounds. Returned with each row's upper bound (+inf when there were no
-        more rows in scope than k, and no bounds were needed). The band: every row's interval half-width is at most S (from
+        those get the float64 bounds. The band: every row's interval half-width is at most S (from
         the column maxima), and float32 v is within E of the float64 approximation, so the k-th best
         lower bound is at least kth(v) - E - S and a row whose upper bound reaches it has
         v >= kth(v) - 2E - 2S. The rows setting that floor pass the same test, so the floor computed
-        among the kept rows is the floor of the whole scope."""
+        among the kept rows is the floor of the whole scope.
+
+        Each row comes with its upper bound (+inf when the scope held no more than k rows and no
+        bounds were needed)."""
         q_codes, q_scale, q_err, _, _ = quantize(q[None, :])
         qs, qe = float(q_scale[0]), float(q_err[0])
         gathered = rows is not None
