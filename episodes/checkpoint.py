@@ -28,12 +28,12 @@ import numpy as np
 import orjson
 from django.conf import settings
 
-from .index import ARRAY_COLUMNS, QUANT_COLUMNS, TenantIndex
+from .index import ARRAY_COLUMNS, TenantIndex, quant_columns
 from .rowstore import RowStore
 from .snapshots import fsync_dir
 
 FORMAT = "memcloud-checkpoint"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the int8 copy's scales, errors and norms are float32; squared norms for l2 only
 POINTER = "CURRENT"
 DIR_RE = re.compile(r"^ckpt-[0-9a-z-]{1,100}$")
 TMP_GRACE_SECS = 3600  # a temporary directory this old belongs to a writer that died
@@ -41,8 +41,12 @@ TMP_GRACE_SECS = 3600  # a temporary directory this old belongs to a writer that
 # With the int8 copy, emb.npy is neither: the index reads its candidates' rows from the file
 # (rowstore.py), so they stay in the page cache, shared by every worker.
 MAPPED = ("emb", "tagbits", "quant_codes")
-# The int8 copy of a large tenant, when the index has built it.
-OPTIONAL = tuple(f"quant_{name}" for name in QUANT_COLUMNS)
+
+
+def optional_columns(metric: str) -> tuple[str, ...]:
+    """The int8 copy of a large tenant, when the index has built it (squared norms for l2 only)."""
+    return tuple(f"quant_{name}" for name in quant_columns(metric))
+
 
 
 class CheckpointUnusable(Exception):
@@ -106,7 +110,7 @@ def write_checkpoint(*, slug: str, identity: str, arrays: dict[str, np.ndarray],
     work.mkdir()
     try:
         files = {f"{column}.npy": _write_file(work / f"{column}.npy", arrays[column])
-                 for column in (*ARRAY_COLUMNS, *OPTIONAL) if column in arrays}
+                 for column in (*ARRAY_COLUMNS, *optional_columns(meta["metric"])) if column in arrays}
         files["meta.json"] = _write_file(work / "meta.json", orjson.dumps(meta))
         manifest = {
             "format": FORMAT, "format_version": FORMAT_VERSION, "tenant": slug, "identity": identity,
@@ -206,13 +210,14 @@ def read_checkpoint(manifest: Manifest) -> TenantIndex:
     try:
         raw = orjson.loads((manifest.path / "manifest.json").read_bytes())
         files = raw["files"]
-        optional = [c for c in OPTIONAL if f"{c}.npy" in files]
-        columns = [*ARRAY_COLUMNS, *(optional if len(optional) == len(OPTIONAL) else ())]
+        wanted = optional_columns(manifest.metric)
+        optional = [c for c in wanted if f"{c}.npy" in files]
+        columns = [*ARRAY_COLUMNS, *(optional if len(optional) == len(wanted) else ())]
         for fname in (*(f"{c}.npy" for c in columns), "meta.json"):
             expected, path = files[fname], manifest.path / fname
             if path.is_symlink() or path.stat().st_size != expected["bytes"] or _crc32(path) != expected["crc32"]:
                 raise CheckpointUnusable(f"{fname} does not match the manifest (size or checksum)")
-        quantized = len(optional) == len(OPTIONAL)
+        quantized = len(optional) == len(wanted)
         arrays: dict = {c: np.load(manifest.path / f"{c}.npy", mmap_mode="c" if c in MAPPED else None,
                                    allow_pickle=False) for c in columns if not (quantized and c == "emb")}
         meta = orjson.loads((manifest.path / "meta.json").read_bytes())

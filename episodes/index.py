@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .idmap import IdMap
-from .quantized import MIN_ROWS, QuantizedColumns
+from .quantized import MIN_ROWS, QuantizedColumns, stored_columns
 from .rowstore import READ_CHUNK, RowStore
 
 NO_EXPIRY = np.iinfo(np.int64).max
@@ -41,11 +41,13 @@ ARRAY_COLUMNS: dict[str, np.dtype] = {
 }
 
 
-# The int8 copy's columns (quantized.QuantizedColumns), stored as quant_<name> when it was built.
-QUANT_COLUMNS: dict[str, np.dtype] = {
-    "codes": np.dtype(np.int8), "scale": np.dtype(np.float64), "err": np.dtype(np.float64),
-    "norm": np.dtype(np.float64), "sq": np.dtype(np.float64),
-}
+
+
+def quant_columns(metric: str) -> dict[str, np.dtype]:
+    """The int8 copy's columns (quantized.QuantizedColumns) of an index of this metric, stored as
+    quant_<name> when it was built."""
+    return {name: np.dtype(QuantizedColumns.DTYPES[name]) for name in stored_columns(metric)}
+
 
 
 def _column_shapes(dim: int, n: int) -> dict[str, tuple[int, ...]]:
@@ -447,7 +449,7 @@ class TenantIndex:
         """Build the int8 copy now (a search of a large tenant builds it on first use) and move the
         float32 rows out of memory into a RowStore. On an empty index: every later add streams."""
         if self.quant is None:
-            quant = QuantizedColumns(self.dim, self.capacity)
+            quant = QuantizedColumns(self.dim, self.capacity, self.metric)
             store = RowStore(self.dim, self.capacity, self.spill_dir)
             for a in range(0, self.n, READ_CHUNK):
                 part = self.emb[a : min(self.n, a + READ_CHUNK)]
@@ -477,7 +479,7 @@ class TenantIndex:
         arrays["tagbits"][:, : self.tagwords.shape[0]] = self.tagwords[:, :n].T
         arrays["emb"] = self.emb[:n] if self.rows is None else self.rows.read_range(0, n)
         if self.quant is not None:
-            arrays.update({f"quant_{name}": getattr(self.quant, name)[:n] for name in QUANT_COLUMNS})
+            arrays.update({f"quant_{name}": getattr(self.quant, name)[:n] for name in quant_columns(self.metric)})
         meta = {
             "dim": self.dim, "metric": self.metric, "n": n, "ids": self.idmap.all(),
             "tasks": list(self._tasks.strings), "sources": list(self._sources.strings),
@@ -495,7 +497,7 @@ class TenantIndex:
         n = int(meta["n"])
         index = cls(int(meta["dim"]), meta["metric"], capacity=0, spill_dir=spill_dir)
         emb = arrays["emb"]
-        quantized = all(f"quant_{name}" in arrays for name in QUANT_COLUMNS)
+        quantized = all(f"quant_{name}" in arrays for name in quant_columns(index.metric))
         if isinstance(emb, RowStore) and (not quantized or emb.dim != index.dim or len(emb.slot) != n):
             raise ValueError("a row file is only usable with the int8 copy and for the n rows")
         for name, shape in _column_shapes(index.dim, n).items():
@@ -527,8 +529,8 @@ class TenantIndex:
                 index._rare.setdefault(code, set()).add(eid)
         index._expiring = int(np.count_nonzero(index.expires[:n] != NO_EXPIRY))
         if quantized:
-            index.quant = QuantizedColumns(index.dim, 0)
-            for name, dtype in QUANT_COLUMNS.items():
+            index.quant = QuantizedColumns(index.dim, 0, index.metric)
+            for name, dtype in quant_columns(index.metric).items():
                 column = arrays[f"quant_{name}"]
                 shape = (n, index.dim) if name == "codes" else (n,)
                 if column.shape != shape or column.dtype != dtype:

@@ -62,36 +62,47 @@ F32_SLACK = 2.0**-20
 F32_SAFE = 1e30  # magnitudes beyond this (or near float32 underflow) take the float64 path only
 
 
+def _up32(values: np.ndarray) -> np.ndarray:
+    """float64 values as float32, each rounded up (so an upper bound stays one)."""
+    out = values.astype(np.float32)
+    low = out < values
+    out[low] = np.nextafter(out[low], np.float32(np.inf))
+    return out
+
+
 def quantize(rows: np.ndarray) -> tuple[np.ndarray, ...]:
     """int8 codes, scales, error terms, reconstructed norms and squared norms of float32 rows.
 
-    The error term is the reconstruction error plus the rounding headroom for a row of that norm,
-    so a query pays one multiply per row for both."""
+    Scales, error terms and norms are float32, 4 bytes a row each instead of 8: the scale is
+    rounded up to a float32 and the codes are made with that exact scale; the error term and the
+    norm are upper bounds, rounded up. The error term is the reconstruction error plus the rounding
+    headroom for a row of that norm, so a query pays one multiply per row for both."""
     rows64 = np.atleast_2d(rows).astype(np.float64)
     peak = np.abs(rows64).max(axis=1)
-    scale = np.where(peak > 0, peak / 127.0, 1.0)
+    scale = np.where(peak > 0, _up32(peak / 127.0), np.float32(1.0))
     codes = np.clip(np.rint(rows64 / scale[:, None]), -127, 127).astype(np.int8)
     rebuilt = codes.astype(np.float64) * scale[:, None]
     sq = (rows64**2).sum(axis=1)
     err = np.linalg.norm(rows64 - rebuilt, axis=1) + ROUNDING * (np.sqrt(sq) + 1.0)
-    return codes, scale, err, np.linalg.norm(rebuilt, axis=1) * (1 + ROUNDING), sq
+    return codes, scale, _up32(err), _up32(np.linalg.norm(rebuilt, axis=1) * (1 + ROUNDING)), sq
 
 
 class QuantizedColumns:
-    """Row i here is row i of the TenantIndex (same capacity growth and move-last-into-hole)."""
+    """Row i here is row i of the TenantIndex (same capacity growth and move-last-into-hole).
 
-    STORED = ("codes", "scale", "err", "norm", "sq")  # what a checkpoint keeps
-    DERIVED = ("scale32", "sq32")  # float32 copies for the pre-selection, rebuilt on load
+    Squared norms only serve l2, so other metrics keep none."""
 
-    def __init__(self, dim: int, capacity: int) -> None:
+    DTYPES = {"codes": np.int8, "scale": np.float32, "err": np.float32, "norm": np.float32, "sq": np.float64,
+              "sq32": np.float32}
+
+    def __init__(self, dim: int, capacity: int, metric: str) -> None:
         self.dim = dim
-        self.codes = np.zeros((capacity, dim), dtype=np.int8)
-        self.scale = np.zeros(capacity, dtype=np.float64)
-        self.err = np.zeros(capacity, dtype=np.float64)
-        self.norm = np.zeros(capacity, dtype=np.float64)
-        self.sq = np.zeros(capacity, dtype=np.float64)
-        self.scale32 = np.zeros(capacity, dtype=np.float32)
-        self.sq32 = np.zeros(capacity, dtype=np.float32)
+        self.metric = metric
+        self.stored = stored_columns(metric)  # what a checkpoint keeps
+        self.derived = ("sq32",) if metric == "l2" else ()  # float32 copy for the pre-selection
+        for name in (*self.stored, *self.derived):
+            shape = (capacity, dim) if name == "codes" else (capacity,)
+            setattr(self, name, np.zeros(shape, dtype=self.DTYPES[name]))
         # Extremes of every row ever set: a removal leaves them as bounds, still valid (looser).
         self.err_max = self.norm_max = self.sq_max = 0.0
         self.scale_min = np.inf
@@ -100,17 +111,18 @@ class QuantizedColumns:
         if b > a:
             self.err_max = max(self.err_max, float(self.err[a:b].max()))
             self.norm_max = max(self.norm_max, float(self.norm[a:b].max()))
-            self.sq_max = max(self.sq_max, float(self.sq[a:b].max()))
+            if self.metric == "l2":
+                self.sq_max = max(self.sq_max, float(self.sq[a:b].max()))
             self.scale_min = min(self.scale_min, float(self.scale[a:b].min()))
 
     def derive(self, n: int) -> None:
         """The float32 copies and extremes of rows [0, n) (after adopting stored columns)."""
-        self.scale32 = self.scale[:n].astype(np.float32)
-        self.sq32 = self.sq[:n].astype(np.float32)
+        if self.metric == "l2":
+            self.sq32 = self.sq[:n].astype(np.float32)
         self._extend_extremes(0, n)
 
     def grow(self, capacity: int, n: int) -> None:
-        for name in (*self.STORED, *self.DERIVED):
+        for name in (*self.stored, *self.derived):
             old = getattr(self, name)
             new = np.zeros((capacity, *old.shape[1:]), dtype=old.dtype)
             new[:n] = old[:n]
@@ -121,18 +133,19 @@ class QuantizedColumns:
         for offset in range(0, len(rows), QUANTIZE_CHUNK):
             part = rows[offset : offset + QUANTIZE_CHUNK]
             a, b = start + offset, start + offset + len(part)
-            self.codes[a:b], self.scale[a:b], self.err[a:b], self.norm[a:b], self.sq[a:b] = quantize(part)
-            self.scale32[a:b] = self.scale[a:b]
-            self.sq32[a:b] = self.sq[a:b]
+            self.codes[a:b], self.scale[a:b], self.err[a:b], self.norm[a:b], sq = quantize(part)
+            if self.metric == "l2":
+                self.sq[a:b] = sq
+                self.sq32[a:b] = sq
             self._extend_extremes(a, b)
 
     def move(self, src: int, dst: int) -> None:
-        for name in (*self.STORED, *self.DERIVED):
+        for name in (*self.stored, *self.derived):
             column = getattr(self, name)
             column[dst] = column[src]
 
     def nbytes(self) -> int:
-        return sum(getattr(self, name).nbytes for name in (*self.STORED, *self.DERIVED))
+        return sum(getattr(self, name).nbytes for name in (*self.stored, *self.derived))
 
     def _scan(self, q_codes: np.ndarray, codes: np.ndarray) -> np.ndarray:
         """Integer dot products of the query's codes with `codes`, exact (float32 when it holds them)."""
@@ -193,7 +206,7 @@ class QuantizedColumns:
         q_sq = q_norm**2 if metric == "l2" else 0.0
         big = 2 * a_max + sq_max + q_sq + 4 * band
         if big < F32_SAFE and self.scale_min > 1e-30 and qs > 1e-30:  # float32 stays normal and finite
-            v = dots * self.scale32[scope]  # a new array: dots stay the exact integers
+            v = dots * self.scale[scope]  # a new array: dots stay the exact integers
             if v.dtype != np.float32:
                 v = v.astype(np.float32)
             e = F32_SLACK * big + 1e-37
@@ -227,10 +240,11 @@ class QuantizedColumns:
     def _bounds_of(self, at: np.ndarray | slice, dots: np.ndarray, qs: float, qe: float, q_norm: float,
                    metric: str) -> tuple[np.ndarray, np.ndarray]:
         """float64 bounds of the exact scores of rows `at`, from their integer dot products."""
+        # The float32 columns widened first: with a Python float, numpy would compute in float32.
         approx = dots * qs
-        approx *= self.scale[at]
-        slack = self.err[at] * q_norm
-        slack += self.norm[at] * (qe + ROUNDING)
+        approx *= self.scale[at].astype(np.float64)
+        slack = self.err[at].astype(np.float64) * q_norm
+        slack += self.norm[at].astype(np.float64) * (qe + ROUNDING)
         if metric != "l2":
             return approx - slack, approx + slack
         # |q - x|^2 = |q|^2 - 2 q.x + |x|^2, with q.x inside approx +- slack.
@@ -264,6 +278,11 @@ def _pool() -> ThreadPoolExecutor:
             if pool is None:
                 pool = _pools[pid] = ThreadPoolExecutor(max(1, SCAN_PARTS - 1), thread_name_prefix="int8-scan")
     return pool
+
+
+def stored_columns(metric: str) -> tuple[str, ...]:
+    """The int8 copy's columns a checkpoint keeps for an index of this metric."""
+    return ("codes", "scale", "err", "norm", "sq") if metric == "l2" else ("codes", "scale", "err", "norm")
 
 
 def select(lower: np.ndarray, upper: np.ndarray, k: int, mask: np.ndarray | None) -> np.ndarray:

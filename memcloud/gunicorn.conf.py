@@ -39,3 +39,15 @@ def child_exit(server, worker):
     from prometheus_client import multiprocess
 
     multiprocess.mark_process_dead(worker.pid)
+
+
+def post_fork(server, worker):
+    # glibc raises its mmap threshold whenever a mapped block is freed, so after the first large
+    # temporary every later one comes from the heap, where freed memory stays resident between
+    # live blocks. A fixed threshold keeps large blocks mapped and returned on free (measured: a
+    # 100k-episode build from PostgreSQL left 3 MB less heap behind). M_MMAP_THRESHOLD is -3.
+    import contextlib
+    import ctypes
+
+    with contextlib.suppress(OSError, AttributeError):  # not glibc
+        ctypes.CDLL(None).mallopt(-3, 128 * 1024)

@@ -222,7 +222,8 @@ def test_the_int8_copy_of_a_large_index_travels_with_the_checkpoint(tmp_path, se
     index.ensure_quantized()
     index.remove(["id3", "id50"])
     arrays, meta = index.to_arrays()
-    assert {"quant_codes", "quant_scale", "quant_err", "quant_norm", "quant_sq"} <= set(arrays)
+    assert {"quant_codes", "quant_scale", "quant_err", "quant_norm"} <= set(arrays)
+    assert ("quant_sq" in arrays) == (metric == "l2")  # squared norms serve l2 only
     checkpoint.write_checkpoint(slug="big", identity="1@0", arrays=arrays, meta=meta, generation=0, version=1)
     restored = checkpoint.read_checkpoint(checkpoint.current_manifest("big"))
     assert restored.quant is not None and len(restored) == 598
