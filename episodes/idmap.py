@@ -1,11 +1,11 @@
-"""Episode id <-> row position of a TenantIndex, in about 36 bytes per row instead of ~180.
+"""Episode id <-> row position of a TenantIndex, in about 24 bytes per row instead of ~180.
 
 A Python list of id strings and a dict of their positions cost a 36-character str, a dict entry
 and an int object per row: 0.12x the float32 matrix at dim 384, as much as all the filter columns.
-The service's ids are canonical UUID strings, so each row keeps its id as 16 bytes in a numpy
-column; lookups go through a sorted copy of those keys (binary search) plus a small dict of the
-keys added since that copy was last merged. Any other id string (tools, tests) sits in a plain
-dict: correct for every id, compact for the ones the service stores.
+The service's ids are canonical UUID strings, so their 16 bytes live in one sorted numpy array
+(binary search finds an id's row) beside each key's row, and each row keeps the slot of its key
+(4 bytes); the keys added since the last merge sit in a small dict. Any other id string (tools,
+tests) sits in a plain dict: correct for every id, compact for the ones the service stores.
 """
 
 from __future__ import annotations
@@ -37,44 +37,47 @@ def key_str(raw: bytes) -> str:
 
 
 class IdMap:
-    """Rows [0, n) each hold one distinct id. Rows only ever append at n or move last-into-hole."""
+    """Rows [0, n) each hold one distinct id. Rows only ever append at n or move last-into-hole.
+
+    A UUID row is either recent (its key in `recent` and `recent_at`) or merged: its key sits at
+    slot pos[row] of the sorted copy, whose sorted_rows[slot] is the row (-1 once removed)."""
 
     def __init__(self, capacity: int = 16) -> None:
         self.n = 0
-        self.raw = np.zeros((capacity, 16), dtype=np.uint8)  # row -> UUID bytes (zero for other ids)
+        self.pos = np.zeros(capacity, dtype=np.int32)  # row -> slot in the sorted copy (merged rows)
         self.sorted_keys = np.empty(0, dtype=_KEY)  # merged UUID keys, ascending
         self.sorted_rows = np.empty(0, dtype=np.int32)  # their rows; -1 once removed
         self.recent: dict[bytes, int] = {}  # UUID keys added since the last merge -> row
+        self.recent_at: dict[int, bytes] = {}  # and row -> key
         self.other: dict[str, int] = {}  # ids that are not canonical UUIDs -> row
         self.other_at: dict[int, str] = {}  # and row -> id
 
     # ----- capacity and size -----
     def grow(self, capacity: int) -> None:
-        raw = np.zeros((capacity, 16), dtype=np.uint8)
-        raw[: self.n] = self.raw[: self.n]
-        self.raw = raw
+        pos = np.zeros(capacity, dtype=np.int32)
+        pos[: self.n] = self.pos[: self.n]
+        self.pos = pos
 
     def __len__(self) -> int:
         return self.n
 
     def nbytes(self) -> int:
-        # Dict entries: about 100 bytes each with their key objects.
-        return (self.raw[: self.n].nbytes + self.sorted_keys.nbytes + self.sorted_rows.nbytes
-                + 100 * (len(self.recent) + len(self.other)))
+        # Dict entries: about 100 bytes each with their key objects (recent keys are in two).
+        return (self.pos[: self.n].nbytes + self.sorted_keys.nbytes + self.sorted_rows.nbytes
+                + 100 * (2 * len(self.recent) + len(self.other)))
 
     # ----- lookups -----
+    def _key_at(self, slot: int) -> bytes:
+        # Through the uint8 view: an S16 scalar drops trailing NUL bytes.
+        return self.sorted_keys.view(np.uint8)[16 * slot : 16 * slot + 16].tobytes()
+
     def _merged_row(self, key: bytes) -> int | None:
         keys = self.sorted_keys
         i = int(np.searchsorted(keys, key))
-        # The bytes of slot i through the uint8 view: an S16 scalar drops trailing NUL bytes.
-        if i < keys.size and keys.view(np.uint8)[16 * i : 16 * i + 16].tobytes() == key:
+        if i < keys.size and self._key_at(i) == key:
             row = int(self.sorted_rows[i])
             return row if row >= 0 else None
         return None
-
-    def _slot(self, key: bytes) -> int:
-        """Position of a key known to be in the sorted copy."""
-        return int(np.searchsorted(self.sorted_keys, key))
 
     def get(self, eid: str) -> int | None:
         key = uuid_key(eid)
@@ -110,13 +113,26 @@ class IdMap:
 
     def id_of(self, row: int) -> str:
         other = self.other_at.get(row)
-        return other if other is not None else key_str(self.raw[row].tobytes())
+        if other is not None:
+            return other
+        key = self.recent_at.get(row)
+        return key_str(key if key is not None else self._key_at(int(self.pos[row])))
 
     def ids_at(self, rows: Iterable[int]) -> list[str]:
         return [self.id_of(int(r)) for r in rows]
 
     def all(self) -> list[str]:
-        return self.ids_at(range(self.n))
+        """Every row's id in row order (merged keys gathered in one go: checkpoints want all)."""
+        n = self.n
+        if not self.sorted_keys.size:
+            return self.ids_at(range(n))
+        merged = self.sorted_keys.view(np.uint8).reshape(-1, 16)[np.minimum(self.pos[:n], self.sorted_keys.size - 1)]
+        digits = merged.tobytes().hex()
+        out = [f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:32]}"
+               for h in (digits[32 * i : 32 * i + 32] for i in range(n))]
+        for row in (*self.recent_at, *self.other_at):
+            out[row] = self.id_of(row)
+        return out
 
     # ----- changes -----
     def append(self, eid: str) -> int:
@@ -126,10 +142,9 @@ class IdMap:
         if key is None:
             self.other[eid] = row
             self.other_at[row] = eid
-            self.raw[row] = 0
         else:
-            self.raw[row] = np.frombuffer(key, dtype=np.uint8)
             self.recent[key] = row
+            self.recent_at[row] = key
         self.n += 1
         if len(self.recent) >= max(MERGE_FROM, self.sorted_keys.size // 8):
             self.merge()
@@ -148,7 +163,8 @@ class IdMap:
             at = np.searchsorted(keys, new_keys)
             keys, rows = np.insert(keys, at, new_keys), np.insert(rows, at, new_rows)
         self.sorted_keys, self.sorted_rows = keys, rows
-        self.recent = {}
+        self.pos[rows] = np.arange(rows.size, dtype=np.int32)
+        self.recent, self.recent_at = {}, {}
 
     def discard(self, row: int) -> None:
         """Forget the id at `row` (the row itself is then refilled by move() or dropped by pop_last())."""
@@ -156,23 +172,27 @@ class IdMap:
         if other is not None:
             del self.other[other]
             return
-        key = self.raw[row].tobytes()
-        if self.recent.pop(key, None) is None:
-            self.sorted_rows[self._slot(key)] = -1
+        key = self.recent_at.pop(row, None)
+        if key is not None:
+            del self.recent[key]
+        else:
+            self.sorted_rows[self.pos[row]] = -1
 
     def move(self, src: int, dst: int) -> None:
         """The id at row src now lives at row dst (dst's id was discarded)."""
         other = self.other_at.pop(src, None)
-        self.raw[dst] = self.raw[src]
         if other is not None:
             self.other[other] = dst
             self.other_at[dst] = other
             return
-        key = self.raw[src].tobytes()
-        if key in self.recent:
+        key = self.recent_at.pop(src, None)
+        if key is not None:
             self.recent[key] = dst
+            self.recent_at[dst] = key
         else:
-            self.sorted_rows[self._slot(key)] = dst
+            slot = self.pos[src]
+            self.sorted_rows[slot] = dst
+            self.pos[dst] = slot
 
     def pop_last(self) -> None:
         self.n -= 1
@@ -194,12 +214,11 @@ class IdMap:
                 keys.append(key)
         out.n = len(ids)
         if keys:
-            packed = np.frombuffer(b"".join(keys), dtype=np.uint8).reshape(-1, 16)
+            flat = np.frombuffer(b"".join(keys), dtype=_KEY)
             rows = np.asarray(uuid_rows, dtype=np.int32)
-            out.raw[rows] = packed
-            flat = packed.view(_KEY).ravel()
             order = np.argsort(flat, kind="stable")
             out.sorted_keys, out.sorted_rows = flat[order].copy(), rows[order]
             if np.any(out.sorted_keys[1:] == out.sorted_keys[:-1]):
                 raise ValueError("ids repeat")
+            out.pos[out.sorted_rows] = np.arange(rows.size, dtype=np.int32)
         return out

@@ -11,7 +11,8 @@ float32) and the SPEC tie-break. Every candidate set is a proven superset of the
 
 Where the float32 rows live: in memory (`emb`) for a small tenant; once the int8 copy exists, in a
 RowStore (rowstore.py: a file read with pread, outside the worker's memory), since then only the
-candidates' rows are ever read. Invariant: `quant is None` <=> `rows is None` <=> `emb is not None`.
+candidates' rows are ever read. Invariant: `quant is None` <=> `rows is None` <=> `emb is not None`
+<=> `sqnorm is not None` (a quantized index has its squared norms in `quant`, for l2).
 """
 
 from __future__ import annotations
@@ -31,6 +32,9 @@ _WORDS = BITSET_TAGS // 64
 GATHER_FRACTION = 0.25  # below this share of matching rows, score only the matching rows
 INT8_FRACTION = 0.05  # before the int8 copy exists, filters matching fewer rows than this gather float32 rows
 NARROW_FROM = 256  # more int8 candidates than this (and than 4 k) get a float32 pass before float64
+# Vocabulary codes of the task, source and user columns: int16 in memory while they fit (2 bytes a
+# row each instead of 4), int32 in checkpoints.
+_CODE_COLUMNS = ("task", "source", "user")
 RERANK_FIRST = 8  # int8 candidates scored exactly first, beyond k, to prune the rest (index._rerank)
 # The per-row columns of an index and their dtypes (what a checkpoint stores).
 ARRAY_COLUMNS: dict[str, np.dtype] = {
@@ -103,6 +107,8 @@ class TenantIndex:
         self.quant: QuantizedColumns | None = None  # built lazily once the tenant is large enough
         self.rows: RowStore | None = None  # the float32 rows once the int8 copy exists
         self.emb: np.ndarray | None = None
+        self.sqnorm: np.ndarray | None = None  # squared norms; none once quantized (quant has l2's)
+        self.row_sq_max = 0.0  # the largest squared norm ever stored: a bound for _narrow
         self.quantize_from = quantize_from
         self.spill_dir = spill_dir  # where a RowStore's private file goes (None: the system's temp dir)
         self._alloc(max(capacity, 16))
@@ -122,19 +128,20 @@ class TenantIndex:
 
         if self.rows is None:
             grow("emb", (capacity, self.dim), np.float32)
+            grow("sqnorm", (capacity,), np.float32)
         else:
             self.rows.grow(capacity, n)
-        grow("sqnorm", (capacity,), np.float32)
         grow("seq", (capacity,), np.int64)
         grow("timestamp", (capacity,), np.int64)
         grow("reward", (capacity,), np.float64)
         grow("expires", (capacity,), np.int64)
-        grow("task", (capacity,), np.int32)
-        grow("source", (capacity,), np.int32)
-        grow("user", (capacity,), np.int32)
+        for name in _CODE_COLUMNS:  # int16 until a vocabulary outgrows it (_fit_codes)
+            grow(name, (capacity,), np.int16 if old is None else getattr(self, name).dtype)
         # Tag bits word-major: a tag filter reads one contiguous word per row, not every row's 32 bytes.
-        # Only as many words as the tag vocabulary has needed (_tag_row widens): most tenants use one.
-        words = np.zeros((1 if old is None else self.tagwords.shape[0], capacity), dtype=np.uint64)
+        # Only as many words as the tag vocabulary has needed (_tag_row widens): most tenants use one,
+        # of 32 bits while they have at most 32 tags.
+        shape = (1, capacity) if old is None else (self.tagwords.shape[0], capacity)
+        words = np.zeros(shape, dtype=np.uint32 if old is None else self.tagwords.dtype)
         if old is not None:
             words[:, :n] = self.tagwords[:, :n]
         self.tagwords = words
@@ -144,8 +151,8 @@ class TenantIndex:
         self.capacity = capacity
 
     def nbytes(self) -> int:
-        arrays = (self.sqnorm, self.seq, self.timestamp, self.reward, self.expires,
-                  self.task, self.source, self.user, self.tagwords)
+        arrays = [a for a in (self.sqnorm, self.seq, self.timestamp, self.reward, self.expires,
+                              self.task, self.source, self.user, self.tagwords) if a is not None]
         # With a RowStore the float32 rows are in the page cache (shared, reclaimable), not here.
         rows = self.emb.nbytes if self.rows is None else self.rows.nbytes() + self.quant.nbytes()
         return sum(a.nbytes for a in arrays) + rows + self.idmap.nbytes()
@@ -154,6 +161,8 @@ class TenantIndex:
         codes = [self._tags.code(tag) for tag in tags]
         rare = tuple(code for code in codes if code >= BITSET_TAGS)
         words = (min(len(self._tags.strings), BITSET_TAGS) + 63) // 64
+        if len(self._tags.strings) > 32 and self.tagwords.dtype == np.uint32:
+            self.tagwords = self.tagwords.astype(np.uint64)
         if words > self.tagwords.shape[0]:
             wider = np.zeros((words, self.capacity), dtype=np.uint64)
             wider[: self.tagwords.shape[0]] = self.tagwords
@@ -207,9 +216,13 @@ class TenantIndex:
         self.expires[rows] = expires_at
         touched = _distinct(rows)  # an id given twice is one row, written last-wins
         self._expiring += int(np.count_nonzero(self.expires[touched] != NO_EXPIRY)) - expiring_before
-        self.task[rows] = [self._tasks.code(t) for t in task_id]
-        self.source[rows] = [-1 if v is None else self._sources.code(v) for v in source]
-        self.user[rows] = [-1 if v is None else self._users.code(v) for v in user_id]
+        task_codes = [self._tasks.code(t) for t in task_id]
+        source_codes = [-1 if v is None else self._sources.code(v) for v in source]
+        user_codes = [-1 if v is None else self._users.code(v) for v in user_id]
+        self._fit_codes()
+        self.task[rows] = task_codes
+        self.source[rows] = source_codes
+        self.user[rows] = user_codes
         for i, row in enumerate(rows.tolist()):
             if not fresh[i]:
                 self._forget_rare(ids[i])
@@ -221,6 +234,13 @@ class TenantIndex:
                 for code in rare:
                     self._rare.setdefault(code, set()).add(eid)
 
+    def _fit_codes(self) -> None:
+        """Widen a vocabulary code column to int32 once its vocabulary no longer fits int16."""
+        for name, vocab in zip(_CODE_COLUMNS, (self._tasks, self._sources, self._users), strict=True):
+            column = getattr(self, name)
+            if column.dtype == np.int16 and len(vocab.strings) > np.iinfo(np.int16).max:
+                setattr(self, name, column.astype(np.int32))
+
     def _set_vectors(self, start: int, vectors: np.ndarray) -> None:
         """Rows [start, start + len(vectors)) get these vectors (normalised for cosine)."""
         if not len(vectors):
@@ -229,8 +249,10 @@ class TenantIndex:
             norms = np.linalg.norm(vectors, axis=1, keepdims=True)
             vectors = (vectors / np.where(norms > 0, norms, 1)).astype(np.float32, copy=False)
         stop = start + len(vectors)
-        self.sqnorm[start:stop] = np.einsum("ij,ij->i", vectors, vectors)
+        sq = np.einsum("ij,ij->i", vectors, vectors)
+        self.row_sq_max = max(self.row_sq_max, float(sq.max()))
         if self.rows is None:
+            self.sqnorm[start:stop] = sq
             self.emb[start:stop] = vectors
         else:  # streamed: to the row file and the int8 copy, never a whole float32 matrix
             self.rows.append(start, vectors)
@@ -289,7 +311,7 @@ class TenantIndex:
             return None
         if code < BITSET_TAGS:
             word = self.tagwords[code >> 6, : self.n]
-            return (word & (np.uint64(1) << np.uint64(code & 63))) != 0
+            return (word & (1 << (code & 63))) != 0  # a Python int takes the word's width
         mask = np.zeros(self.n, dtype=bool)
         holders = self._rare.get(code, ())
         if holders:
@@ -363,7 +385,8 @@ class TenantIndex:
             dots = self._chunked(rows, lambda matrix: matrix @ q)
         if self.metric != "l2":
             return dots
-        sq = self.sqnorm[: self.n] if rows is None else self.sqnorm[rows]
+        column = self.sqnorm if self.rows is None else self.quant.sq32  # float32 of the exact sums
+        sq = column[: self.n] if rows is None else column[rows]
         dist2 = np.maximum(sq - 2.0 * dots + np.float32(np.dot(q, q)), 0.0)
         return -np.sqrt(dist2, dtype=np.float32)
 
@@ -437,7 +460,7 @@ class TenantIndex:
             return rows
         kth = float(np.partition(approx, approx.size - k)[approx.size - k])
         # float32 sums of d terms are within ~d * 2^-24 * |q| |x| of exact: keep twice that below the k-th.
-        row_norm = float(np.sqrt(self.sqnorm[: self.n].max()))
+        row_norm = float(np.sqrt(self.row_sq_max))
         q_norm = float(np.linalg.norm(q))
         if self.metric == "l2":
             slack = float(np.sqrt(self.dim * 2.0**-23)) * (q_norm + row_norm) + 1e-6
@@ -455,7 +478,7 @@ class TenantIndex:
                 part = self.emb[a : min(self.n, a + READ_CHUNK)]
                 quant.set_rows(a, part)
                 store.append(a, part)
-            self.quant, self.rows, self.emb = quant, store, None
+            self.quant, self.rows, self.emb, self.sqnorm = quant, store, None, None
 
     def _int8_candidates(self, q: np.ndarray, k: int, mask: np.ndarray | None,
                          matches: int) -> tuple[np.ndarray, np.ndarray]:
@@ -473,11 +496,16 @@ class TenantIndex:
         array read from it), the int8 copy when built (`quant_*`), and a JSON-able dict of ids and
         vocabularies."""
         n = self.n
-        arrays = {name: getattr(self, name)[:n] for name in ARRAY_COLUMNS if name not in ("emb", "tagbits")}
+        arrays = {name: getattr(self, name)[:n] for name in ARRAY_COLUMNS if name not in ("emb", "tagbits", "sqnorm")}
+        for name in _CODE_COLUMNS:  # int32 in a checkpoint whatever the width in memory
+            arrays[name] = arrays[name].astype(np.int32)
         # Stored row-major (one row's words together) and always _WORDS wide.
         arrays["tagbits"] = np.zeros((n, _WORDS), dtype=np.uint64)
         arrays["tagbits"][:, : self.tagwords.shape[0]] = self.tagwords[:, :n].T
         arrays["emb"] = self.emb[:n] if self.rows is None else self.rows.read_range(0, n)
+        # A quantized index keeps no squared norms: computed as _set_vectors did, from the same rows.
+        arrays["sqnorm"] = (self.sqnorm[:n] if self.rows is None
+                            else np.einsum("ij,ij->i", arrays["emb"], arrays["emb"]))
         if self.quant is not None:
             arrays.update({f"quant_{name}": getattr(self.quant, name)[:n] for name in quant_columns(self.metric)})
         meta = {
@@ -514,6 +542,7 @@ class TenantIndex:
             raise ValueError("ids do not match the row count")
         index.idmap = IdMap.from_ids(ids)  # ValueError when one repeats
         index.n = index.capacity = n
+        index.row_sq_max = float(index.sqnorm.max()) if n else 0.0
         for vocab, key in ((index._tasks, "tasks"), (index._sources, "sources"), (index._users, "users"),
                            (index._tags, "tags")):
             vocab.strings = [str(s) for s in meta[key]]
@@ -522,6 +551,11 @@ class TenantIndex:
                 raise ValueError(f"vocabulary {key} repeats a value")
         words = max(1, (min(len(index._tags.strings), BITSET_TAGS) + 63) // 64)  # the rest are zero
         index.tagwords = np.ascontiguousarray(arrays["tagbits"][:, :words].T)
+        if len(index._tags.strings) <= 32:
+            index.tagwords = index.tagwords.astype(np.uint32)
+        for name, vocab in zip(_CODE_COLUMNS, (index._tasks, index._sources, index._users), strict=True):
+            if len(vocab.strings) <= np.iinfo(np.int16).max:
+                setattr(index, name, getattr(index, name).astype(np.int16))
         for row, codes in meta["rare"]:
             eid = ids[row]
             index._row_rare[eid] = tuple(int(c) for c in codes)
@@ -537,6 +571,7 @@ class TenantIndex:
                     raise ValueError(f"column quant_{name}: expected {shape} {dtype}, got {column.shape} {column.dtype}")
                 setattr(index.quant, name, column)
             index.quant.derive(n)
+            index.sqnorm = None
             if isinstance(emb, RowStore):
                 index.rows, index.emb = emb, None
             else:

@@ -357,3 +357,24 @@ def test_a_scan_cut_into_parts_on_threads_gives_the_same_integers(dim, parts, mo
     assert cut.dtype == whole.dtype and np.array_equal(cut, whole) and np.array_equal(cut, exact)
     gathered = np.flatnonzero(rng.random(n) < 0.4)
     assert np.array_equal(index.quant._scan(q_codes, index.quant.codes[gathered]), exact[gathered])
+
+
+def test_code_columns_widen_past_int16_and_keep_filtering():
+    index = TenantIndex(2, "dot")
+    n, batch = 40_000, 10_000
+    for start in range(0, n, batch):
+        index.add(ids=[f"e{i}" for i in range(start, start + batch)], embeddings=np.ones((batch, 2), np.float32),
+                  seq=np.arange(start, start + batch), timestamp=np.arange(start, start + batch),
+                  reward=np.zeros(batch), expires_at=np.full(batch, NO_EXPIRY),
+                  task_id=[f"task-{i}" for i in range(start, start + batch)],
+                  source=[None if i % 2 else "s" for i in range(start, start + batch)], user_id=[None] * batch,
+                  tags=[[]] * batch)
+        assert index.task.dtype == (np.int16 if start + batch <= 32767 else np.int32)
+    assert index.source.dtype == np.int16
+    copy = TenantIndex.from_arrays(*index.to_arrays())
+    assert copy.task.dtype == np.int32 and copy.source.dtype == np.int16
+    for each in (index, copy):
+        assert each.search(np.ones(2, np.float32), 3, Filters(task_id_prefix="task-39999"))[0] == ["e39999"]
+        assert each.search(np.ones(2, np.float32), 2, Filters(task_id_prefix="task-1", source="s"))[0] == [
+            "e19998", "e19996"]
+        assert each.search(np.ones(2, np.float32), 1, Filters(task_id_prefix="task-0"))[0] == ["e0"]
