@@ -21,6 +21,7 @@ ERRORS = {
     "404": "No such episode for this tenant.",
     "409": "An episode with this id exists with other content.",
     "413": "Request body too large.",
+    "415": "A body sent with a Content-Type other than application/json.",
     "429": "Rate limit exceeded: retry after Retry-After seconds.",
     "503": "Database unavailable: retry later.",
 }
@@ -86,7 +87,7 @@ class PassThroughFieldSchema(OpenApiSerializerFieldExtension):
 def _errors_for(path: str, method: str) -> list[str]:
     codes = ["400", "401", "403", "429", "503"]
     if method in ("post", "put", "patch"):
-        codes.append("413")
+        codes += ["413", "415"]
     if "{" in path or path == "/v1/load":  # an episode or a snapshot of this tenant's that is not there
         codes.append("404")
     if method == "post" and path in ("/v1/episodes", "/v1/episodes/batch"):

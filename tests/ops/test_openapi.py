@@ -78,7 +78,15 @@ def test_it_is_valid_openapi_3_and_covers_every_v1_endpoint(schema):
             success = [c for c in op["responses"] if c.startswith("2")]
             assert success and all("content" in op["responses"][c] for c in success), (path, method)
             if method == "post":
-                assert "requestBody" in op and "413" in op["responses"], path
+                assert "requestBody" in op and {"413", "415"} <= set(op["responses"]), path
+
+
+def test_a_body_of_another_media_type_answers_the_documented_415(api, make_tenant):
+    _, key = make_tenant("acme", dim=DIM)
+    client = api.as_key(key)
+    for content_type in ("", "text/plain"):
+        r = client.generic("POST", "/v1/load", b'{"path": "x"}', content_type=content_type)
+        assert r.status_code == 415 and "error" in r.json(), (content_type, r.content)
 
 
 def test_what_the_service_answers_matches_the_schema(api, make_tenant, schema, settings):
