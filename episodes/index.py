@@ -107,6 +107,7 @@ class TenantIndex:
         self.quant: QuantizedColumns | None = None  # built lazily once the tenant is large enough
         self.rows: RowStore | None = None  # the float32 rows once the int8 copy exists
         self.emb: np.ndarray | None = None
+        self.expires: np.ndarray | None = None  # expiry per row; None while no row ever had one
         self.sqnorm: np.ndarray | None = None  # squared norms; none once quantized (quant has l2's)
         self.row_sq_max = 0.0  # the largest squared norm ever stored: a bound for _narrow
         self.quantize_from = quantize_from
@@ -134,7 +135,8 @@ class TenantIndex:
         grow("seq", (capacity,), np.int64)
         grow("timestamp", (capacity,), np.int64)
         grow("reward", (capacity,), np.float64)
-        grow("expires", (capacity,), np.int64)
+        if self.__dict__.get("expires") is not None:
+            grow("expires", (capacity,), np.int64)
         for name in _CODE_COLUMNS:  # int16 until a vocabulary outgrows it (_fit_codes)
             grow(name, (capacity,), np.int16 if old is None else getattr(self, name).dtype)
         # Tag bits word-major: a tag filter reads one contiguous word per row, not every row's 32 bytes.
@@ -193,7 +195,7 @@ class TenantIndex:
         emb = np.asarray(embeddings, dtype=np.float32).reshape(m, self.dim)
         rows = self.idmap.find(ids)
         known = _distinct(rows[rows >= 0])
-        expiring_before = int(np.count_nonzero(self.expires[known] != NO_EXPIRY))
+        expiring_before = 0 if self.expires is None else int(np.count_nonzero(self.expires[known] != NO_EXPIRY))
         first: dict[str, int] = {}  # new id -> its first position in this call
         for i in np.flatnonzero(rows < 0).tolist():
             first.setdefault(ids[i], i)
@@ -213,9 +215,13 @@ class TenantIndex:
         self.seq[rows] = seq
         self.timestamp[rows] = timestamp
         self.reward[rows] = reward
-        self.expires[rows] = expires_at
-        touched = _distinct(rows)  # an id given twice is one row, written last-wins
-        self._expiring += int(np.count_nonzero(self.expires[touched] != NO_EXPIRY)) - expiring_before
+        expires_at = np.asarray(expires_at, dtype=np.int64)
+        if self.expires is None and (expires_at != NO_EXPIRY).any():
+            self.expires = np.full(self.capacity, NO_EXPIRY, dtype=np.int64)
+        if self.expires is not None:
+            self.expires[rows] = expires_at
+            touched = _distinct(rows)  # an id given twice is one row, written last-wins
+            self._expiring += int(np.count_nonzero(self.expires[touched] != NO_EXPIRY)) - expiring_before
         task_codes = [self._tasks.code(t) for t in task_id]
         source_codes = [-1 if v is None else self._sources.code(v) for v in source]
         user_codes = [-1 if v is None else self._users.code(v) for v in user_id]
@@ -271,7 +277,8 @@ class TenantIndex:
             self.idmap.discard(row)
             removed += 1
             self._forget_rare(eid)
-            self._expiring -= int(self.expires[row] != NO_EXPIRY)
+            if self.expires is not None:
+                self._expiring -= int(self.expires[row] != NO_EXPIRY)
             last = self.n - 1
             if self.rows is not None:
                 self.rows.release(row)
@@ -496,7 +503,10 @@ class TenantIndex:
         array read from it), the int8 copy when built (`quant_*`), and a JSON-able dict of ids and
         vocabularies."""
         n = self.n
-        arrays = {name: getattr(self, name)[:n] for name in ARRAY_COLUMNS if name not in ("emb", "tagbits", "sqnorm")}
+        arrays = {name: getattr(self, name)[:n] for name in ARRAY_COLUMNS
+                  if name not in ("emb", "tagbits", "sqnorm", "expires")}
+        arrays["expires"] = (np.full(n, NO_EXPIRY, dtype=np.int64) if self.expires is None
+                             else self.expires[:n])
         for name in _CODE_COLUMNS:  # int32 in a checkpoint whatever the width in memory
             arrays[name] = arrays[name].astype(np.int32)
         # Stored row-major (one row's words together) and always _WORDS wide.
@@ -526,7 +536,7 @@ class TenantIndex:
         index = cls(int(meta["dim"]), meta["metric"], capacity=0, spill_dir=spill_dir)
         emb = arrays["emb"]
         quantized = all(f"quant_{name}" in arrays for name in quant_columns(index.metric))
-        if isinstance(emb, RowStore) and (not quantized or emb.dim != index.dim or len(emb.slot) != n):
+        if isinstance(emb, RowStore) and (not quantized or emb.dim != index.dim or emb.capacity != n):
             raise ValueError("a row file is only usable with the int8 copy and for the n rows")
         for name, shape in _column_shapes(index.dim, n).items():
             if name == "emb" and isinstance(emb, RowStore):
@@ -562,6 +572,8 @@ class TenantIndex:
             for code in index._row_rare[eid]:
                 index._rare.setdefault(code, set()).add(eid)
         index._expiring = int(np.count_nonzero(index.expires[:n] != NO_EXPIRY))
+        if not index._expiring:
+            index.expires = None  # no row expires: no column kept
         if quantized:
             index.quant = QuantizedColumns(index.dim, 0, index.metric)
             for name, dtype in quant_columns(index.metric).items():

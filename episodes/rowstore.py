@@ -29,7 +29,10 @@ class RowStore:
     def __init__(self, dim: int, capacity: int, directory: str | Path | None = None) -> None:
         self.dim = dim
         self.row_bytes = dim * 4
-        self.slot = np.zeros(capacity, dtype=np.int32)  # row -> slot (2^31 rows is far beyond a worker)
+        self.capacity = capacity
+        # row -> slot (int32: 2^31 rows is far beyond a worker). None while every row r sits at slot
+        # r, as after a build or a checkpoint load: 4 bytes a row saved until a row moves.
+        self.slot: np.ndarray | None = None
         self.directory = directory
         self._base: tuple[int, int] | None = None  # (fd, offset of row 0) of the read-only base file
         self.base_rows = 0
@@ -48,7 +51,6 @@ class RowStore:
             raise ValueError(f"{path} is too short for {n} rows of dim {dim}")
         store._base = (fd, offset)
         store.base_rows = n
-        store.slot[:n] = np.arange(n)
         return store
 
     def close(self) -> None:
@@ -65,12 +67,19 @@ class RowStore:
 
     def nbytes(self) -> int:
         """What the store holds in memory (the rows themselves are in the page cache)."""
-        return self.slot.nbytes + 8 * len(self._free)
+        return (0 if self.slot is None else self.slot.nbytes) + 8 * len(self._free)
+    def _slots(self) -> np.ndarray:
+        """The row -> slot map, made explicit (the first time a row leaves its own slot)."""
+        if self.slot is None:
+            self.slot = np.arange(self.capacity, dtype=np.int32)
+        return self.slot
 
     def grow(self, capacity: int, n: int) -> None:
-        new = np.zeros(capacity, dtype=np.int32)
-        new[:n] = self.slot[:n]
-        self.slot = new
+        if self.slot is not None:
+            new = np.zeros(capacity, dtype=np.int32)
+            new[:n] = self.slot[:n]
+            self.slot = new
+        self.capacity = capacity
 
     # ----- writes -----
     def _private(self) -> int:
@@ -91,6 +100,8 @@ class RowStore:
             return
         fd = self._private()
         reused = min(m, len(self._free))
+        if self.slot is None and (reused or self.base_rows + self._fresh != start):
+            self._slots()  # these rows will not sit at their own slots
         for i in range(reused):  # holes first, one row each
             slot = self._free.pop()
             self._write(fd, slot, vectors[i : i + 1])
@@ -98,7 +109,8 @@ class RowStore:
         if m > reused:  # then fresh slots at the end of the file, in one write
             first = self._fresh
             self._write(fd, first, vectors[reused:])
-            self.slot[start + reused : start + m] = self.base_rows + first + np.arange(m - reused)
+            if self.slot is not None:
+                self.slot[start + reused : start + m] = self.base_rows + first + np.arange(m - reused)
             self._fresh += m - reused
 
     def _write(self, fd: int, private_slot: int, rows: np.ndarray) -> None:
@@ -110,12 +122,13 @@ class RowStore:
 
     def release(self, row: int) -> None:
         """Row `row` is gone: its private slot may be reused (base rows are never written)."""
-        slot = int(self.slot[row])
+        slot = row if self.slot is None else int(self.slot[row])
         if slot >= self.base_rows:
             self._free.append(slot - self.base_rows)
 
     def move(self, src: int, dst: int) -> None:
-        self.slot[dst] = self.slot[src]
+        slots = self._slots()
+        slots[dst] = slots[src]
 
     # ----- reads -----
     def read(self, rows: np.ndarray) -> np.ndarray:
@@ -124,7 +137,7 @@ class RowStore:
         out = np.empty((rows.size, self.dim), dtype=np.float32)
         if not rows.size:
             return out
-        slots = self.slot[rows]
+        slots = rows if self.slot is None else self.slot[rows]
         order = np.argsort(slots, kind="stable")
         ordered = slots[order]
         buffer = np.empty_like(out)

@@ -257,7 +257,9 @@ def test_certified_search_follows_adds_and_removals():
     index = TenantIndex(dim, "cosine", quantize_from=500)
     index.add(**rows)
     index.search(rng.normal(size=dim).astype(np.float32), 5)  # builds the int8 copy
+    assert index.rows.slot is None  # every row at its own slot: no map kept
     index.remove(rows["ids"][::3])
+    assert index.rows.slot is not None
     more = make_rows(rng, 700, dim, start=10_000)
     more["embeddings"] *= 40  # other norms: other per-row scales
     index.add(**more)
