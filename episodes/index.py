@@ -45,13 +45,10 @@ ARRAY_COLUMNS: dict[str, np.dtype] = {
 }
 
 
-
-
 def quant_columns(metric: str) -> dict[str, np.dtype]:
     """The int8 copy's columns (quantized.QuantizedColumns) of an index of this metric, stored as
     quant_<name> when it was built."""
     return {name: np.dtype(QuantizedColumns.DTYPES[name]) for name in stored_columns(metric)}
-
 
 
 def _column_shapes(dim: int, n: int) -> dict[str, tuple[int, ...]]:
@@ -98,8 +95,7 @@ class TenantIndex:
             raise ValueError(f"unknown metric {metric!r}")
         self.dim = dim
         self.metric = metric
-        self.n = 0
-        self.idmap = IdMap()  # row <-> episode id (idmap.py: 16 bytes a row for UUIDs)
+        self.idmap = IdMap()  # row <-> episode id; its row count is the index's (idmap.py)
         self._tasks, self._sources, self._users, self._tags = _Vocab(), _Vocab(), _Vocab(), _Vocab()
         self._rare: dict[int, set[str]] = {}  # tag code >= BITSET_TAGS -> ids carrying it
         self._row_rare: dict[str, tuple[int, ...]] = {}
@@ -138,15 +134,16 @@ class TenantIndex:
         if self.__dict__.get("expires") is not None:
             grow("expires", (capacity,), np.int64)
         for name in _CODE_COLUMNS:  # int16 until a vocabulary outgrows it (_fit_codes)
-            grow(name, (capacity,), np.int16 if old is None else getattr(self, name).dtype)
+            grow(name, (capacity,), _code_dtype(0) if old is None else getattr(self, name).dtype)
         # Tag bits word-major: a tag filter reads one contiguous word per row, not every row's 32 bytes.
-        # Only as many words as the tag vocabulary has needed (_tag_row widens): most tenants use one,
-        # of 32 bits while they have at most 32 tags.
-        shape = (1, capacity) if old is None else (self.tagwords.shape[0], capacity)
-        words = np.zeros(shape, dtype=np.uint32 if old is None else self.tagwords.dtype)
-        if old is not None:
-            words[:, :n] = self.tagwords[:, :n]
-        self.tagwords = words
+        # As many words, as wide, as the tag vocabulary needs (_tag_layout; _tag_row widens).
+        if old is None:
+            words, dtype = _tag_layout(0)
+            self.tagwords = np.zeros((words, capacity), dtype=dtype)
+        else:
+            tagwords = np.zeros((self.tagwords.shape[0], capacity), dtype=self.tagwords.dtype)
+            tagwords[:, :n] = self.tagwords[:, :n]
+            self.tagwords = tagwords
         if self.__dict__.get("quant") is not None:
             self.quant.grow(capacity, n)
         self.idmap.grow(capacity)
@@ -162,11 +159,9 @@ class TenantIndex:
     def _tag_row(self, tags: Sequence[str]) -> tuple[np.ndarray, tuple[int, ...]]:
         codes = [self._tags.code(tag) for tag in tags]
         rare = tuple(code for code in codes if code >= BITSET_TAGS)
-        words = (min(len(self._tags.strings), BITSET_TAGS) + 63) // 64
-        if len(self._tags.strings) > 32 and self.tagwords.dtype == np.uint32:
-            self.tagwords = self.tagwords.astype(np.uint64)
-        if words > self.tagwords.shape[0]:
-            wider = np.zeros((words, self.capacity), dtype=np.uint64)
+        words, dtype = _tag_layout(len(self._tags.strings))  # the vocabulary only grows: only wider
+        if words > self.tagwords.shape[0] or dtype != self.tagwords.dtype:
+            wider = np.zeros((words, self.capacity), dtype=dtype)
             wider[: self.tagwords.shape[0]] = self.tagwords
             self.tagwords = wider
         bits = np.zeros(self.tagwords.shape[0], dtype=np.uint64)
@@ -208,7 +203,6 @@ class TenantIndex:
             first[eid] = self.idmap.append(eid)
         for i in np.flatnonzero(rows < 0).tolist():  # repeats of a new id update its new row
             rows[i] = first[ids[i]]
-        self.n = len(self.idmap)
         # Column writes in bulk; embeddings only for new rows (they never change), which are rows
         # [first_new, n) in order.
         self._set_vectors(first_new, emb[fresh])
@@ -241,11 +235,13 @@ class TenantIndex:
                     self._rare.setdefault(code, set()).add(eid)
 
     def _fit_codes(self) -> None:
-        """Widen a vocabulary code column to int32 once its vocabulary no longer fits int16."""
+        """Give each vocabulary code column the width its vocabulary needs (_code_dtype): in add(),
+        int32 once a vocabulary outgrows int16; after a checkpoint load (int32), int16 where it fits."""
         for name, vocab in zip(_CODE_COLUMNS, (self._tasks, self._sources, self._users), strict=True):
             column = getattr(self, name)
-            if column.dtype == np.int16 and len(vocab.strings) > np.iinfo(np.int16).max:
-                setattr(self, name, column.astype(np.int32))
+            dtype = _code_dtype(len(vocab.strings))
+            if column.dtype != dtype:
+                setattr(self, name, column.astype(dtype))
 
     def _set_vectors(self, start: int, vectors: np.ndarray) -> None:
         """Rows [start, start + len(vectors)) get these vectors (normalised for cosine)."""
@@ -293,11 +289,15 @@ class TenantIndex:
                         column[row] = column[last]
                 self.tagwords[:, row] = self.tagwords[:, last]
             self.idmap.pop_last()
-            self.n = last
         return removed
 
+    @property
+    def n(self) -> int:
+        """Rows in the index: [0, n) of every column."""
+        return self.idmap.n
+
     def __len__(self) -> int:
-        return self.n
+        return self.idmap.n
 
     def __contains__(self, eid: str) -> bool:
         return eid in self.idmap
@@ -493,8 +493,8 @@ class TenantIndex:
         bounds (quantized.py). Few matches: scan only their codes; many: scan all and mask."""
         self.ensure_quantized()
         if mask is not None and matches < GATHER_FRACTION * self.n:
-            return self.quant.candidates_with_upper(q, k, self.n, self.metric, rows=np.flatnonzero(mask))
-        return self.quant.candidates_with_upper(q, k, self.n, self.metric, mask=mask)
+            return self.quant.candidates(q, k, self.n, self.metric, rows=np.flatnonzero(mask))
+        return self.quant.candidates(q, k, self.n, self.metric, mask=mask)
 
     # ----- bulk form, for checkpoints -----
     def to_arrays(self) -> tuple[dict[str, np.ndarray], dict]:
@@ -551,7 +551,7 @@ class TenantIndex:
         if len(ids) != n:
             raise ValueError("ids do not match the row count")
         index.idmap = IdMap.from_ids(ids)  # ValueError when one repeats
-        index.n = index.capacity = n
+        index.capacity = n
         index.row_sq_max = float(index.sqnorm.max()) if n else 0.0
         for vocab, key in ((index._tasks, "tasks"), (index._sources, "sources"), (index._users, "users"),
                            (index._tags, "tags")):
@@ -559,13 +559,9 @@ class TenantIndex:
             vocab.codes = {s: code for code, s in enumerate(vocab.strings)}
             if len(vocab.codes) != len(vocab.strings):
                 raise ValueError(f"vocabulary {key} repeats a value")
-        words = max(1, (min(len(index._tags.strings), BITSET_TAGS) + 63) // 64)  # the rest are zero
-        index.tagwords = np.ascontiguousarray(arrays["tagbits"][:, :words].T)
-        if len(index._tags.strings) <= 32:
-            index.tagwords = index.tagwords.astype(np.uint32)
-        for name, vocab in zip(_CODE_COLUMNS, (index._tasks, index._sources, index._users), strict=True):
-            if len(vocab.strings) <= np.iinfo(np.int16).max:
-                setattr(index, name, getattr(index, name).astype(np.int16))
+        words, dtype = _tag_layout(len(index._tags.strings))  # the words beyond are zero
+        index.tagwords = np.ascontiguousarray(arrays["tagbits"][:, :words].T, dtype=dtype)
+        index._fit_codes()  # int32 in the checkpoint: int16 where the vocabulary fits
         for row, codes in meta["rare"]:
             eid = ids[row]
             index._row_rare[eid] = tuple(int(c) for c in codes)
@@ -592,6 +588,17 @@ class TenantIndex:
                     index.rows.append(a, emb[a : min(n, a + READ_CHUNK)])
                 index.emb = None
         return index
+
+
+def _tag_layout(tags: int) -> tuple[int, type]:
+    """Bitset words a row, and their type, for a vocabulary of this many tags: one 32-bit word up
+    to 32 tags, then 64-bit words, as many as the bitset's first BITSET_TAGS tags need."""
+    return max(1, (min(tags, BITSET_TAGS) + 63) // 64), (np.uint32 if tags <= 32 else np.uint64)
+
+
+def _code_dtype(vocabulary: int) -> type:
+    """The width of a vocabulary code column: int16 while every code (and -1 for none) fits."""
+    return np.int16 if vocabulary <= np.iinfo(np.int16).max else np.int32
 
 
 def _distinct(rows: np.ndarray) -> np.ndarray:

@@ -167,12 +167,7 @@ class QuantizedColumns:
         return out[0]
 
     def candidates(self, q: np.ndarray, k: int, n: int, metric: str, mask: np.ndarray | None = None,
-                   rows: np.ndarray | None = None) -> np.ndarray:
-        """Rows that may be in the exact top k (see candidates_with_upper)."""
-        return self.candidates_with_upper(q, k, n, metric, mask, rows)[0]
-
-    def candidates_with_upper(self, q: np.ndarray, k: int, n: int, metric: str, mask: np.ndarray | None = None,
-                              rows: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+                   rows: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Rows that may be in the exact top k of the rows in scope: `rows` (gathered: the scan reads
         only their codes) or, when None, the rows of [0, n) where `mask` holds (all when None).
 
