@@ -3,7 +3,7 @@
 # server the HTTP benchmarks use (a throw-away database is created there and dropped afterwards).
 BENCH_DATABASE_URL ?= $(or $(DATABASE_URL),postgres://postgres@127.0.0.1:5432/memcloud_bench)
 
-.PHONY: bench bench-full bench-smoke bench-profile bench-deps
+.PHONY: bench bench-full bench-smoke bench-profile bench-limits bench-deps
 $(VENV)/.bench-installed: $(VENV)/.installed bench/requirements.txt
 	$(PY) -m pip install --quiet -r bench/requirements.txt
 	touch $@
@@ -24,3 +24,9 @@ bench-smoke: venv
 # py-spy profile of store, batch store and query on one worker (N episodes in the queried tenant).
 bench-profile: bench-deps
 	DATABASE_URL=$(BENCH_DATABASE_URL) $(PY) -m bench.profile --n $(or $(N),100000)
+
+# What bounds a query's latency: the request path part by part, and whether batching queries pays
+# (bench/results/request_path.md, bench/results/batching.md).
+bench-limits: bench-deps
+	DATABASE_URL=$(BENCH_DATABASE_URL) $(PY) -m bench.request_path --n $(or $(N),100000)
+	$(PY) -m bench.batching --n $(or $(N),100000)

@@ -1,0 +1,50 @@
+"""The request-path and batching benchmarks run end to end on tiny data and write their tables
+(never speed checks: only that every figure is there and is a positive duration)."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+from bench import request_path
+from tests.support.server import ROOT
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+
+def run_module(module: str, *args: str) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "DJANGO_SETTINGS"))}
+    done = subprocess.run([sys.executable, "-m", module, *args], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+
+def figures(line: str) -> list[float]:
+    return [float(cell) for cell in re.findall(r"\| (-?\d+\.\d+)", line)]
+
+
+def test_request_path_writes_every_part_of_every_case(tmp_path):
+    out = tmp_path / "request_path.md"
+    run_module("bench.request_path", "--n", "1000", "--count", "30", "--out", str(out))
+    text = out.read_text()
+    assert "Command: `python -m bench.request_path --n 1000 --count 30 --out" in text
+    floor = next(ln for ln in text.splitlines() if ln.startswith("| bare WSGI app"))
+    assert figures(floor)[0] > 0
+    for label in ["over HTTP", "in process", *(label for label, _ in request_path.ROWS)]:
+        line = next(ln for ln in text.splitlines() if label in ln and ln.startswith("|"))
+        assert len(figures(line)) == len(request_path.CASES), line
+    for label in ("over HTTP", "in process", "index search", "key lookup"):
+        line = next(ln for ln in text.splitlines() if label in ln and ln.startswith("|"))
+        assert all(v > 0 for v in figures(line)), line
+
+
+def test_batching_writes_a_row_per_batch_size(tmp_path):
+    out = tmp_path / "batching.md"
+    run_module("bench.batching", "--n", "2000", "--reps", "3", "--out", str(out))
+    rows = [ln for ln in out.read_text().splitlines() if re.match(r"\| \d+ \|", ln)]
+    assert [int(r.split("|")[1]) for r in rows] == [1, 2, 4, 8]
+    assert all(len(figures(r)) == 3 and all(v > 0 for v in figures(r)) for r in rows)
