@@ -37,11 +37,15 @@ def live(queryset, at_ms: int):
     return queryset.filter(Q(expires_at__isnull=True) | Q(expires_at__gt=at_ms))
 
 
+def embedding_json(stored: bytes) -> list[float]:
+    return np.frombuffer(bytes(stored), dtype="<f4").tolist()
+
+
 def episode_json(row: dict[str, Any], *, embedding: bytes | None = None) -> dict[str, Any]:
     out = {k: row[k] for k in OUTPUT_FIELDS if k != "seq"}
     out["id"] = str(row["id"])
     if embedding is not None:
-        out["state_embedding"] = np.frombuffer(bytes(embedding), dtype="<f4").tolist()
+        out["state_embedding"] = embedding_json(embedding)
     return out
 
 
@@ -116,12 +120,16 @@ _WINNER_FIELDS = tuple(f for f in OUTPUT_FIELDS if f != "seq")
 def _winners_sql(vendor: str, count: int, include_embedding: bool) -> str:
     """`count` matters only where ids are spelled out one placeholder each (not PostgreSQL)."""
     q = connection.ops.quote_name
-    columns = [f"{q(c)}::text" if vendor == "postgresql" and c in _JSON_FIELDS else q(c) for c in _WINNER_FIELDS]
+    # On PostgreSQL the id and the JSON columns come back as text: no uuid.UUID to build per row,
+    # no JSON to parse.
+    as_text = {"id", *_JSON_FIELDS} if vendor == "postgresql" else set()
+    columns = [f"{q(c)}::text" if c in as_text else q(c) for c in _WINNER_FIELDS]
     if include_embedding:
         columns.append(q("embedding"))
     table = q(Episode._meta.db_table)
-    # PostgreSQL takes the ids as one uuid[] parameter (one prepared statement for every k).
-    ids = "= ANY(%s)" if vendor == "postgresql" else f"IN ({', '.join(['%s'] * count)})"
+    # PostgreSQL takes the ids as one uuid[] parameter (one prepared statement for every k), sent
+    # as one array literal: a list would make psycopg build and dump a uuid.UUID per id.
+    ids = "= ANY(%s::uuid[])" if vendor == "postgresql" else f"IN ({', '.join(['%s'] * count)})"
     return f"SELECT {', '.join(columns)} FROM {table} WHERE {q('tenant_id')} = %s AND {q('id')} {ids}"
 
 
@@ -149,19 +157,24 @@ def _winners(*, tenant_pk: int, ids: list[str], include_embedding: bool) -> dict
     if not ids:
         return {}
     vendor = connection.vendor
-    if vendor == "postgresql":
-        params = [tenant_pk, [uuid.UUID(i) for i in ids]]
+    postgres = vendor == "postgresql"
+    if postgres:  # the index's ids are canonical UUID strings: nothing in them to escape
+        params = [tenant_pk, "{" + ",".join(ids) + "}"]
     else:  # as Django stores a UUIDField where there is no uuid type: 32 hex digits
         params = [tenant_pk, *(uuid.UUID(i).hex for i in ids)]
     out = {}
-    sql = _winners_sql(vendor, 0 if vendor == "postgresql" else len(ids), include_embedding)
+    sql = _winners_sql(vendor, 0 if postgres else len(ids), include_embedding)
     for row in _fetch_counting_usage(sql, params, tenant_pk):
+        # The columns are the answer's fields, in its order (OUTPUT_FIELDS less seq).
         fields = dict(zip(_WINNER_FIELDS, row, strict=False))
-        fields["id"] = uuid_str(fields["id"])
+        if not postgres:
+            fields["id"] = uuid_str(fields["id"])
         for name in _JSON_FIELDS:
             if fields[name] is not None:
                 fields[name] = orjson.Fragment(fields[name])
-        out[fields["id"]] = episode_json(fields, embedding=row[-1] if include_embedding else None)
+        if include_embedding:
+            fields["state_embedding"] = embedding_json(row[-1])
+        out[fields["id"]] = fields
     return out
 
 
