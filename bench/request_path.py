@@ -157,10 +157,14 @@ def measure(n: int, count: int) -> dict:
         key = dep.create_tenant("path", ds.embeddings.shape[1])
         dep.preload("path", ds)
         floors: dict[str, float] = {}
+        bodies = {case: [query_body(q, case[1], case[0]) for q in queries] for case in CASES}
         with bare_server() as url:
             bare = Api(url, "-")
             floors["bare WSGI app on gunicorn (client, TCP, gunicorn)"] = p50_ms(
                 time_calls(lambda i: bare.status("GET", "/"), count, warmup=50, max_seconds=10))
+            posted = bodies[CASES[0]]
+            floors["the same, a query's body POSTed to it"] = p50_ms(
+                time_calls(lambda i: bare.post("/", posted[i % len(posted)]), count, warmup=50, max_seconds=10))
         srv = dep.server(1)
         api = Api(srv.url, key)
         floors["/health (adds Django and its middleware)"] = p50_ms(
@@ -169,7 +173,6 @@ def measure(n: int, count: int) -> dict:
         if dep.database == "postgresql":
             floors["PostgreSQL round trip (SELECT 1, prepared)"] = p50_ms(
                 postgres_round_trip(env["DATABASE_URL"], count))
-        bodies = {case: [query_body(q, case[1], case[0]) for q in queries] for case in CASES}
         http = {case: p50_ms(time_calls(lambda i, b=bodies[case]: api.post("/v1/query", b[i % len(b)]), count,
                                         warmup=50, max_seconds=15))
                 for case in CASES}
