@@ -6,8 +6,9 @@ http.client connection) against one gunicorn worker on a throw-away PostgreSQL d
   2. the service's /health: plus Django and its middleware, no database;
   3. a PostgreSQL round trip (`SELECT 1`, prepared) from this process;
   4. /v1/query over HTTP, for the filters and top_k of the latency targets;
-  5. the same request bodies through the service's WSGI application in this process, with the
-     time of each part, taken by wrappers put around those functions for this measurement only.
+  5. the same request bodies through the service's WSGI application in this process (metrics and
+     the request log written as in a worker), with the time of each part, taken by wrappers put
+     around those functions for this measurement only.
 The difference between 4 and 5 is what the HTTP hop costs a query. Results: bench/results/request_path.md.
 """
 
@@ -23,6 +24,7 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -184,13 +186,19 @@ def measure(n: int, count: int) -> dict:
 
 
 def in_process(env: dict[str, str], key: str, bodies: dict, count: int) -> dict:
-    os.environ.update(env)
+    """As a worker runs: metrics in prometheus_client's multiprocess files (gunicorn.conf.py sets
+    the folder) and the request log written, here to a scratch file instead of gunicorn's stderr."""
+    scratch = Path(tempfile.mkdtemp(prefix="memcloud-request-path-"))
+    os.environ.update({**env, "PROMETHEUS_MULTIPROC_DIR": str(scratch)})
     import logging
 
     import django
 
     django.setup()
-    logging.disable(logging.INFO)  # the request log line goes to stderr; a server writes it too, but not here
+    log = open(scratch / "requests.log", "w")  # noqa: SIM115 - for the rest of this process
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.StreamHandler):
+            handler.setStream(log)
     spans = Spans()
     post = wsgi_caller(key)
     out = {}
@@ -205,7 +213,6 @@ def in_process(env: dict[str, str], key: str, bodies: dict, count: int) -> dict:
             per_request.append({**spans.take(), "total": time.perf_counter() - began})
         out[case] = {"total": p50_ms([p["total"] for p in per_request]),
                      **{label: p50_ms([row(p) for p in per_request]) for label, row in ROWS}}
-    logging.disable(logging.NOTSET)
     return out
 
 
