@@ -192,15 +192,12 @@ def in_process(env: dict[str, str], key: str, bodies: dict, count: int) -> dict:
     os.environ.update({**env, "PROMETHEUS_MULTIPROC_DIR": str(scratch)})
     import logging
 
-    import django
-
-    django.setup()
+    post = wsgi_caller(key)  # imports memcloud.wsgi, which sets Django and its logging up
     log = open(scratch / "requests.log", "w")  # noqa: SIM115 - for the rest of this process
     for handler in logging.getLogger().handlers:
         if isinstance(handler, logging.StreamHandler):
             handler.setStream(log)
     spans = Spans()
-    post = wsgi_caller(key)
     out = {}
     for case, case_bodies in bodies.items():
         for body in case_bodies[:50]:
