@@ -24,7 +24,7 @@ migrate: venv
 	$(PY) manage.py migrate --noinput
 
 run: migrate
-	$(PY) manage.py devtenant
+	$(PY) manage.py devtenant --url http://$(BIND)
 	$(VENV)/bin/gunicorn -c memcloud/gunicorn.conf.py --bind $(BIND) --workers $(WORKERS) memcloud.wsgi
 
 test: venv
