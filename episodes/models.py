@@ -32,7 +32,7 @@ class TenantState(models.Model):
 class Episode(models.Model):
     pk_id = models.BigAutoField(primary_key=True)
     id = models.UUIDField(default=uuid.uuid4)
-    # No index of its own: every index below starts with the tenant, and serves the key's lookups.
+    # No index of its own: every index below starts with tenant_id and serves lookups by tenant.
     tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="+", db_index=False)
     seq = models.BigIntegerField()  # store order within the tenant (tie-break: later stored is newer)
     version = models.BigIntegerField()  # TenantState.version of the write that last changed the row
