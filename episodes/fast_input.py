@@ -63,6 +63,16 @@ def _finite_float(value: Any) -> float | None:
     return value if type(value) is float and math.isfinite(value) else None
 
 
+def _tags(value: Any, max_tags: int) -> list[str] | None:
+    """TagsField(max_tags=max_tags): duplicates dropped, first order kept; None when it would refuse."""
+    if type(value) is not list or not all(type(t) is str for t in value):
+        return None
+    tags = list(dict.fromkeys(value))
+    if len(tags) > max_tags or not all(0 < len(t) <= 128 and "\x00" not in t for t in tags):
+        return None
+    return tags
+
+
 def _json(value: Any, kind: type, max_bytes: int) -> bool:
     """What JSONSizedField(kind, max_bytes) accepts (and it returns the value unchanged)."""
     if type(value) is not kind:
@@ -109,10 +119,8 @@ def _small_fields(item: Any, dim: int) -> dict | None:
             if value is not None and not _json(value, list, MAX_STEPS_BYTES):
                 return None
         elif name == "tags":
-            if type(value) is not list or not all(type(t) is str for t in value):
-                return None
-            value = list(dict.fromkeys(value))
-            if len(value) > 64 or not all(0 < len(t) <= 128 and "\x00" not in t for t in value):
+            value = _tags(value, 64)
+            if value is None:
                 return None
         elif name in ("source", "user_id"):
             if value is not None and not _text(value, 256):

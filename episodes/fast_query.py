@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .fast_input import _MISSING, _embeddings, _finite_float, _integer, _text
+from .fast_input import _MISSING, _embeddings, _finite_float, _integer, _tags, _text
 from .fields import MAX_INT64
 
 # QueryInput's fields in declared order (FilterInput's first): validated_data keeps it.
@@ -19,16 +19,6 @@ FIELDS = ("min_reward", "tags_any", "tags_all", "task_id_prefix", "source", "use
 _ALLOWED = frozenset(FIELDS)
 _TEXTS = {"task_id_prefix": 512, "source": 256, "user_id": 256}
 MAX_FILTER_TAGS = 1000
-
-
-def _tags(value: Any) -> list[str] | None:
-    """TagsField(max_tags=1000): duplicates dropped, first order kept."""
-    if type(value) is not list or not all(type(t) is str for t in value):
-        return None
-    tags = list(dict.fromkeys(value))
-    if len(tags) > MAX_FILTER_TAGS or not all(0 < len(t) <= 128 and "\x00" not in t for t in tags):
-        return None
-    return tags
 
 
 def fast_query(data: Any, *, dim: int, nonzero: bool, max_top_k: int) -> dict | None:
@@ -51,7 +41,7 @@ def fast_query(data: Any, *, dim: int, nonzero: bool, max_top_k: int) -> dict | 
         if name == "min_reward":
             value = _finite_float(value)
         elif name in ("tags_any", "tags_all"):
-            value = _tags(value)
+            value = _tags(value, MAX_FILTER_TAGS)
         elif name in _TEXTS:
             value = value if _text(value, _TEXTS[name]) else None
         elif name in ("time_after", "time_before"):
