@@ -32,7 +32,11 @@ def uuid_key(eid: str) -> bytes | None:
 
 
 def key_str(raw: bytes) -> str:
-    h = raw.hex()
+    return _hyphenated(raw.hex())
+
+
+def _hyphenated(h: str) -> str:
+    """32 hex digits as a canonical UUID string."""
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
@@ -128,8 +132,7 @@ class IdMap:
             return self.ids_at(range(n))
         merged = self.sorted_keys.view(np.uint8).reshape(-1, 16)[np.minimum(self.pos[:n], self.sorted_keys.size - 1)]
         digits = merged.tobytes().hex()
-        out = [f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:32]}"
-               for h in (digits[32 * i : 32 * i + 32] for i in range(n))]
+        out = [_hyphenated(digits[32 * i : 32 * i + 32]) for i in range(n)]
         for row in (*self.recent_at, *self.other_at):
             out[row] = self.id_of(row)
         return out
