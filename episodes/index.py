@@ -191,8 +191,9 @@ class TenantIndex:
         rows = self.idmap.find(ids)
         known = _distinct(rows[rows >= 0])
         expiring_before = 0 if self.expires is None else int(np.count_nonzero(self.expires[known] != NO_EXPIRY))
+        new_at = np.flatnonzero(rows < 0).tolist()  # positions of ids not in the index
         first: dict[str, int] = {}  # new id -> its first position in this call
-        for i in np.flatnonzero(rows < 0).tolist():
+        for i in new_at:
             first.setdefault(ids[i], i)
         first_new = self.n
         if self.n + len(first) > self.capacity:
@@ -201,7 +202,7 @@ class TenantIndex:
         for eid, i in first.items():
             fresh[i] = True
             first[eid] = self.idmap.append(eid)
-        for i in np.flatnonzero(rows < 0).tolist():  # repeats of a new id update its new row
+        for i in new_at:  # repeats of a new id update its new row
             rows[i] = first[ids[i]]
         # Column writes in bulk; embeddings only for new rows (they never change), which are rows
         # [first_new, n) in order.
@@ -493,8 +494,8 @@ class TenantIndex:
         bounds (quantized.py). Few matches: scan only their codes; many: scan all and mask."""
         self.ensure_quantized()
         if mask is not None and matches < GATHER_FRACTION * self.n:
-            return self.quant.candidates(q, k, self.n, self.metric, rows=np.flatnonzero(mask))
-        return self.quant.candidates(q, k, self.n, self.metric, mask=mask)
+            return self.quant.candidates(q, k, self.n, rows=np.flatnonzero(mask))
+        return self.quant.candidates(q, k, self.n, mask=mask)
 
     # ----- bulk form, for checkpoints -----
     def to_arrays(self) -> tuple[dict[str, np.ndarray], dict]:

@@ -166,7 +166,7 @@ class QuantizedColumns:
             other.result()
         return out[0]
 
-    def candidates(self, q: np.ndarray, k: int, n: int, metric: str, mask: np.ndarray | None = None,
+    def candidates(self, q: np.ndarray, k: int, n: int, mask: np.ndarray | None = None,
                    rows: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Rows that may be in the exact top k of the rows in scope: `rows` (gathered: the scan reads
         only their codes) or, when None, the rows of [0, n) where `mask` holds (all when None).
@@ -197,15 +197,15 @@ class QuantizedColumns:
         # Extremes over every row (and some removed ones): valid for any subset of them.
         band = q_norm * self.err_max + self.norm_max * (qe + ROUNDING)
         a_max = (q_norm + qe) * self.norm_max  # |q'.x'| <= |q'| |x'|
-        sq_max = self.sq_max if metric == "l2" else 0.0
-        q_sq = q_norm**2 if metric == "l2" else 0.0
+        sq_max = self.sq_max if self.metric == "l2" else 0.0
+        q_sq = q_norm**2 if self.metric == "l2" else 0.0
         big = 2 * a_max + sq_max + q_sq + 4 * band
         if big < F32_SAFE and self.scale_min > 1e-30 and qs > 1e-30:  # float32 stays normal and finite
             v = dots * self.scale[scope]  # a new array: dots stay the exact integers
             if v.dtype != np.float32:
                 v = v.astype(np.float32)
             e = F32_SLACK * big + 1e-37
-            if metric == "l2":  # in u = 2 q.x - |x|^2 (higher is better, as the score): half-width 2S
+            if self.metric == "l2":  # in u = 2 q.x - |x|^2 (higher is better, as the score): half-width 2S
                 v *= np.float32(2 * qs)
                 v -= self.sq32[scope]
             else:
@@ -213,7 +213,7 @@ class QuantizedColumns:
             if mask is not None:
                 v[~mask] = -np.inf
             kth = float(np.partition(v, size - k)[size - k])
-            if metric == "l2":
+            if self.metric == "l2":
                 # The score is -sqrt(max(|q|^2 - u, 0)) times (1 + L2_REL) for lower bounds and
                 # (1 - L2_REL) for upper ones: flat beyond u = |q|^2, and an upper bound reaches the
                 # floor up to a factor ((1 + L2_REL) / (1 - L2_REL))^2 < 1 + 8 L2_REL of the floor's
@@ -228,19 +228,19 @@ class QuantizedColumns:
         else:
             keep = np.arange(size) if mask is None else np.flatnonzero(mask)
         at = rows[keep] if gathered else keep
-        lower, upper = self._bounds_of(at, dots[keep].astype(np.float64), qs, qe, q_norm, metric)
+        lower, upper = self._bounds_of(at, dots[keep].astype(np.float64), qs, qe, q_norm)
         chosen = select(lower, upper, k, None)
         return at[chosen], upper[chosen]
 
-    def _bounds_of(self, at: np.ndarray | slice, dots: np.ndarray, qs: float, qe: float, q_norm: float,
-                   metric: str) -> tuple[np.ndarray, np.ndarray]:
+    def _bounds_of(self, at: np.ndarray | slice, dots: np.ndarray, qs: float, qe: float,
+                   q_norm: float) -> tuple[np.ndarray, np.ndarray]:
         """float64 bounds of the exact scores of rows `at`, from their integer dot products."""
         # The float32 columns widened first: with a Python float, numpy would compute in float32.
         approx = dots * qs
         approx *= self.scale[at].astype(np.float64)
         slack = self.err[at].astype(np.float64) * q_norm
         slack += self.norm[at].astype(np.float64) * (qe + ROUNDING)
-        if metric != "l2":
+        if self.metric != "l2":
             return approx - slack, approx + slack
         # |q - x|^2 = |q|^2 - 2 q.x + |x|^2, with q.x inside approx +- slack.
         base = q_norm**2 + self.sq[at] - 2.0 * approx
@@ -248,14 +248,14 @@ class QuantizedColumns:
         upper = np.sqrt(np.maximum(base - 2.0 * slack, 0.0)) * -(1 - L2_REL)
         return lower, upper
 
-    def bounds(self, q: np.ndarray, n: int, metric: str) -> tuple[np.ndarray, np.ndarray]:
+    def bounds(self, q: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
         """Lower and upper bounds of the exact higher-is-better score of rows [0, n), all in float64
         (the reference that candidates() must agree with)."""
         q_codes, q_scale, q_err, _, _ = quantize(q[None, :])
         # Integer dot products of int8 codes: exact, one pass over n * dim bytes.
         dots = self._scan(q_codes, self.codes[:n]).astype(np.float64)
         q_norm = float(np.linalg.norm(q.astype(np.float64))) * (1 + ROUNDING)
-        return self._bounds_of(slice(0, n), dots, float(q_scale[0]), float(q_err[0]), q_norm, metric)
+        return self._bounds_of(slice(0, n), dots, float(q_scale[0]), float(q_err[0]), q_norm)
 
 
 _pools: dict[int, ThreadPoolExecutor] = {}

@@ -305,16 +305,16 @@ def test_fast_candidate_selection_equals_the_float64_reference(metric, kind, mag
             query = rng.normal(size=dim).astype(np.float32) * np.float32(rng.choice([1e-3, 1.0, 50.0]))
         q = index.prepare_query(query)
         k = int(rng.choice([1, 5, 50]))
-        lower, upper = quant.bounds(q, index.n, metric)
+        lower, upper = quant.bounds(q, index.n)
         if trial % 3 == 0:
-            expected, got = select(lower, upper, k, None), quant.candidates(q, k, index.n, metric)[0]
+            expected, got = select(lower, upper, k, None), quant.candidates(q, k, index.n)[0]
         elif trial % 3 == 1:
             mask = rng.random(index.n) < 0.5
-            expected, got = select(lower, upper, k, mask), quant.candidates(q, k, index.n, metric, mask=mask)[0]
+            expected, got = select(lower, upper, k, mask), quant.candidates(q, k, index.n, mask=mask)[0]
         else:
             subset = np.flatnonzero(rng.random(index.n) < 0.1)
             expected = subset[select(lower[subset], upper[subset], k, None)]
-            got = quant.candidates(q, k, index.n, metric, rows=subset)[0]
+            got = quant.candidates(q, k, index.n, rows=subset)[0]
         np.testing.assert_array_equal(np.sort(got), np.sort(expected))
 
 
