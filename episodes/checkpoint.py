@@ -48,7 +48,6 @@ def optional_columns(metric: str) -> tuple[str, ...]:
     return tuple(f"quant_{name}" for name in quant_columns(metric))
 
 
-
 class CheckpointUnusable(Exception):
     """Why a checkpoint cannot be used; the caller falls back to the database."""
 

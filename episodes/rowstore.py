@@ -68,6 +68,7 @@ class RowStore:
     def nbytes(self) -> int:
         """What the store holds in memory (the rows themselves are in the page cache)."""
         return (0 if self.slot is None else self.slot.nbytes) + 8 * len(self._free)
+
     def _slots(self) -> np.ndarray:
         """The row -> slot map, made explicit (the first time a row leaves its own slot)."""
         if self.slot is None:
