@@ -31,6 +31,7 @@ from pathlib import Path
 
 from bench.data import make_dataset, make_queries
 from bench.http import Api, query_body
+from bench.procs import free_port, http_ok, stop, wait_until
 from bench.stats import time_calls
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -115,26 +116,16 @@ def wsgi_caller(key: str):
 
 @contextlib.contextmanager
 def bare_server():
-    from tests.support.server import free_port
-
     port = free_port()
     cmd = [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", "--workers", "1",
            "--log-level", "warning", "bench.bare_wsgi:application"]
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                Api(f"http://127.0.0.1:{port}", "-").status("GET", "/")
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.1)
-        yield f"http://127.0.0.1:{port}"
+        url = f"http://127.0.0.1:{port}"
+        wait_until(lambda: http_ok(url), timeout=30, what="the bare WSGI app")
+        yield url
     finally:
-        proc.terminate()
-        proc.wait(timeout=20)
+        stop(proc)
 
 
 def p50_ms(seconds: list[float]) -> float:
