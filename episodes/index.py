@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .idmap import IdMap
-from .quantized import MIN_ROWS, QuantizedColumns, stored_columns
+from .quantized import MIN_ROWS, ORTHONORMAL_TO, QuantizedColumns, stored_columns
 from .rowstore import READ_CHUNK, RowStore
 
 NO_EXPIRY = np.iinfo(np.int64).max
@@ -518,7 +518,9 @@ class TenantIndex:
         arrays["sqnorm"] = (self.sqnorm[:n] if self.rows is None
                             else np.einsum("ij,ij->i", arrays["emb"], arrays["emb"]))
         if self.quant is not None:
-            arrays.update({f"quant_{name}": getattr(self.quant, name)[:n] for name in quant_columns(self.metric)})
+            arrays.update({f"quant_{name}": getattr(self.quant, name)[:n] for name in self.quant.per_row
+                           if name in self.quant.stored})
+            arrays["quant_rotation"] = np.eye(self.dim) if self.quant.rotation is None else self.quant.rotation
         meta = {
             "dim": self.dim, "metric": self.metric, "n": n, "ids": self.idmap.all(),
             "tasks": list(self._tasks.strings), "sources": list(self._sources.strings),
@@ -575,10 +577,13 @@ class TenantIndex:
             index.quant = QuantizedColumns(index.dim, 0, index.metric)
             for name, dtype in quant_columns(index.metric).items():
                 column = arrays[f"quant_{name}"]
-                shape = (n, index.dim) if name == "codes" else (n,)
+                shape = index.quant.shape(name, n)
                 if column.shape != shape or column.dtype != dtype:
                     raise ValueError(f"column quant_{name}: expected {shape} {dtype}, got {column.shape} {column.dtype}")
                 setattr(index.quant, name, column)
+            rotation = index.quant.rotation
+            if np.abs(rotation.T @ rotation - np.eye(index.dim)).max() > ORTHONORMAL_TO:
+                raise ValueError("column quant_rotation is not orthonormal")
             index.quant.derive(n)
             index.sqnorm = None
             if isinstance(emb, RowStore):
