@@ -520,7 +520,8 @@ class TenantIndex:
         if self.quant is not None:
             arrays.update({f"quant_{name}": getattr(self.quant, name)[:n] for name in self.quant.per_row
                            if name in self.quant.stored})
-            arrays["quant_rotation"] = np.eye(self.dim) if self.quant.rotation is None else self.quant.rotation
+            rotation = self.quant.rotation
+            arrays["quant_rotation"] = np.zeros((0, 0)) if rotation is None else rotation  # (0, 0): no rotation
         meta = {
             "dim": self.dim, "metric": self.metric, "n": n, "ids": self.idmap.all(),
             "tasks": list(self._tasks.strings), "sources": list(self._sources.strings),
@@ -575,15 +576,23 @@ class TenantIndex:
             index.expires = None  # no row expires: no column kept
         if quantized:
             index.quant = QuantizedColumns(index.dim, 0, index.metric)
+            rotation = arrays["quant_rotation"]
+            if rotation.shape != (0, 0):
+                index.quant.rotation = rotation
+                if rotation.shape != (index.dim, index.dim) or (
+                        np.abs(rotation.T @ rotation - np.eye(index.dim)).max() > ORTHONORMAL_TO):
+                    raise ValueError("column quant_rotation is not an orthonormal dim x dim matrix")
+            index.quant.basis_chosen = True
             for name, dtype in quant_columns(index.metric).items():
                 column = arrays[f"quant_{name}"]
+                if name == "rotation":
+                    if column.dtype != dtype:
+                        raise ValueError(f"column quant_rotation: expected {dtype}, got {column.dtype}")
+                    continue
                 shape = index.quant.shape(name, n)
                 if column.shape != shape or column.dtype != dtype:
                     raise ValueError(f"column quant_{name}: expected {shape} {dtype}, got {column.shape} {column.dtype}")
                 setattr(index.quant, name, column)
-            rotation = index.quant.rotation
-            if np.abs(rotation.T @ rotation - np.eye(index.dim)).max() > ORTHONORMAL_TO:
-                raise ValueError("column quant_rotation is not orthonormal")
             index.quant.derive(n)
             index.sqnorm = None
             if isinstance(emb, RowStore):

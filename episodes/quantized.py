@@ -79,6 +79,10 @@ TAIL_GATHER_FRACTION = 0.25  # more surviving rows than this share: scan every t
 # R^T R = I to within this (entrywise): R moves a dot product by about dim times as much, relative,
 # far inside the ROUNDING headroom that every error term carries (quantize).
 ORTHONORMAL_TO = 1e-12
+# Beyond this dim the rows keep their own basis: a rotation costs dim^2 x 8 bytes a tenant and an
+# eigendecomposition of dim^3 (about a second at 1024, 15 s at 4096), and without one the heads
+# bound little, so such tenants scan whole codes.
+PRINCIPAL_MAX_DIM = 1024
 
 
 def head_width(dim: int) -> int:
@@ -86,21 +90,24 @@ def head_width(dim: int) -> int:
     return dim // 3 if dim >= 96 else dim
 
 
-def principal_rotation(rows: np.ndarray) -> np.ndarray:
+def principal_rotation(rows: np.ndarray) -> np.ndarray | None:
     """An orthonormal dim x dim matrix whose columns are the principal axes of the rows' directions,
-    largest first (the identity when there is nothing to learn from or the result is not orthonormal
-    to ORTHONORMAL_TO). Any orthonormal matrix keeps the search exact; a good one only prunes more."""
+    largest first; None (the rows' own basis) past PRINCIPAL_MAX_DIM, when there is nothing to learn
+    from, or when the result is not orthonormal to ORTHONORMAL_TO. Any orthonormal matrix keeps the
+    search exact; a good one only lets the heads bound more."""
     dim = rows.shape[1]
+    if dim > PRINCIPAL_MAX_DIM or head_width(dim) == dim:
+        return None
     sample = np.asarray(rows, dtype=np.float64)
     norms = np.linalg.norm(sample, axis=1)
     usable = np.isfinite(norms) & (norms > 0)
     if not usable.any():
-        return np.eye(dim)
+        return None
     unit = sample[usable] / norms[usable, None]  # directions: a huge-norm row must not pick the axes
     _, vectors = np.linalg.eigh(unit.T @ unit)
     rotation = np.ascontiguousarray(vectors[:, ::-1])
     if not np.isfinite(rotation).all() or np.abs(rotation.T @ rotation - np.eye(dim)).max() > ORTHONORMAL_TO:
-        return np.eye(dim)
+        return None
     return rotation
 
 
@@ -145,8 +152,10 @@ class QuantizedColumns:
         self.stored = stored_columns(metric)  # what a checkpoint keeps
         self.derived = ("sq32",) if metric == "l2" else ()  # float32 copy for the pre-selection
         self.per_row = tuple(c for c in (*self.stored, *self.derived) if c != "rotation")
-        # Chosen from the first rows set (set_rows) or adopted with a checkpoint's codes.
+        # Chosen from the first rows set (set_rows) or adopted with a checkpoint's codes; None: the
+        # rows' own basis.
         self.rotation: np.ndarray | None = None
+        self.basis_chosen = False
         for name in self.per_row:
             setattr(self, name, np.zeros(self.shape(name, capacity), dtype=self.DTYPES[name]))
         # Extremes of every row ever set: a removal leaves them as bounds, still valid (looser).
@@ -154,8 +163,8 @@ class QuantizedColumns:
         self.scale_min = np.inf
 
     def shape(self, name: str, rows: int) -> tuple[int, ...]:
-        if name == "rotation":
-            return (self.dim, self.dim)
+        if name == "rotation":  # (0, 0) in a checkpoint: the rows' own basis
+            return (self.dim, self.dim) if self.rotation is not None else (0, 0)
         if name == "codes":
             return (rows, self.head)
         return (rows, self.dim - self.head) if name == "tail" else (rows,)
@@ -188,8 +197,8 @@ class QuantizedColumns:
         return vectors if self.rotation is None else vectors @ self.rotation
 
     def set_rows(self, start: int, rows: np.ndarray) -> None:
-        if self.rotation is None:  # the first rows ever set choose the basis for every later one
-            self.rotation = principal_rotation(rows[:QUANTIZE_CHUNK])
+        if not self.basis_chosen:  # the first rows ever set choose the basis for every later one
+            self.rotation, self.basis_chosen = principal_rotation(rows[:QUANTIZE_CHUNK]), True
         # In chunks: quantize() works in float64, eight times the int8 size of what it converts.
         for offset in range(0, len(rows), QUANTIZE_CHUNK):
             part = rows[offset : offset + QUANTIZE_CHUNK]
@@ -277,7 +286,7 @@ class QuantizedColumns:
         q_sq = q_norm**2 if self.metric == "l2" else 0.0
         big = 2 * a_max + sq_max + q_sq + 4 * band
         safe = big < F32_SAFE and self.scale_min > 1e-30 and qs > 1e-30  # float32 stays normal and finite
-        if safe and self.metric != "l2" and self.head < self.dim and size >= PREFIX_FROM:
+        if safe and self.metric != "l2" and self.rotation is not None and size >= PREFIX_FROM:
             keep, dots = self._prefix_pass(q_tail, heads, scope, mask, k, qs, qe, q_norm, q_tail_norm, band, big)
         else:
             dots = heads + self._tails(q_tail, scope)

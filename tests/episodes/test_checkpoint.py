@@ -236,6 +236,7 @@ def test_the_int8_copy_of_a_large_index_travels_with_the_checkpoint(tmp_path, se
     np.testing.assert_array_equal(restored.quant.codes[:598], index.quant.codes[:598])
     assert isinstance(restored.quant.tail, np.memmap)
     np.testing.assert_array_equal(restored.quant.tail[:598], index.quant.tail[:598])
+    assert (index.quant.rotation is None) == (dim == DIM)  # 8: no tails, the rows' own basis
     np.testing.assert_array_equal(restored.quant.rotation, index.quant.rotation)  # the codes' basis
     restored.quantize_from = index.quantize_from
     assert_same_answers(index, restored, rng)
@@ -250,10 +251,11 @@ def test_a_checkpoint_whose_rotation_is_not_orthonormal_is_not_used(tmp_path, se
     """The bounds hold only in an orthonormal basis: a checkpoint with any other is rebuilt instead."""
     settings.AGENT_MEM_DATA_DIR = tmp_path
     rng = np.random.default_rng(13)
-    index = TenantIndex(DIM, "cosine", quantize_from=100)
-    index.add(**make_rows(rng, 300, DIM))
+    index = TenantIndex(96, "cosine", quantize_from=100)  # 96: a dim that gets a rotation
+    index.add(**make_rows(rng, 300, 96))
     index.ensure_quantized()
     arrays, meta = index.to_arrays()
+    assert arrays["quant_rotation"].shape == (96, 96)
     arrays["quant_rotation"] = arrays["quant_rotation"] * 1.001
     checkpoint.write_checkpoint(slug="skewed", identity="1@0", arrays=arrays, meta=meta, generation=0, version=1)
     with pytest.raises(checkpoint.CheckpointUnusable, match="orthonormal"):
