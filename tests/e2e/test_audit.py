@@ -27,7 +27,9 @@ PLAN = {"store_episode": 400, "store_episodes": 150, "query": 350, "delete_episo
 
 def test_a_burst_of_1000_operations_from_4_workers(server_db_env):
     log_path = Path(tempfile.mkdtemp(prefix="memcloud-audit-")) / "audit.jsonl"
-    with LiveServer(workers=4, env={**server_db_env, "AGENT_MEM_AUDIT_LOG": str(log_path)}) as server:
+    # No expiry sweep: it would remove (and audit) other tests' expired episodes in the shared database.
+    env = {**server_db_env, "AGENT_MEM_AUDIT_LOG": str(log_path), "AGENT_MEM_EXPIRE_INTERVAL_SECS": "0"}
+    with LiveServer(workers=4, env=env) as server:
         slugs = [unique_slug("aud"), unique_slug("aud")]
         keys = [server.create_tenant(s, "--dim", str(DIM)) for s in slugs]
         spare = server.manage("issuekey", slugs[1])
