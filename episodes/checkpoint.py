@@ -33,16 +33,14 @@ from .rowstore import RowStore
 from .snapshots import fsync_dir
 
 FORMAT = "memcloud-checkpoint"
-# 2: the int8 copy's scales, errors and norms are float32; squared norms for l2 only. 3: its codes are
-# of the rotated rows, in heads and tails (quantized.py); an older checkpoint is rebuilt from the database.
-FORMAT_VERSION = 3
+FORMAT_VERSION = 2  # 2: the int8 copy's scales, errors and norms are float32; squared norms for l2 only
 POINTER = "CURRENT"
 DIR_RE = re.compile(r"^ckpt-[0-9a-z-]{1,100}$")
 TMP_GRACE_SECS = 3600  # a temporary directory this old belongs to a writer that died
 # Columns memory-mapped copy-on-write when loading (the large ones); the rest are read in full.
 # With the int8 copy, emb.npy is neither: the index reads its candidates' rows from the file
 # (rowstore.py), so they stay in the page cache, shared by every worker.
-MAPPED = ("emb", "tagbits", "quant_codes", "quant_tail")
+MAPPED = ("emb", "tagbits", "quant_codes")
 
 
 def optional_columns(metric: str) -> tuple[str, ...]:

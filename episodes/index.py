@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .idmap import IdMap
-from .quantized import MIN_ROWS, ORTHONORMAL_TO, QuantizedColumns, stored_columns
+from .quantized import MIN_ROWS, QuantizedColumns, stored_columns
 from .rowstore import READ_CHUNK, RowStore
 
 NO_EXPIRY = np.iinfo(np.int64).max
@@ -518,10 +518,7 @@ class TenantIndex:
         arrays["sqnorm"] = (self.sqnorm[:n] if self.rows is None
                             else np.einsum("ij,ij->i", arrays["emb"], arrays["emb"]))
         if self.quant is not None:
-            arrays.update({f"quant_{name}": getattr(self.quant, name)[:n] for name in self.quant.per_row
-                           if name in self.quant.stored})
-            rotation = self.quant.rotation
-            arrays["quant_rotation"] = np.zeros((0, 0)) if rotation is None else rotation  # (0, 0): no rotation
+            arrays.update({f"quant_{name}": getattr(self.quant, name)[:n] for name in quant_columns(self.metric)})
         meta = {
             "dim": self.dim, "metric": self.metric, "n": n, "ids": self.idmap.all(),
             "tasks": list(self._tasks.strings), "sources": list(self._sources.strings),
@@ -576,20 +573,9 @@ class TenantIndex:
             index.expires = None  # no row expires: no column kept
         if quantized:
             index.quant = QuantizedColumns(index.dim, 0, index.metric)
-            rotation = arrays["quant_rotation"]
-            if rotation.shape != (0, 0):
-                index.quant.rotation = rotation
-                if rotation.shape != (index.dim, index.dim) or (
-                        np.abs(rotation.T @ rotation - np.eye(index.dim)).max() > ORTHONORMAL_TO):
-                    raise ValueError("column quant_rotation is not an orthonormal dim x dim matrix")
-            index.quant.basis_chosen = True
             for name, dtype in quant_columns(index.metric).items():
                 column = arrays[f"quant_{name}"]
-                if name == "rotation":
-                    if column.dtype != dtype:
-                        raise ValueError(f"column quant_rotation: expected {dtype}, got {column.dtype}")
-                    continue
-                shape = index.quant.shape(name, n)
+                shape = (n, index.dim) if name == "codes" else (n,)
                 if column.shape != shape or column.dtype != dtype:
                     raise ValueError(f"column quant_{name}: expected {shape} {dtype}, got {column.shape} {column.dtype}")
                 setattr(index.quant, name, column)

@@ -224,41 +224,17 @@ def adversarial_rows(rng, kind: str, n: int, dim: int):
     raise ValueError(kind)
 
 
-def count_prefix_passes(monkeypatch) -> list[int]:
-    """Every scope from now on reads heads first (cosine, dot; dims with tails); counts the passes."""
-    from episodes import quantized
-
-    passes = [0]
-    original = quantized.QuantizedColumns._prefix_pass
-
-    def counted(self, *args, **kwargs):
-        passes[0] += 1
-        return original(self, *args, **kwargs)
-
-    monkeypatch.setattr(quantized, "PREFIX_FROM", 1)
-    monkeypatch.setattr(quantized.QuantizedColumns, "_prefix_pass", counted)
-    return passes
-
-
-def heads_first_applies(metric: str, dim: int) -> bool:
-    """Cosine and dot, in dims with tails and a rotation; l2, small and huge dims scan whole codes."""
-    from episodes.quantized import PRINCIPAL_MAX_DIM
-
-    return metric != "l2" and 96 <= dim <= PRINCIPAL_MAX_DIM
-
-
-@pytest.mark.parametrize("path", ["int8", "prefix", "float32"])
+@pytest.mark.parametrize("path", ["int8", "float32"])
 @pytest.mark.parametrize("metric", ["cosine", "l2", "dot"])
 @pytest.mark.parametrize("kind", ["clustered", "duplicates", "near-ties", "all-equal", "outliers"])
 @pytest.mark.parametrize("dim", [8, 96, 1024])
-def test_certified_search_equals_the_brute_force_oracle(metric, kind, dim, path, monkeypatch):
-    passes = count_prefix_passes(monkeypatch) if path == "prefix" else [0]
+def test_certified_search_equals_the_brute_force_oracle(metric, kind, dim, path):
     rng = np.random.default_rng(hash((metric, kind, dim)) % 2**32)
     n = 1500 if dim < 1024 else 600
     rows = make_rows(rng, n, dim)
     rows["embeddings"] = adversarial_rows(rng, kind, n, dim)
     rows["timestamp"] = rng.integers(0, 3, size=n).astype(np.int64)  # many exact ties
-    index = TenantIndex(dim, metric, quantize_from=10**9 if path == "float32" else 100)
+    index = TenantIndex(dim, metric, quantize_from=100 if path == "int8" else 10**9)
     index.add(**rows)
     for trial in range(12):
         if trial % 3 == 0:
@@ -271,8 +247,7 @@ def test_certified_search_equals_the_brute_force_oracle(metric, kind, dim, path,
         expected_ids, expected_scores = brute_force(index, query, k, flt)
         assert ids == expected_ids
         np.testing.assert_allclose(scores, expected_scores, rtol=1e-6, atol=1e-6)
-    assert (index.quant is not None) == (path != "float32")  # the path under test really ran
-    assert (passes[0] > 0) == (path == "prefix" and heads_first_applies(metric, dim))
+    assert (index.quant is not None) == (path == "int8")  # the path under test really ran
 
 
 def test_certified_search_follows_adds_and_removals():
@@ -294,9 +269,7 @@ def test_certified_search_follows_adds_and_removals():
     # file holds each id's own (normalised) vector, removed rows' slots reused.
     assert index.emb is None and index.rows is not None
     stored = index.vectors(np.arange(index.n))
-    codes = quantize(index.quant.rotate(stored))[0]  # of the rotated rows, split into heads and tails
-    np.testing.assert_array_equal(index.quant.codes[: index.n], codes[:, : index.quant.head])
-    np.testing.assert_array_equal(index.quant.tail[: index.n], codes[:, index.quant.head :])
+    np.testing.assert_array_equal(index.quant.codes[: index.n], quantize(stored)[0])
     given = dict(zip(rows["ids"] + more["ids"], np.concatenate([rows["embeddings"], more["embeddings"]]),
                      strict=True))
     expected = np.array([given[eid] for eid in index.ids], dtype=np.float32)
@@ -312,15 +285,10 @@ def test_certified_search_follows_adds_and_removals():
 @pytest.mark.parametrize("kind", ["clustered", "duplicates", "near-ties", "all-equal", "outliers"])
 @pytest.mark.parametrize("magnitude", [1e-3, 1.0, 1e4])
 @pytest.mark.parametrize("dim", [8, 96, 1100])  # 1100: integer dot products beyond float32's exact range
-@pytest.mark.parametrize("heads_first", [False, True])
-def test_fast_candidate_selection_equals_the_float64_reference(metric, kind, magnitude, dim, heads_first,
-                                                               monkeypatch):
-    """quantized.candidates (float32 pre-selection, or the heads-first pass, then float64 bounds on
-    the survivors) picks exactly the rows that the float64 bounds of every row pick, whole, masked or
-    gathered."""
+def test_fast_candidate_selection_equals_the_float64_reference(metric, kind, magnitude, dim):
+    """quantized.candidates (float32 pre-selection, float64 bounds on the survivors) picks exactly the
+    rows that the float64 bounds of every row pick, whole, masked or gathered."""
     from episodes.quantized import select
-
-    passes = count_prefix_passes(monkeypatch) if heads_first else [0]
 
     rng = np.random.default_rng(hash((metric, kind, dim, magnitude)) % 2**32)
     n = 1200 if dim < 1000 else 300
@@ -348,7 +316,6 @@ def test_fast_candidate_selection_equals_the_float64_reference(metric, kind, mag
             expected = subset[select(lower[subset], upper[subset], k, None)]
             got = quant.candidates(q, k, index.n, rows=subset)[0]
         np.testing.assert_array_equal(np.sort(got), np.sort(expected))
-    assert (passes[0] > 0) == (heads_first and heads_first_applies(metric, dim))
 
 
 @pytest.mark.parametrize("metric", ["cosine", "l2", "dot"])
@@ -383,7 +350,7 @@ def test_a_scan_cut_into_parts_on_threads_gives_the_same_integers(dim, parts, mo
     index = TenantIndex(dim, "dot", quantize_from=100)
     index.add(**make_rows(rng, n, dim))
     index.ensure_quantized()
-    q_codes = quantized.quantize(rng.normal(size=(1, dim)).astype(np.float32))[0][:, : index.quant.head]
+    q_codes = quantized.quantize(rng.normal(size=(1, dim)).astype(np.float32))[0]
     whole = index.quant._scan(q_codes, index.quant.codes[:n])
     monkeypatch.setattr(quantized, "SCAN_SPLIT_FROM", 10)
     monkeypatch.setattr(quantized, "SCAN_PARTS", parts)
@@ -413,31 +380,3 @@ def test_code_columns_widen_past_int16_and_keep_filtering():
         assert each.search(np.ones(2, np.float32), 2, Filters(task_id_prefix="task-1", source="s"))[0] == [
             "e19998", "e19996"]
         assert each.search(np.ones(2, np.float32), 1, Filters(task_id_prefix="task-0"))[0] == ["e0"]
-
-
-@pytest.mark.parametrize("metric", ["cosine", "dot"])
-def test_heads_first_reads_few_tails_of_clustered_rows(metric, monkeypatch):
-    """On clustered embeddings the rotation gathers most of each row in its head: the pass reads the
-    tails of a small share of the rows (the search stays exact: see the oracle tests)."""
-    from bench.data import make_dataset, make_queries
-    from episodes import quantized
-
-    ds = make_dataset(20_000, dim=384)
-    index = TenantIndex(384, metric)
-    index.add(ids=ds.ids, embeddings=ds.embeddings, seq=np.arange(ds.n), timestamp=ds.timestamp,
-              reward=ds.reward, expires_at=np.full(ds.n, NO_EXPIRY), task_id=ds.task_id, source=ds.source,
-              user_id=ds.user_id, tags=ds.tags)
-    index.ensure_quantized()
-    assert not np.allclose(index.quant.rotation, np.eye(384))  # principal axes, not the rows' own basis
-    kept = []
-    original = quantized.QuantizedColumns._prefix_pass
-
-    def watched(self, *args, **kwargs):
-        keep, dots = original(self, *args, **kwargs)
-        kept.append(keep.size)
-        return keep, dots
-
-    monkeypatch.setattr(quantized.QuantizedColumns, "_prefix_pass", watched)
-    for query in make_queries(20, dim=384):
-        assert index.search(query, 5)[0] == brute_force(index, query, 5)[0]
-    assert len(kept) == 20 and np.median(kept) < 0.05 * ds.n
