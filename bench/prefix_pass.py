@@ -24,7 +24,6 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")  # before numpy loads its BLAS: one thread, as in a worker
 
 import argparse  # noqa: E402
-import datetime as dt  # noqa: E402
 import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
 
@@ -105,7 +104,7 @@ def scan_times(n: int, dim: int, prefixes: tuple[int, ...], reps: int) -> dict:
 
 
 def report(result: dict, command: str, n: int, dim: int) -> str:
-    from bench.run import git_commit, machine
+    from bench.run import machine, provenance
 
     m = machine()
     full = result["scan"][dim]
@@ -118,9 +117,7 @@ def report(result: dict, command: str, n: int, dim: int) -> str:
         "a floor from a few rows scored in full leaves somewhat more); "
         "scans are one thread, rows from memory, median ms.",
         "",
-        f"- Command: `{command}`, {dt.datetime.now(dt.UTC).isoformat(timespec='seconds')}, commit {git_commit()}",
-        f"- Machine: {m['cores']} cores, {m['cpu']}; numpy {m['numpy']}, simsimd {simsimd.__version__}; "
-        f"1-minute load average {os.getloadavg()[0]:.1f}",
+        *provenance(command, f"numpy {m['numpy']}, simsimd {simsimd.__version__}"),
         "",
         "| prefix m | codes a row scanned | survivors, top 5 | survivors, top 50 | prefix scan ms | "
         "share of the full scan |",

@@ -83,6 +83,13 @@ def git_commit() -> str | None:
     return done.stdout.strip() or None
 
 
+def provenance(command: str, software: str) -> list[str]:
+    """The Command and Machine lines a study's report (request_path, batching, prefix_pass) opens with."""
+    m = machine()
+    return [f"- Command: `{command}`, {dt.datetime.now(dt.UTC).isoformat(timespec='seconds')}, commit {git_commit()}",
+            f"- Machine: {m['cores']} cores, {m['cpu']}; {software}; 1-minute load average {os.getloadavg()[0]:.1f}"]
+
+
 class Runner:
     def __init__(self, plan: Plan, *, chroma: bool, pgvector: bool, http: bool) -> None:
         self.plan = plan
