@@ -351,7 +351,7 @@ def test_a_scan_cut_into_parts_on_threads_gives_the_same_integers(dim, parts, mo
     index.add(**make_rows(rng, n, dim))
     index.ensure_quantized()
     q_codes = quantized.quantize(rng.normal(size=(1, dim)).astype(np.float32))[0]
-    whole = index.quant._scan(q_codes, index.quant.codes[:n])
+    whole = index.quant._scan(q_codes, index.quant.codes[:n]).copy()  # the next scan reuses its buffer
     monkeypatch.setattr(quantized, "SCAN_SPLIT_FROM", 10)
     monkeypatch.setattr(quantized, "SCAN_PARTS", parts)
     cut = index.quant._scan(q_codes, index.quant.codes[:n])
@@ -380,3 +380,23 @@ def test_code_columns_widen_past_int16_and_keep_filtering():
         assert each.search(np.ones(2, np.float32), 2, Filters(task_id_prefix="task-1", source="s"))[0] == [
             "e19998", "e19996"]
         assert each.search(np.ones(2, np.float32), 1, Filters(task_id_prefix="task-0"))[0] == ["e0"]
+
+
+def test_searches_on_several_threads_at_once_match_the_same_searches_one_by_one():
+    """The int8 search's reusable buffers (episodes/scratch.py) are per thread: searches of two
+    tenants on one thread, and of one tenant on several threads at once, do not share them."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    rng = np.random.default_rng(11)
+    dim = 32
+    big, other = TenantIndex(dim, "cosine", quantize_from=100), TenantIndex(dim, "dot", quantize_from=100)
+    big.add(**make_rows(rng, 5000, dim))
+    other.add(**make_rows(rng, 3000, dim))
+    queries = rng.normal(size=(40, dim)).astype(np.float32)
+    filters = [None, Filters(min_reward=0.0)]
+    jobs = [(index, q, 1 + i % 20, filters[i % 2]) for i, q in enumerate(queries) for index in (big, other)]
+    alone = [index.search(q, k, flt)[0] for index, q, k, flt in jobs]
+    assert alone == [brute_force(index, q, k, flt)[0] for index, q, k, flt in jobs]
+    with ThreadPoolExecutor(4) as pool:
+        together = list(pool.map(lambda job: job[0].search(job[1], job[2], job[3])[0], jobs * 5))
+    assert together == alone * 5
