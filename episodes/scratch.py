@@ -4,8 +4,8 @@ Why: gunicorn workers fix glibc's mmap threshold at 128 KB (memcloud/gunicorn.co
 build's large temporaries go back to the system. The price is that every fresh array above it is a
 new mapping, faulted in page by page as it is first written: a float32 product over 100k rows took
 223 µs into a new array and 53 µs into a reused one. A query at 100k rows made three such arrays.
-Each buffer stays as large as the largest scope its thread has searched (4 bytes a row for
-float32), a fraction of a percent of that tenant's rows.
+Each buffer stays as large as the largest scope its thread has searched: the int8 search's four
+take 13 bytes a row, against about 460 that an indexed row of dim 384 takes.
 """
 
 from __future__ import annotations
