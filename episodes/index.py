@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from . import scratch
 from .idmap import IdMap
 from .quantized import MIN_ROWS, QuantizedColumns, stored_columns
 from .rowstore import READ_CHUNK, RowStore
@@ -319,7 +320,10 @@ class TenantIndex:
             return None
         if code < BITSET_TAGS:
             word = self.tagwords[code >> 6, : self.n]
-            return (word & (1 << (code & 63))) != 0  # a Python int takes the word's width
+            # The word's bits into a reused buffer (a fresh one is a new mapping: scratch.py); a
+            # Python int takes the word's width.
+            bits = np.bitwise_and(word, 1 << (code & 63), out=scratch.buffer("tag bits", word.size, word.dtype))
+            return bits != 0
         mask = np.zeros(self.n, dtype=bool)
         holders = self._rare.get(code, ())
         if holders:
@@ -336,7 +340,9 @@ class TenantIndex:
             nonlocal mask
             mask = extra if mask is None else (mask & extra)
 
-        empty = np.zeros(n, dtype=bool)
+        def nothing() -> np.ndarray:
+            return np.zeros(n, dtype=bool)
+
         if self._expiring:
             both(self.expires[:n] > now_ms)
         if flt.min_reward is not None:
@@ -349,20 +355,20 @@ class TenantIndex:
                                      (flt.user_id, self._users, self.user)):
             if value is not None:
                 code = vocab.codes.get(value)
-                both(empty if code is None else column[:n] == code)
+                both(nothing() if code is None else column[:n] == code)
         if flt.task_id_prefix:
             codes = self._tasks.codes_with_prefix(flt.task_id_prefix)
-            both(np.isin(self.task[:n], codes) if codes.size else empty)
+            both(np.isin(self.task[:n], codes) if codes.size else nothing())
         if flt.tags_any:
-            any_mask = np.zeros(n, dtype=bool)
+            any_mask = None
             for tag in flt.tags_any:
-                tag_mask = self._tag_mask(tag)
+                tag_mask = self._tag_mask(tag)  # a new array: it may take the others in place
                 if tag_mask is not None:
-                    any_mask |= tag_mask
-            both(any_mask)
+                    any_mask = tag_mask if any_mask is None else np.logical_or(any_mask, tag_mask, out=any_mask)
+            both(nothing() if any_mask is None else any_mask)
         for tag in flt.tags_all:
             tag_mask = self._tag_mask(tag)
-            both(empty if tag_mask is None else tag_mask)
+            both(nothing() if tag_mask is None else tag_mask)
         return mask
 
     def prepare_query(self, query: np.ndarray) -> np.ndarray:
