@@ -104,9 +104,8 @@ def scan_times(n: int, dim: int, prefixes: tuple[int, ...], reps: int) -> dict:
 
 
 def report(result: dict, command: str, n: int, dim: int) -> str:
-    from bench.run import machine, provenance
+    from bench.run import provenance
 
-    m = machine()
     full = result["scan"][dim]
     lines = [
         "# Heads first: the rows a certified pass over rotated prefix codes leaves, and its cost",
@@ -117,7 +116,7 @@ def report(result: dict, command: str, n: int, dim: int) -> str:
         "a floor from a few rows scored in full leaves somewhat more); "
         "scans are one thread, rows from memory, median ms.",
         "",
-        *provenance(command, f"numpy {m['numpy']}, simsimd {simsimd.__version__}"),
+        *provenance(command, f"numpy {np.__version__}, simsimd {simsimd.__version__}"),
         "",
         "| prefix m | codes a row scanned | survivors, top 5 | survivors, top 50 | prefix scan ms | "
         "share of the full scan |",
