@@ -9,7 +9,9 @@ http.client connection) against one gunicorn worker on a throw-away PostgreSQL d
   5. the same request bodies through the service's WSGI application in this process (metrics and
      the request log written as in a worker), with the time of each part, taken by wrappers put
      around those functions for this measurement only.
-The difference between 4 and 5 is what the HTTP hop costs a query. Results: bench/results/request_path.md.
+The difference between 4 and 5 is what the HTTP hop costs a query. On PostgreSQL, 6. times the same
+request bodies in process with the key checked in the winners' statement and looked up first,
+interleaved. Results: bench/results/request_path.md.
 """
 
 from __future__ import annotations
@@ -38,24 +40,27 @@ ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "bench" / "results" / "request_path.md"
 CASES = [("selective", 5), ("none", 5), ("none", 50)]
 
-# The functions timed inside a query (module or class, attribute), by the label used below.
+# The functions timed inside a query (module or class, attribute), by the label used below. A
+# query whose key this worker verified lately makes no key lookup: its winners' statement checks
+# the key (tenants/key_memo.py).
 _PARTS = {
-    "key": ("tenants.authentication", "key_with_tenant"),
-    "dispatch": ("rest_framework.views:APIView", "dispatch"),
-    "view": ("episodes.views:EpisodeQueryApi", "post"),
-    "validation": ("episodes.serializers:QueryInput", "is_valid"),
-    "index": ("episodes.index:TenantIndex", "search"),
-    "winners": ("episodes.selectors", "_winners"),
+    "key": [("tenants.authentication", "key_with_tenant")],
+    "dispatch": [("rest_framework.views:APIView", "dispatch")],
+    "view": [("episodes.views:EpisodeQueryApi", "post")],
+    "validation": [("episodes.serializers:QueryInput", "is_valid")],
+    "index": [("episodes.index:TenantIndex", "search")],
+    "winners": [("episodes.selectors", "_winners"), ("episodes.selectors", "_winners_checking_key")],
 }
 # What each row of the breakdown is, from the per-request times of the parts above. DRF's answer is
 # rendered by Django's handler once dispatch has returned, so it falls in the first row.
 ROWS: list[tuple[str, Callable[[dict[str, float]], float]]] = [
     ("Django: WSGI handler, middleware, rendering the answer", lambda p: p["total"] - p["dispatch"]),
     ("DRF: dispatch, negotiation, scope check", lambda p: p["dispatch"] - p["view"] - p["key"]),
-    ("key lookup (1 round trip, key, tenant and counter)", lambda p: p["key"]),
+    ("key lookup (1 round trip, key, tenant and counter; none for a key the worker verified lately)",
+     lambda p: p["key"]),
     ("body validation", lambda p: p["validation"]),
     ("index search", lambda p: p["index"]),
-    ("winners' fields and usage (1 round trip)", lambda p: p["winners"]),
+    ("winners' fields, usage and the lately verified key's check (1 round trip)", lambda p: p["winners"]),
     ("rest of the view", lambda p: p["view"] - p["validation"] - p["index"] - p["winners"]),
 ]
 
@@ -73,9 +78,10 @@ class Spans:
 
     def __init__(self) -> None:
         self.spent: dict[str, float] = collections.defaultdict(float)
-        for label, (spec, name) in _PARTS.items():
-            owner = _target(spec)
-            setattr(owner, name, self._timed(label, getattr(owner, name)))
+        for label, targets in _PARTS.items():
+            for spec, name in targets:
+                owner = _target(spec)
+                setattr(owner, name, self._timed(label, getattr(owner, name)))
 
     def _timed(self, label: str, fn):
         @functools.wraps(fn)
@@ -89,7 +95,9 @@ class Spans:
         return timed
 
     def take(self) -> dict[str, float]:
-        out, self.spent = dict(self.spent), collections.defaultdict(float)
+        """Every label's seconds, 0 for a part this request did not run."""
+        out = {label: self.spent.get(label, 0.0) for label in _PARTS}
+        self.spent = collections.defaultdict(float)
         return out
 
 
@@ -202,7 +210,30 @@ def in_process(env: dict[str, str], key: str, bodies: dict, count: int) -> dict:
             per_request.append({**spans.take(), "total": time.perf_counter() - began})
         out[case] = {"total": p50_ms([p["total"] for p in per_request]),
                      **{label: p50_ms([row(p) for p in per_request]) for label, row in ROWS}}
+    if env["DATABASE_URL"].startswith("postgres"):  # elsewhere every key is looked up
+        out["key_check"] = {case: key_check_ab(post, case_bodies, count) for case, case_bodies in bodies.items()}
     return out
+
+
+def key_check_ab(post: Callable[[bytes], None], bodies: list[bytes], count: int) -> dict[str, float]:
+    """The same query with its key checked in the winners' statement (a key the worker verified
+    lately, tenants/key_memo.py) and looked up first (the full authentication), requests of the two
+    interleaved so that the machine's drift falls on both: p50 of each and of the paired differences."""
+    import tenants.api
+
+    remembered = tenants.api.remembered_key
+    times: dict[str, list[float]] = {"remembered": [], "looked up": []}
+    try:
+        for i in range(2 * count):
+            mode = "remembered" if i % 2 else "looked up"
+            tenants.api.remembered_key = remembered if i % 2 else (lambda request: None)
+            began = time.perf_counter()
+            post(bodies[(i // 2) % len(bodies)])
+            times[mode].append(time.perf_counter() - began)
+    finally:
+        tenants.api.remembered_key = remembered
+    saved = [a - b for a, b in zip(times["looked up"], times["remembered"], strict=True)]
+    return {**{mode: p50_ms(t) for mode, t in times.items()}, "saved": p50_ms(saved)}
 
 
 def _row(label: str, values: list[float]) -> str:
@@ -236,6 +267,19 @@ def report(result: dict, command: str, n: int) -> str:
         "The parts are medians of per-request times, so they need not add up to the median total exactly.",
         "",
     ]
+    ab = result["in_process"].get("key_check")
+    if ab:
+        lines += [
+            "In process, the same query with its key checked in the winners' statement (a key the worker",
+            "verified lately, `tenants/key_memo.py`) and looked up first, requests of the two interleaved:",
+            "",
+            f"| key | {' | '.join(f'{flt} top {k}' for flt, k in CASES)} |",
+            f"|---|{'---|' * len(CASES)}",
+            _row("looked up first (2 round trips)", [ab[c]["looked up"] for c in CASES]),
+            _row("checked in the winners' statement (1 round trip)", [ab[c]["remembered"] for c in CASES]),
+            _row("saved (median of paired differences)", [ab[c]["saved"] for c in CASES]),
+            "",
+        ]
     return "\n".join(lines)
 
 

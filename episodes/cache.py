@@ -142,12 +142,18 @@ class IndexCache:
     def bytes_used(self) -> int:
         return sum(e.index.nbytes() for e in self.entries.values())
 
+    def peek(self, tenant_pk: int) -> CachedIndex | None:
+        """The tenant's index as this worker holds it, at whatever version: for a query that reads
+        the tenant's counters only in its last statement and then checks them (episodes/selectors.py)."""
+        with self.lock:
+            cached = self.entries.get(tenant_pk)
+            if cached is not None:
+                self.entries.move_to_end(tenant_pk)
+            return cached
+
     def current(self, tenant: Tenant, state: TenantState) -> CachedIndex:
         """The tenant's index, brought up to the state read with this request's authentication."""
-        with self.lock:
-            cached = self.entries.get(tenant.pk)
-            if cached is not None:
-                self.entries.move_to_end(tenant.pk)
+        cached = self.peek(tenant.pk)
         if cached is not None and cached.generation == state.generation and cached.version >= state.tombstone_floor:
             if cached.version < state.version:
                 with cached.lock:

@@ -17,6 +17,7 @@ from memcloud import db
 from memcloud.errors import NotFound
 from ops import usage
 from ops.audit import audit
+from tenants import key_memo
 from tenants.models import Tenant
 
 from .cache import cache
@@ -85,19 +86,34 @@ def episodes_list(*, tenant: Tenant, filters: Filters, limit: int, cursor: str |
 
 
 def episodes_query(*, tenant: Tenant, state: TenantState, query_embedding: np.ndarray, top_k: int,
-                   filters: Filters, include_embedding: bool = False,
-                   key_prefix: str | None = None) -> list[dict[str, Any]]:
-    """Exact filtered top-k from the worker's index, then the winners' fields from the database."""
+                   filters: Filters, include_embedding: bool = False, key_prefix: str | None = None,
+                   key_check: key_memo.Verified | None = None) -> list[dict[str, Any]]:
+    """Exact filtered top-k from the worker's index, then the winners' fields from the database.
+
+    With `key_check` (a key this worker verified lately, tenants/key_memo.py) `state` has not been
+    read: the search runs on the index as the worker holds it, and the winners' statement checks the
+    key and reads the tenant's counters; if the index was older than them, it is caught up and
+    searched again. key_memo.Unconfirmed, raised before anything is answered or counted, says the
+    key or tenant did not check out (or the worker holds no index of the tenant yet)."""
     at = now_ms()
     for _ in range(MAX_RACE_RETRIES):
-        cached = cache.current(tenant, state)
+        cached = cache.current(tenant, state) if key_check is None else cache.peek(tenant.pk)
+        if cached is None:
+            raise key_memo.Unconfirmed("no index of this tenant in the worker yet")
         with cached.lock:
             ids, scores = cached.index.search(query_embedding, top_k, filters, at)
-        rows = _winners(tenant_pk=tenant.pk, ids=ids, include_embedding=include_embedding)
-        if len(rows) == len(ids):
+            searched = (cached.generation, cached.version)
+        if key_check is None:
+            rows = _winners(tenant_pk=tenant.pk, ids=ids, include_embedding=include_embedding)
+            if len(rows) == len(ids):
+                break
+            # A concurrent delete removed a winner between catch-up and fetch: look again at the newer state.
+            state = TenantState.objects.get(pk=tenant.pk)
+            continue
+        rows, state = _winners_checking_key(key_check, ids=ids, include_embedding=include_embedding)
+        key_check = None  # checked and counted: another round is an ordinary one
+        if searched == (state.generation, state.version) and len(rows) == len(ids):
             break
-        # A concurrent delete removed a winner between catch-up and fetch: look again at the newer state.
-        state = TenantState.objects.get(pk=tenant.pk)
     hits = []
     for episode_id, score in zip(ids, scores.tolist(), strict=True):
         hit = rows.get(episode_id)
@@ -133,17 +149,20 @@ def _winners_sql(vendor: str, count: int, include_embedding: bool) -> str:
     return f"SELECT {', '.join(columns)} FROM {table} WHERE {q('tenant_id')} = %s AND {q('id')} {ids}"
 
 
+def _contained():
+    """Autocommit (as a request runs): a statement is its own transaction. Inside one, a savepoint
+    keeps a failure from breaking it."""
+    return transaction.atomic() if connection.in_atomic_block else contextlib.nullcontext()
+
+
 def _fetch_counting_usage(sql: str, params: list, tenant_pk: int) -> list[tuple]:
     """The rows of `sql`, with this request's usage counted by the same statement where it can be
     (one round trip fewer per query); a failure of the usage part never fails the query."""
     combined = usage.with_usage(sql, params, tenant_id=tenant_pk)
     if combined is None:
         return db.fetch_all(sql, params)
-    # Autocommit (as a request runs): the statement is its own transaction. Inside one, a savepoint
-    # keeps a failure from breaking it.
-    contained = transaction.atomic() if connection.in_atomic_block else contextlib.nullcontext()
     try:
-        with contained:
+        with _contained():
             rows = db.fetch_all(*combined)
     except DatabaseError as exc:
         usage.warn_not_recorded(exc)
@@ -152,30 +171,76 @@ def _fetch_counting_usage(sql: str, params: list, tenant_pk: int) -> list[tuple]
     return rows
 
 
+def _winner_fields(row: tuple, *, postgres: bool, include_embedding: bool) -> dict[str, Any]:
+    # The columns are the answer's fields, in its order (OUTPUT_FIELDS less seq), then the embedding.
+    fields = dict(zip(_WINNER_FIELDS, row, strict=False))
+    if not postgres:
+        fields["id"] = uuid_str(fields["id"])
+    for name in _JSON_FIELDS:
+        if fields[name] is not None:
+            fields[name] = orjson.Fragment(fields[name])
+    if include_embedding:
+        fields["state_embedding"] = embedding_json(row[len(_WINNER_FIELDS)])
+    return fields
+
+
 def _winners(*, tenant_pk: int, ids: list[str], include_embedding: bool) -> dict[str, dict[str, Any]]:
     """The answer's fields of each of `ids` that still exists, keyed by id (str)."""
     if not ids:
         return {}
     vendor = connection.vendor
     postgres = vendor == "postgresql"
-    if postgres:  # the index's ids are canonical UUID strings: nothing in them to escape
-        params = [tenant_pk, "{" + ",".join(ids) + "}"]
-    else:  # as Django stores a UUIDField where there is no uuid type: 32 hex digits
-        params = [tenant_pk, *(uuid.UUID(i).hex for i in ids)]
-    out = {}
+    # Where there is no uuid type, Django stores a UUIDField as 32 hex digits.
+    params = [tenant_pk, _uuid_array(ids)] if postgres else [tenant_pk, *(uuid.UUID(i).hex for i in ids)]
     sql = _winners_sql(vendor, 0 if postgres else len(ids), include_embedding)
+    out = {}
     for row in _fetch_counting_usage(sql, params, tenant_pk):
-        # The columns are the answer's fields, in its order (OUTPUT_FIELDS less seq).
-        fields = dict(zip(_WINNER_FIELDS, row, strict=False))
-        if not postgres:
-            fields["id"] = uuid_str(fields["id"])
-        for name in _JSON_FIELDS:
-            if fields[name] is not None:
-                fields[name] = orjson.Fragment(fields[name])
-        if include_embedding:
-            fields["state_embedding"] = embedding_json(row[-1])
+        fields = _winner_fields(row, postgres=postgres, include_embedding=include_embedding)
         out[fields["id"]] = fields
     return out
+
+
+def _uuid_array(ids: list[str]) -> str:
+    """One uuid[] literal: the index's ids are canonical UUID strings, nothing in them to escape."""
+    return "{" + ",".join(ids) + "}"
+
+
+@lru_cache(maxsize=8)
+def _checked_winners_sql(include_embedding: bool, with_ids: bool, counted: bool) -> str:
+    """The key check `k`, the usage it allows, and the winners beside the tenant's counters (one
+    row of counters and NULLs when there are no winners; no row when the key does not check out)."""
+    ctes = [key_memo.key_check_sql(), *([usage.USAGE_IF_KEY_CTE] if counted else [])]
+    if not with_ids:
+        return f"WITH {', '.join(ctes)} SELECT k.* FROM k"
+    winners = _winners_sql("postgresql", 0, include_embedding)
+    return f"WITH {', '.join(ctes)} SELECT k.*, w.* FROM k LEFT JOIN ({winners}) w ON true"
+
+
+def _winners_checking_key(check: key_memo.Verified, *, ids: list[str],
+                          include_embedding: bool) -> tuple[dict[str, dict[str, Any]], TenantState]:
+    """_winners() and the tenant's counters, read by the statement that checks the key again (and
+    counts the query if it checks out); key_memo.Unconfirmed if it does not."""
+    tenant_pk = check.tenant.pk
+    upsert = usage.query_upsert_params(tenant_pk)
+    params = [*check.check_params(), *(upsert or ()), *((tenant_pk, _uuid_array(ids)) if ids else ())]
+    sql = _checked_winners_sql(include_embedding, bool(ids), upsert is not None)
+    try:
+        with _contained():
+            rows = db.fetch_all(sql, params)
+    except DatabaseError as exc:  # the full authentication runs next, and answers for the database
+        raise key_memo.Unconfirmed(f"key check failed: {exc}") from exc
+    if not rows:
+        raise key_memo.Unconfirmed("the key or its tenant changed")
+    if upsert is not None:
+        usage.counted_as_query()
+    state = key_memo.state_from(rows[0])
+    out = {}
+    for row in rows:
+        winner = row[key_memo.STATE_COLUMNS:]
+        if winner and winner[0] is not None:  # none without ids; NULLs: the LEFT JOIN's row when none is left
+            fields = _winner_fields(winner, postgres=True, include_embedding=include_embedding)
+            out[fields["id"]] = fields
+    return out, state
 
 
 def tenant_stats(*, tenant: Tenant) -> dict[str, Any]:

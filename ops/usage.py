@@ -28,11 +28,21 @@ _CLEAN_EVERY_SECS = 300.0
 _WARN_EVERY_SECS = 60.0
 
 _TABLE = UsageMinute._meta.db_table
-_UPSERT_SQL = (
-    f"INSERT INTO {_TABLE} (tenant_id, minute, slot, requests, stores, queries) VALUES (%s, %s, %s, 1, %s, %s) "
-    f"ON CONFLICT (tenant_id, minute, slot) DO UPDATE SET requests = {_TABLE}.requests + 1, "
-    f"stores = {_TABLE}.stores + excluded.stores, queries = {_TABLE}.queries + excluded.queries"
-)
+
+
+def _upsert_sql(rows: str) -> str:
+    """The upsert of one request's usage, its row given by `rows` (VALUES or a SELECT)."""
+    return (
+        f"INSERT INTO {_TABLE} (tenant_id, minute, slot, requests, stores, queries) {rows} "
+        f"ON CONFLICT (tenant_id, minute, slot) DO UPDATE SET requests = {_TABLE}.requests + 1, "
+        f"stores = {_TABLE}.stores + excluded.stores, queries = {_TABLE}.queries + excluded.queries"
+    )
+
+
+_UPSERT_SQL = _upsert_sql("VALUES (%s, %s, %s, 1, %s, %s)")
+# The same as a CTE that counts only if the CTE `k` before it has a row (the key check of
+# tenants/key_memo.py); its parameters are query_upsert_params()'s.
+USAGE_IF_KEY_CTE = f"usage AS ({_upsert_sql('SELECT %s, %s, %s, 1, %s, %s FROM k')})"
 
 
 @dataclass
@@ -80,11 +90,20 @@ def with_usage(sql: str, params: list, *, tenant_id: int) -> tuple[str, list] | 
     query counts itself in its own last round trip instead of one more after the answer; None
     where that cannot be (SQLite has no such CTE, or no request is being counted). The caller
     runs the result, then calls counted_as_query() (or, if it failed, runs `sql` alone)."""
+    upsert = query_upsert_params(tenant_id)
+    if upsert is None:
+        return None
+    return f"WITH usage AS ({_UPSERT_SQL}) {sql}", [*upsert, *params]
+
+
+def query_upsert_params(tenant_id: int) -> list[int] | None:
+    """The upsert's parameters for this request as a query, where a statement of its own can count
+    it (a request being counted, not yet counted, that stored nothing, on PostgreSQL), else None.
+    The caller runs the statement, then calls counted_as_query()."""
     pending = _pending.get()
     if pending is None or pending.recorded or pending.stores or connection.vendor != "postgresql":
         return None
-    upsert = _upsert_params(tenant_id=tenant_id, minute=int(time.time() // 60), stores=0, query=True)
-    return f"WITH usage AS ({_UPSERT_SQL}) {sql}", [*upsert, *params]
+    return _upsert_params(tenant_id=tenant_id, minute=int(time.time() // 60), stores=0, query=True)
 
 
 def _upsert_params(*, tenant_id: int, minute: int, stores: int, query: bool) -> list[int]:

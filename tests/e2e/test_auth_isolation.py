@@ -55,6 +55,31 @@ def test_missing_wrong_revoked_and_expired_keys_get_401(memcloud_server):
     assert httpx.get(url, headers=auth(key)).status_code == 200
 
 
+def test_queries_of_a_key_every_worker_has_verified_are_refused_once_it_is_revoked(memcloud_server):
+    # Every worker answers the key's queries from its memo of it (tenants/key_memo.py) and checks it
+    # in the winners' statement: the revocation, and the tenant's deactivation, hold on the next query.
+    rng = np.random.default_rng(3)
+    slug = unique_slug()
+    admin = memcloud_server.create_tenant(slug, "--dim", str(DIM))
+    reader = memcloud_server.manage("issuekey", slug, "--scope", "read")
+    body = {"query_embedding": rng.normal(size=DIM).tolist(), "top_k": 3}
+    with fresh_client(memcloud_server.url, admin) as a, fresh_client(memcloud_server.url, reader) as r:
+        a.post("/v1/episodes/batch", json={"episodes": [episode(DIM, rng) for _ in range(5)]}).raise_for_status()
+        for _ in range(12):  # new connections: spread over the 3 workers
+            assert len(r.post("/v1/query", json=body).json()["episodes"]) == 3
+            assert len(a.post("/v1/query", json=body).json()["episodes"]) == 3
+        memcloud_server.manage("revokekey", reader[3:11])
+        for _ in range(12):
+            refused = r.post("/v1/query", json=body)
+            assert refused.status_code == 401 and refused.json() == {"error": "API key has been revoked"}
+            assert len(a.post("/v1/query", json=body).json()["episodes"]) == 3
+        memcloud_server.manage("shell", "-c", f"from tenants.models import Tenant; "
+                               f"Tenant.objects.filter(slug='{slug}').update(is_active=False)")
+        for _ in range(12):
+            refused = a.post("/v1/query", json=body)
+            assert refused.status_code == 403 and "inactive" in refused.json()["error"]
+
+
 def test_inactive_tenant_gets_403(memcloud_server):
     import httpx
 
