@@ -80,8 +80,9 @@ def build_index(tenant: Tenant, state: TenantState) -> CachedIndex:
     return CachedIndex(index=index, generation=state.generation, version=state.version)
 
 
-def catch_up(tenant: Tenant, cached: CachedIndex, state: TenantState) -> None:
-    """Apply what other workers committed after cached.version: cost follows the change, not N."""
+def catch_up(tenant: Tenant, cached: CachedIndex, state: TenantState) -> set[str]:
+    """Apply what other workers committed after cached.version: cost follows the change, not N.
+    The ids of the episodes stored, changed or removed since."""
     since = cached.version
     rows = changes.rows_since(tenant_pk=tenant.pk, version=since)
     tombs = changes.tombstones_since(tenant_pk=tenant.pk, version=since)
@@ -91,6 +92,7 @@ def catch_up(tenant: Tenant, cached: CachedIndex, state: TenantState) -> None:
     cached.index.remove(eid for eid, _ in tombs)
     _add_rows(cached.index, [r for r in rows if r[0] not in gone])
     cached.version = state.version
+    return {r[0] for r in rows} | {eid for eid, _ in tombs}
 
 
 def from_checkpoint(tenant: Tenant, state: TenantState) -> CachedIndex:

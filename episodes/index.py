@@ -417,14 +417,19 @@ class TenantIndex:
 
         return self._chunked(np.asarray(rows, dtype=np.int64), score)
 
-    def search(self, query: np.ndarray, k: int, flt: Filters | None = None,
-               now_ms: int = 0) -> tuple[list[str], np.ndarray]:
-        """Ids and scores of the k best matching rows, best first (ties: newer timestamp, later stored)."""
+    def search(self, query: np.ndarray, k: int, flt: Filters | None = None, now_ms: int = 0,
+               among: np.ndarray | None = None) -> tuple[list[str], np.ndarray]:
+        """Ids and scores of the k best matching rows, best first (ties: newer timestamp, later stored);
+        with `among` (row positions), of those rows only."""
         n = self.n
         if n == 0 or k <= 0:
             return [], np.empty(0, dtype=np.float32)
         q = self.prepare_query(query)
         mask = self.mask(flt or Filters(), now_ms)
+        if among is not None:
+            only = np.zeros(n, dtype=bool)
+            only[among] = True
+            mask = only if mask is None else mask & only
         matches = n if mask is None else int(np.count_nonzero(mask))
         if matches == 0:
             return [], np.empty(0, dtype=np.float32)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import uuid
+from collections.abc import Callable
 from functools import lru_cache
 from typing import Any
 
@@ -20,7 +22,7 @@ from ops.audit import audit
 from tenants import key_memo
 from tenants.models import Tenant
 
-from .cache import cache
+from .cache import CachedIndex, cache, catch_up
 from .changes import uuid_str
 from .cursors import make_cursor, read_cursor
 from .filtering import matching
@@ -92,8 +94,9 @@ def episodes_query(*, tenant: Tenant, state: TenantState, query_embedding: np.nd
 
     With `key_check` (a key this worker verified lately, tenants/key_memo.py) `state` has not been
     read: the search runs on the index as the worker holds it, and the winners' statement checks the
-    key and reads the tenant's counters; if the index was older than them, it is caught up and
-    searched again. key_memo.Unconfirmed, raised before anything is answered or counted, says the
+    key and reads the tenant's counters; if the index was older than them, it is caught up, and the
+    winners found and the episodes changed since are searched again (everything, if a winner
+    changed). key_memo.Unconfirmed, raised before anything is answered or counted, says the
     key or tenant did not check out (or the worker holds no index of the tenant yet)."""
     at = now_ms()
     for _ in range(MAX_RACE_RETRIES):
@@ -112,7 +115,20 @@ def episodes_query(*, tenant: Tenant, state: TenantState, query_embedding: np.nd
             continue
         rows, state = _winners_checking_key(key_check, ids=ids, include_embedding=include_embedding)
         key_check = None  # checked and counted: another round is an ordinary one
-        if searched == (state.generation, state.version) and len(rows) == len(ids):
+        if searched == (state.generation, state.version):
+            if len(rows) == len(ids):
+                break
+            continue
+        # Behind the counter the check read: caught up, the answer can only come from the winners
+        # found and the episodes changed since; else the next round searches in full.
+        search = functools.partial(cached.index.search, query_embedding, top_k, filters, at)
+        found = _search_changed(tenant, cached, searched, state, ids, search)
+        if found is None:
+            continue
+        ids, scores = found
+        rows.update(_winners(tenant_pk=tenant.pk, ids=[i for i in ids if i not in rows],
+                             include_embedding=include_embedding))
+        if len(rows.keys() & set(ids)) == len(ids):
             break
     hits = []
     for episode_id, score in zip(ids, scores.tolist(), strict=True):
@@ -122,6 +138,23 @@ def episodes_query(*, tenant: Tenant, state: TenantState, query_embedding: np.nd
             hits.append(hit)
     audit("query", tenant_id=tenant.slug, key_prefix=key_prefix, episode_count=len(hits))
     return hits
+
+
+def _search_changed(tenant: Tenant, cached: CachedIndex, searched: tuple[int, int], state: TenantState,
+                    winners: list[str], search: Callable[..., tuple[list[str], np.ndarray]]):
+    """For an index searched at `searched` and found behind `state`: catch it up, and when none of
+    `winners` changed since, search only them and the episodes stored or changed since. That is the
+    full answer: every other matching episode is unchanged and ranked below the k winners. None
+    where a full search is needed (a winner changed or removed, a rebuild, another catch-up first)."""
+    with cached.lock:
+        if (cached.generation, cached.version) != searched or searched[0] != state.generation \
+                or cached.version < state.tombstone_floor:
+            return None
+        changed = catch_up(tenant, cached, state)
+        if changed.intersection(winners):
+            return None
+        among = cached.index.idmap.find([*winners, *changed])
+        return search(among=among[among >= 0])
 
 
 # The winners' fields, fetched with one statement written once and prepared (memcloud/db.py): the

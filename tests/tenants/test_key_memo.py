@@ -170,3 +170,52 @@ def test_another_secret_under_a_remembered_prefix_is_refused(warm, api, lookups)
     assert refused.status_code == 401 and refused.json() == {"error": "invalid API key"}
     assert lookups == [key[3:11]]  # refused by the full check, not answered from the memo
     assert query(api.as_key(key)).status_code == 200
+
+
+def test_after_other_workers_writes_the_answer_is_the_full_search_of_a_fresh_index(api, make_tenant, monkeypatch):
+    # Random stores, patches and deletes behind the worker's back (the API's writes do not touch its
+    # index), each followed by a query from the remembered key: the index is caught up, and only the
+    # winners found and the episodes changed since are searched again unless a winner changed. The
+    # answer must be a fresh index's full search, ids, order and scores.
+    import numpy as np
+
+    from episodes import selectors
+    from episodes.cache import build_index
+    from episodes.index import Filters
+
+    rng = np.random.default_rng(7)
+    tenant, key = make_tenant("memo-random", scope="admin")
+    client = api.as_key(key)
+    tags = ["a", "b", "c", "d"]
+
+    def body() -> dict:
+        return ep(task_id=f"t{rng.integers(1000)}", state_embedding=rng.normal(size=8).round(2).tolist(),
+                  reward=float(rng.integers(-3, 4)), tags=list(rng.choice(tags, size=rng.integers(0, 3), replace=False)))
+
+    ids = client.post("/v1/episodes/batch", {"episodes": [body() for _ in range(150)]}, format="json").json()["ids"]
+    delta = []
+    real = selectors._search_changed
+    monkeypatch.setattr(selectors, "_search_changed", lambda *a: delta.append(r := real(*a)) or r)
+    filters = [{}, {"tags_any": ["a"]}, {"tags_all": ["b", "c"]}, {"min_reward": 0.0}]
+    for step in range(60):
+        q = rng.normal(size=8).round(2).tolist()
+        flt, k = filters[step % len(filters)], int(rng.integers(1, 8))
+        answer = query(client, query_embedding=q, top_k=k, **flt)
+        assert answer.status_code == 200
+        winners = [e["id"] for e in answer.json()["episodes"]]
+        fresh = build_index(tenant, TenantState.objects.get(pk=tenant.pk)).index
+        expected_ids, expected_scores = fresh.search(np.asarray(q, dtype=np.float32), k, Filters(**flt), 0)
+        assert winners == expected_ids, step
+        assert [e["score"] for e in answer.json()["episodes"]] == pytest.approx(expected_scores.tolist(), rel=1e-6)
+        # Then another worker's write, often to one of the winners.
+        op = rng.integers(3)
+        target = winners[0] if winners and rng.random() < 0.5 else ids[int(rng.integers(len(ids)))]
+        if op == 0:
+            ids += client.post("/v1/episodes/batch", {"episodes": [body() for _ in range(int(rng.integers(1, 4)))]},
+                               format="json").json()["ids"]
+        elif op == 1:
+            client.patch(f"/v1/episodes/{target}", {"tags": list(rng.choice(tags, size=2, replace=False)),
+                                                    "reward": float(rng.integers(-3, 4))}, format="json")
+        else:
+            client.delete(f"/v1/episodes/{target}")
+    assert any(r is not None for r in delta) and any(r is None for r in delta)  # both ways were taken
