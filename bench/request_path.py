@@ -210,7 +210,7 @@ def in_process(env: dict[str, str], key: str, bodies: dict, count: int) -> dict:
             per_request.append({**spans.take(), "total": time.perf_counter() - began})
         out[case] = {"total": p50_ms([p["total"] for p in per_request]),
                      **{label: p50_ms([row(p) for p in per_request]) for label, row in ROWS}}
-    if env["DATABASE_URL"].startswith("postgres"):  # elsewhere every key is looked up
+    if env.get("DATABASE_URL", "").startswith("postgres"):  # elsewhere every key is looked up
         out["key_check"] = {case: key_check_ab(post, case_bodies, count) for case, case_bodies in bodies.items()}
     return out
 
