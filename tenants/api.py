@@ -48,9 +48,10 @@ class TenantApi(APIView):
             request.user, request.auth = self.key_check.tenant, self.key_check.api_key
             request._request.tenant_slug = self.key_check.tenant.slug  # for the request log line
             return
-        self._authenticate(request)
+        self._authenticate_and_count(request)
 
-    def _authenticate(self, request: Request) -> None:
+    def _authenticate_and_count(self, request: Request) -> None:
+        """DRF's authentication (unless it has run), then the request counted against the window."""
         super().perform_authentication(request)
         if isinstance(request.user, Tenant):
             self.rate_state = rate_limit_hit(tenant=request.user)
@@ -64,7 +65,7 @@ class TenantApi(APIView):
         key_memo.forget(self.key_check.api_key.prefix)
         self.key_check = None
         self.request._authenticate()  # DRF's own, again: the remembered user and auth are replaced
-        self._authenticate(self.request)
+        self._authenticate_and_count(self.request)
 
     def handle_exception(self, exc: Exception) -> Response:
         # Nothing is answered from an unchecked key: a revoked key's request is a 401, whatever else
