@@ -27,6 +27,7 @@ from django.db import connection
 from episodes.models import TenantState
 
 from .models import ApiKey, Tenant
+from .selectors import keys_joined
 
 TTL_SECS = 60.0
 MAX_KEYS = 1024
@@ -94,9 +95,7 @@ def key_check_sql() -> str:
     key, tenant, state = (q(m._meta.db_table) for m in (ApiKey, Tenant, TenantState))
     columns = ", ".join(f"{state}.{q(f.column)}" for f in TenantState._meta.concrete_fields)
     return (
-        f"k AS (SELECT {columns} FROM {key} "
-        f"JOIN {tenant} ON {tenant}.{q('id')} = {key}.{q('tenant_id')} "
-        f"JOIN {state} ON {state}.{q('tenant_id')} = {tenant}.{q('id')} "
+        f"k AS (SELECT {columns} {keys_joined('JOIN')} "
         f"WHERE {key}.{q('prefix')} = %s AND {key}.{q('key_hash')} = %s AND {key}.{q('tenant_id')} = %s "
         f"AND {key}.{q('scope')} = %s AND {key}.{q('revoked_at')} IS NULL "
         f"AND ({key}.{q('expires_at')} IS NULL OR {key}.{q('expires_at')} > statement_timestamp()) "

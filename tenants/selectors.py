@@ -23,7 +23,6 @@ def _lookup_sql() -> str:
     ORM would compile this three-table join on every request (about a millisecond each); and
     prepared once per connection (memcloud/db.py)."""
     q = connection.ops.quote_name
-    key, tenant, state = (m._meta.db_table for m in _JOINED)
 
     def column(model, field) -> str:
         name = f"{q(model._meta.db_table)}.{q(field.column)}"
@@ -34,12 +33,15 @@ def _lookup_sql() -> str:
         return name
 
     columns = ", ".join(column(m, f) for m in _JOINED for f in m._meta.concrete_fields)
-    return (
-        f"SELECT {columns} FROM {q(key)} "
-        f"JOIN {q(tenant)} ON {q(tenant)}.{q('id')} = {q(key)}.{q('tenant_id')} "
-        f"LEFT JOIN {q(state)} ON {q(state)}.{q('tenant_id')} = {q(tenant)}.{q('id')} "
-        f"WHERE {q(key)}.{q('prefix')} = %s"
-    )
+    return f"SELECT {columns} {keys_joined('LEFT JOIN')} WHERE {q(ApiKey._meta.db_table)}.{q('prefix')} = %s"
+
+
+def keys_joined(state_join: str) -> str:
+    """`FROM` the key table, joined to each key's tenant and (by `state_join`) the tenant's state."""
+    q = connection.ops.quote_name
+    key, tenant, state = (q(m._meta.db_table) for m in _JOINED)
+    return (f"FROM {key} JOIN {tenant} ON {tenant}.{q('id')} = {key}.{q('tenant_id')} "
+            f"{state_join} {state} ON {state}.{q('tenant_id')} = {tenant}.{q('id')}")
 
 
 def _value(field: models.Field, value):
