@@ -61,6 +61,8 @@ SCAN_PARTS = max(1, min(4, available_cpus()))
 EXACT_F32_DIM = 2**24 // (127 * 127)
 # Relative headroom of the float32 pre-selection in candidates() (float32 rounds to 2^-24): ample.
 F32_SLACK = 2.0**-20
+# The first cut of candidates() takes its k-th best from this many slices of the scope's scores.
+SAMPLE_SLICES = 8
 F32_SAFE = 1e30  # magnitudes beyond this (or near float32 underflow) take the float64 path only
 
 
@@ -215,24 +217,32 @@ class QuantizedColumns:
                 v -= self.sq32[scope]
             else:
                 v *= np.float32(qs)
+
+            def limit(kth: float) -> np.float32:
+                """The float32 v a row needs to stay, for a k-th best v of at least kth."""
+                if self.metric == "l2":
+                    # The score is -sqrt(max(|q|^2 - u, 0)) times (1 + L2_REL) for lower bounds and
+                    # (1 - L2_REL) for upper ones: flat beyond u = |q|^2, and an upper bound reaches
+                    # the floor up to a factor ((1 + L2_REL) / (1 - L2_REL))^2 < 1 + 8 L2_REL of the
+                    # floor's squared distance, itself below `big`.
+                    threshold = min(kth - 2 * e - 4 * band - 8 * L2_REL * big, q_sq - 2 * e - 2 * band)
+                else:
+                    threshold = kth - 2 * e - 2 * band
+                at_most = np.float32(threshold)
+                if float(at_most) > threshold:  # float32 comparison: round the threshold down
+                    at_most = np.nextafter(at_most, np.float32(-np.inf))
+                return at_most
+
+            # A first cut from a sample's k-th best v, never above the scope's: it keeps a superset
+            # of the band (a few hundred rows), among which the scope's own k-th best v is found.
+            # The mask is applied to the sample and to the cut's rows only: a masked copy of all
+            # of v (np.copyto with where=) cost 4.2 ms a query at 1M rows.
+            keep = np.flatnonzero(np.greater_equal(v, limit(_kth_at_most(v, k, mask)),
+                                                   out=scratch.buffer("flags", size, np.bool_)))
             if mask is not None:
-                np.copyto(v, -np.inf, where=np.logical_not(mask, out=scratch.buffer("flags", size, np.bool_)))
-            ordered = scratch.buffer("kth", size, np.float32)
-            ordered[:] = v
-            ordered.partition(size - k)
-            kth = float(ordered[size - k])
-            if self.metric == "l2":
-                # The score is -sqrt(max(|q|^2 - u, 0)) times (1 + L2_REL) for lower bounds and
-                # (1 - L2_REL) for upper ones: flat beyond u = |q|^2, and an upper bound reaches the
-                # floor up to a factor ((1 + L2_REL) / (1 - L2_REL))^2 < 1 + 8 L2_REL of the floor's
-                # squared distance, itself below `big`.
-                threshold = min(kth - 2 * e - 4 * band - 8 * L2_REL * big, q_sq - 2 * e - 2 * band)
-            else:
-                threshold = kth - 2 * e - 2 * band
-            limit = np.float32(threshold)
-            if float(limit) > threshold:  # float32 comparison: round the threshold down
-                limit = np.nextafter(limit, np.float32(-np.inf))
-            keep = np.flatnonzero(np.greater_equal(v, limit, out=scratch.buffer("flags", size, np.bool_)))
+                keep = keep[mask[keep]]
+            kept = v[keep]
+            keep = keep[kept >= limit(float(np.partition(kept, kept.size - k)[kept.size - k]))]
         else:
             keep = np.arange(size) if mask is None else np.flatnonzero(mask)
         at = rows[keep] if gathered else keep
@@ -286,6 +296,35 @@ def _pool() -> ThreadPoolExecutor:
 def stored_columns(metric: str) -> tuple[str, ...]:
     """The int8 copy's columns a checkpoint keeps for an index of this metric."""
     return ("codes", "scale", "err", "norm", "sq") if metric == "l2" else ("codes", "scale", "err", "norm")
+
+
+def _kth_at_most(v: np.ndarray, k: int, mask: np.ndarray | None) -> float:
+    """A value at most the k-th largest of v where `mask` holds (everywhere when None; it holds at
+    least k times): the k-th largest of SAMPLE_SLICES evenly spaced slices, a sixteenth of v in
+    all, or of all of v when that sample would be small or holds fewer than k matching values.
+
+    Why: partitioning all of v cost ~1 ms a query at 1M rows, the sample ~0.05 ms; its k-th best
+    sits a little lower, so the first cut keeps a few hundred rows instead of a few dozen."""
+    size = v.size
+    part = size // (SAMPLE_SLICES * 16)
+    if part * SAMPLE_SLICES >= 64 * k:
+        sample = scratch.buffer("kth", part * SAMPLE_SLICES, np.float32)
+        step = size // SAMPLE_SLICES
+        for i in range(SAMPLE_SLICES):
+            piece, rows = sample[i * part : (i + 1) * part], slice(i * step, i * step + part)
+            piece[:] = v[rows]
+            if mask is not None:
+                piece[~mask[rows]] = -np.inf
+        sample.partition(sample.size - k)
+        if sample[sample.size - k] > -np.inf:
+            return float(sample[sample.size - k])
+    if mask is not None:
+        matched = v[mask]
+    else:
+        matched = scratch.buffer("kth", size, np.float32)
+        matched[:] = v
+    matched.partition(matched.size - k)
+    return float(matched[matched.size - k])
 
 
 def select(lower: np.ndarray, upper: np.ndarray, k: int, mask: np.ndarray | None) -> np.ndarray:

@@ -340,6 +340,47 @@ def test_exactly_quantized_rows_and_a_far_query_keep_float32_ties(metric):
         assert index.search(query, k)[0] == brute_force(index, query, k)[0]
 
 
+@pytest.mark.parametrize("metric", ["cosine", "l2", "dot"])
+@pytest.mark.parametrize("placement", ["anywhere", "between-samples", "only-between-samples", "best-masked-out"])
+def test_the_first_cut_from_a_sample_keeps_what_the_float64_reference_picks(metric, placement):
+    """candidates() takes its first cut from the k-th best of a sample of the scores: with the best
+    rows inside or outside the sampled slices, with a mask that no sampled row passes (the sample
+    then falls back to the whole scope) and with one that only the worse half passes, it picks
+    what every row's float64 bounds pick."""
+    from episodes import quantized
+    from episodes.quantized import select
+
+    rng = np.random.default_rng(len(metric) * 7 + len(placement))
+    n, dim = 24_000, 16
+    rows = make_rows(rng, n, dim)
+    index = TenantIndex(dim, metric, quantize_from=100)
+    index.add(**rows)
+    index.ensure_quantized()
+    quant = index.quant
+    step, part = n // quantized.SAMPLE_SLICES, n // (quantized.SAMPLE_SLICES * 16)
+    sampled = np.zeros(n, dtype=bool)
+    for i in range(quantized.SAMPLE_SLICES):
+        sampled[i * step : i * step + part] = True
+    for _ in range(6):
+        k = int(rng.choice([1, 5, 50]))
+        query = rng.normal(size=dim).astype(np.float32)
+        q = index.prepare_query(query)
+        lower, upper = quant.bounds(q, index.n)
+        mask = None
+        if placement == "between-samples":  # the best rows all lie where the sample does not look
+            mask = np.ones(n, dtype=bool)
+            mask[sampled & (upper > np.quantile(upper, 0.5))] = False
+        elif placement == "only-between-samples":
+            mask = ~sampled & (rng.random(n) < 0.3)
+        elif placement == "best-masked-out":
+            mask = upper < np.quantile(upper, 0.5)
+        expected = select(lower, upper, k, mask)
+        got = quant.candidates(q, k, index.n, mask=mask)[0]
+        np.testing.assert_array_equal(np.sort(got), np.sort(expected))
+        ids, _ = index.search(query, k, None)
+        assert ids == brute_force(index, query, k)[0]
+
+
 @pytest.mark.parametrize("dim", [8, 96, 1100])  # 1100: the scan's float64 output
 @pytest.mark.parametrize("parts", [2, 3])
 def test_a_scan_cut_into_parts_on_threads_gives_the_same_integers(dim, parts, monkeypatch):
