@@ -84,8 +84,7 @@ def catch_up(tenant: Tenant, cached: CachedIndex, state: TenantState) -> set[str
     """Apply what other workers committed after cached.version: cost follows the change, not N.
     The ids of the episodes stored, changed or removed since."""
     since = cached.version
-    rows = changes.rows_since(tenant_pk=tenant.pk, version=since)
-    tombs = changes.tombstones_since(tenant_pk=tenant.pk, version=since)
+    rows, tombs = changes.since(tenant_pk=tenant.pk, version=since)
     # An id deleted after the version we read it at stays deleted; one re-stored after its deletion lives.
     row_version = {r[0]: r[2] for r in rows}
     gone = {eid for eid, v in tombs if row_version.get(eid, -1) < v}

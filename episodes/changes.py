@@ -1,8 +1,9 @@
-"""What changed in a tenant after a version: the two reads of a cache catch-up (SPEC section 7).
+"""What changed in a tenant after a version: the read of a cache catch-up (SPEC section 7).
 
-Statements written once and prepared (memcloud/db.py): a catch-up runs on the request that finds
-its index behind, so its cost is the reader's latency. The ORM would compile both queries and
-convert every value on each call, which costs more than the rows of a small change themselves.
+One statement written once and prepared (memcloud/db.py): a catch-up runs on the request that finds
+its index behind, so its cost is the reader's latency. The ORM would compile the query and convert
+every value on each call, which costs more than the rows of a small change themselves; rows and
+tombstones used to be two statements, one round trip more.
 """
 
 from __future__ import annotations
@@ -23,18 +24,17 @@ ROW_FIELDS = ("id", "seq", "version", "embedding", "timestamp", "reward", "expir
 
 
 @lru_cache(maxsize=4)
-def _rows_sql(vendor: str) -> str:
+def _changes_sql(vendor: str) -> str:
+    """The rows stamped after a version, then the tombstones, in one statement (one round trip and
+    one snapshot): a first column tells them apart, a tombstone's columns are its episode's id and
+    its version, NULL elsewhere."""
     q = connection.ops.quote_name
     columns = ", ".join(f"{q(c)}::text" if vendor == "postgresql" and c == "tags" else q(c) for c in ROW_FIELDS)
-    return (f"SELECT {columns} FROM {q(Episode._meta.db_table)} WHERE {q('tenant_id')} = %s AND {q('version')} > %s "
-            f"ORDER BY {q('version')}, {q('seq')}")
-
-
-@lru_cache(maxsize=4)
-def _tombstones_sql(vendor: str) -> str:
-    q = connection.ops.quote_name
-    return (f"SELECT {q('episode_id')}, {q('version')} FROM {q(Tombstone._meta.db_table)} "
-            f"WHERE {q('tenant_id')} = %s AND {q('version')} > %s")
+    gaps = ", ".join("NULL" for _ in ROW_FIELDS[3:])
+    since = f"WHERE {q('tenant_id')} = %s AND {q('version')} > %s"
+    return (f"SELECT 0, {columns} FROM {q(Episode._meta.db_table)} {since} "
+            f"UNION ALL SELECT 1, {q('episode_id')}, NULL, {q('version')}, {gaps} FROM {q(Tombstone._meta.db_table)} "
+            f"{since} ORDER BY 1, 4, 3")
 
 
 def uuid_str(value) -> str:
@@ -42,15 +42,13 @@ def uuid_str(value) -> str:
     return str(value if isinstance(value, uuid.UUID) else uuid.UUID(value))
 
 
-def rows_since(*, tenant_pk: int, version: int) -> list[tuple]:
-    """Rows stamped after `version` (stored or changed since), ROW_FIELDS each, in commit order."""
-    out = []
-    for row in db.fetch_all(_rows_sql(connection.vendor), [tenant_pk, version]):
-        eid, *middle, tags = row
-        out.append((uuid_str(eid), *middle, orjson.loads(tags)))
-    return out
-
-
-def tombstones_since(*, tenant_pk: int, version: int) -> list[tuple[str, int]]:
-    """(episode id, version of its removal) for removals after `version`."""
-    return [(uuid_str(eid), v) for eid, v in db.fetch_all(_tombstones_sql(connection.vendor), [tenant_pk, version])]
+def since(*, tenant_pk: int, version: int) -> tuple[list[tuple], list[tuple[str, int]]]:
+    """What changed after `version`: the rows stamped since (stored or changed, ROW_FIELDS each, in
+    commit order) and the removals since, (episode id, version of its removal) each."""
+    rows, tombstones = [], []
+    for kind, eid, *middle, tags in db.fetch_all(_changes_sql(connection.vendor), [tenant_pk, version] * 2):
+        if kind == 0:
+            rows.append((uuid_str(eid), *middle, orjson.loads(tags)))
+        else:
+            tombstones.append((uuid_str(eid), middle[1]))
+    return rows, tombstones
