@@ -93,27 +93,40 @@ def targets(res: dict) -> list[tuple[str, str, str]]:
     return rows
 
 
-def exact_targets(res: dict) -> list[tuple[str, str, str]]:
-    """(target, measured, verdict) rows for the quantised-scan issue's targets."""
+def margin(measured: float | None, limit: float) -> str:
+    """How far a measured value is from an upper limit: the share below it, or the multiple above."""
+    if measured is None:
+        return "–"
+    if measured <= limit:
+        return f"{100 * (1 - measured / limit):.0f} % below"
+    return f"{measured / limit:.2f}× the limit"
+
+
+def exact_targets(res: dict) -> list[tuple[str, str, str, str]]:
+    """(target, measured, margin, verdict) rows for the quantised-scan issue's targets."""
     rec = res["records"]
     rows = []
     ours, chroma = query_p50(rec, "http", 100_000), query_p50(rec, "chroma", 100_000)
     rows.append(("HTTP query p50 ≤ Chroma's HTTP p50, N=100k, no filter, top 5",
-                 f"{fmt(ours)} ms vs {fmt(chroma)} ms",
+                 f"{fmt(ours)} ms vs {fmt(chroma)} ms", "–" if chroma is None else margin(ours, chroma),
                  verdict(None if ours is None or chroma is None else ours <= chroma)))
     recalls = find(rec, system="http", op="recall", n=100_000)
     low = min((r["recall"] for r in recalls), default=None)
     rows.append(("Recall 1.0 over HTTP at N=100k (every top_k and filter, against numpy's exact answer)",
-                 f"lowest {fmt(low, 3)} over {len(recalls)} cells", verdict(None if low is None else low >= 1.0)))
+                 f"lowest {fmt(low, 3)} over {len(recalls)} cells", "–", verdict(None if low is None else low >= 1.0)))
     mem = one(rec, system="http", op="memory", n=100_000)
-    rows.append(("Worker RSS ≤ 0.35× the raw float32 matrix (N=100k)", f"{fmt(mem and mem['ratio_to_raw'], 2)}×",
-                 verdict(None if mem is None else mem["ratio_to_raw"] <= 0.35)))
+    ratio = mem and mem["ratio_to_raw"]
+    rows.append(("Worker RSS ≤ 0.35× the raw float32 matrix (N=100k)", f"{fmt(ratio, 2)}×", margin(ratio, 0.35),
+                 verdict(None if mem is None else ratio <= 0.35)))
     sel = query_p50(rec, "http", 100_000, flt="selective")
-    rows.append(("0.1 % filter p50 ≤ 1 ms over HTTP (N=100k, top 5)", f"{fmt(sel)} ms",
+    rows.append(("0.1 % filter p50 ≤ 1 ms over HTTP (N=100k, top 5)", f"{fmt(sel)} ms", margin(sel, 1.0),
                  verdict(None if sel is None else sel <= 1.0)))
+    sel_index = query_p50(rec, "index", 100_000, flt="selective", blas_threads=1)
+    rows.append(("0.1 % filter p50 ≤ 1 ms in process (N=100k, top 5, the index as in a worker)",
+                 f"{fmt(sel_index)} ms", margin(sel_index, 1.0), verdict(None if sel_index is None else sel_index <= 1.0)))
     big = query_p50(rec, "index", 1_000_000, blas_threads=1)
     rows.append(("In-process p50 ≤ 20 ms at N=1M (no filter, top 5, as in a worker)",
-                 f"{fmt(big)} ms" if big is not None else "not in this run (`make bench-full`)",
+                 f"{fmt(big)} ms" if big is not None else "not in this run (`make bench-full`)", margin(big, 20),
                  verdict(None if big is None else big <= 20)))
     return rows
 
@@ -150,7 +163,7 @@ def section(res: dict, plot: Path | None, report: Path) -> str:
                    f"{m['cores']} cores (above {m['cores']}, other jobs shared the machine and skew the figures)")
     out += ["", "### Targets", "", table(["target", "measured", "verdict"], [list(r) for r in targets(res)]), "",
             "### Targets of the exact quantised search", "",
-            table(["target", "measured", "verdict"], [list(r) for r in exact_targets(res)]), ""]
+            table(["target", "measured", "margin", "verdict"], [list(r) for r in exact_targets(res)]), ""]
     if plot is not None:
         out += [f"![query p50 vs N]({plot.relative_to(report.parent).as_posix()})", ""]
     systems = [("numpy (1 thread)", "numpy", {"blas_threads": 1}), ("numpy (default)", "numpy", {"blas_threads": "default"}),
