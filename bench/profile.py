@@ -34,10 +34,11 @@ def py_spy() -> str:
     return exe
 
 
-def record(pid: int, seconds: float, out: Path, drive) -> int:
-    """Sample pid for `seconds` while `drive(stop_event)` runs in a thread; returns requests sent."""
+def record(pid: int, seconds: float, out: Path, drive, *, native: bool = False) -> int:
+    """Sample pid for `seconds` while `drive(stop_event)` runs in a thread; returns requests sent.
+    `native`: C frames too (numpy's loops, simsimd's kernels), sampled with the process stopped."""
     cmd = [py_spy(), "record", "--pid", str(pid), "--duration", str(int(seconds)), "--rate", "250",
-           "--format", "raw", "--output", str(out), "--nonblocking"]
+           "--format", "raw", "--output", str(out), *(["--native"] if native else ["--nonblocking"])]
     stop = threading.Event()
     sent = [0]
 
@@ -99,6 +100,7 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=8)
     parser.add_argument("--top", type=int, default=15)
     parser.add_argument("--out", type=Path, default=None, help="where the collapsed stacks go")
+    parser.add_argument("--native", action="store_true", help="sample C frames too (slows the worker)")
     parser.add_argument("--report", type=Path, default=Path(__file__).parent / "results" / "profile.md")
     args = parser.parse_args()
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "memcloud.settings")
@@ -138,7 +140,7 @@ def main() -> int:
         }
         for name, drive in cases.items():
             path = args.out / f"{name}.txt"
-            sent = record(pid, args.seconds, path, drive)
+            sent = record(pid, args.seconds, path, drive, native=args.native)
             show(f"== {name}: {sent} requests in ~{args.seconds:.0f} s (N={args.n:,} for query)")
             show(summarize_stacks(path, args.top))
         # Cold start: a new worker's first query builds the tenant's index from the database.
@@ -156,7 +158,7 @@ def main() -> int:
                 time.sleep(0.05)
 
         path = args.out / "cold_start.txt"
-        record(fresh_pid, max(args.seconds, 20), path, once)
+        record(fresh_pid, max(args.seconds, 20), path, once, native=args.native)
         show(summarize_stacks(path, args.top))
     finally:
         dep.close()
