@@ -158,7 +158,7 @@ class QuantizedColumns:
         out = scratch.buffer("dots", size, np.float32 if self.dim <= EXACT_F32_DIM else np.float64)[None, :]
         if not size:
             return out[0]
-        kind = out.dtype.name
+        kind = "float32" if out.dtype == np.float32 else "float64"  # dtype.name runs numpy Python code
 
         def scan(a: int, b: int) -> None:
             simsimd.cdist(q_codes, codes[a:b], metric="dot", out=out[:, a:b], out_dtype=kind)
