@@ -27,7 +27,7 @@ from django.db import connection
 from episodes.models import TenantState
 
 from .models import ApiKey, Tenant
-from .selectors import keys_joined
+from .selectors import keys_joined, model_from_row
 
 TTL_SECS = 60.0
 MAX_KEYS = 1024
@@ -106,8 +106,7 @@ def key_check_sql() -> str:
 
 def state_from(row: tuple) -> TenantState:
     """The TenantState of `k`'s columns (the first of `row`)."""
-    fields = TenantState._meta.concrete_fields
-    return TenantState.from_db("default", [f.attname for f in fields], list(row[: len(fields)]))
+    return model_from_row(TenantState, row)
 
 
 STATE_COLUMNS = len(TenantState._meta.concrete_fields)

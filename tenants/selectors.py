@@ -56,6 +56,13 @@ def _value(field: models.Field, value):
     return value
 
 
+def model_from_row(model: type[models.Model], row) -> models.Model:
+    """An instance of `model` from a raw row whose first columns are its concrete fields, in order."""
+    fields = model._meta.concrete_fields
+    values = [_value(f, v) for f, v in zip(fields, row[: len(fields)], strict=True)]
+    return model.from_db("default", [f.attname for f in fields], values)
+
+
 def key_with_tenant(*, prefix: str) -> ApiKey | None:
     """The key of this prefix with `.tenant` and `.tenant.state` loaded, or None."""
     row = db.fetch_one(_lookup_sql(), [prefix])
@@ -63,10 +70,9 @@ def key_with_tenant(*, prefix: str) -> ApiKey | None:
         return None
     objects, offset = [], 0
     for model in _JOINED:
-        fields = model._meta.concrete_fields
-        values = [_value(f, v) for f, v in zip(fields, row[offset : offset + len(fields)], strict=True)]
-        offset += len(fields)
-        objects.append(None if values[0] is None else model.from_db("default", [f.attname for f in fields], values))
+        part = row[offset : offset + len(model._meta.concrete_fields)]
+        offset += len(part)
+        objects.append(None if part[0] is None else model_from_row(model, part))
     api_key, tenant, state = objects
     api_key.tenant = tenant
     if state is not None:
