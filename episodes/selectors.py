@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-import functools
 import uuid
-from collections.abc import Callable
 from functools import lru_cache
 from typing import Any
 
@@ -19,10 +17,9 @@ from memcloud import db
 from memcloud.errors import NotFound
 from ops import usage
 from ops.audit import audit
-from tenants import key_memo
 from tenants.models import Tenant
 
-from .cache import CachedIndex, cache, catch_up
+from .cache import cache
 from .changes import uuid_str
 from .cursors import make_cursor, read_cursor
 from .filtering import matching
@@ -88,48 +85,19 @@ def episodes_list(*, tenant: Tenant, filters: Filters, limit: int, cursor: str |
 
 
 def episodes_query(*, tenant: Tenant, state: TenantState, query_embedding: np.ndarray, top_k: int,
-                   filters: Filters, include_embedding: bool = False, key_prefix: str | None = None,
-                   key_check: key_memo.Verified | None = None) -> list[dict[str, Any]]:
-    """Exact filtered top-k from the worker's index, then the winners' fields from the database.
-
-    With `key_check` (a key this worker verified lately, tenants/key_memo.py) `state` has not been
-    read: the search runs on the index as the worker holds it, and the winners' statement checks the
-    key and reads the tenant's counters; if the index was older than them, it is caught up, and the
-    winners found and the episodes changed since are searched again (everything, if a winner
-    changed). key_memo.Unconfirmed, raised before anything is answered or counted, says the
-    key or tenant did not check out (or the worker holds no index of the tenant yet)."""
+                   filters: Filters, include_embedding: bool = False,
+                   key_prefix: str | None = None) -> list[dict[str, Any]]:
+    """Exact filtered top-k from the worker's index, then the winners' fields from the database."""
     at = now_ms()
     for _ in range(MAX_RACE_RETRIES):
-        cached = cache.current(tenant, state) if key_check is None else cache.peek(tenant.pk)
-        if cached is None:
-            raise key_memo.Unconfirmed("no index of this tenant in the worker yet")
+        cached = cache.current(tenant, state)
         with cached.lock:
             ids, scores = cached.index.search(query_embedding, top_k, filters, at)
-            searched = (cached.generation, cached.version)
-        if key_check is None:
-            rows = _winners(tenant_pk=tenant.pk, ids=ids, include_embedding=include_embedding)
-            if len(rows) == len(ids):
-                break
-            # A concurrent delete removed a winner between catch-up and fetch: look again at the newer state.
-            state = TenantState.objects.get(pk=tenant.pk)
-            continue
-        rows, state = _winners_checking_key(key_check, ids=ids, include_embedding=include_embedding)
-        key_check = None  # checked and counted: another round is an ordinary one
-        if searched == (state.generation, state.version):
-            if len(rows) == len(ids):
-                break
-            continue
-        # Behind the counter the check read: caught up, the answer can only come from the winners
-        # found and the episodes changed since; else the next round searches in full.
-        search = functools.partial(cached.index.search, query_embedding, top_k, filters, at)
-        found = _search_changed(tenant, cached, searched, state, ids, search)
-        if found is None:
-            continue
-        ids, scores = found
-        rows.update(_winners(tenant_pk=tenant.pk, ids=[i for i in ids if i not in rows],
-                             include_embedding=include_embedding))
-        if len(rows.keys() & set(ids)) == len(ids):
+        rows = _winners(tenant_pk=tenant.pk, ids=ids, include_embedding=include_embedding)
+        if len(rows) == len(ids):
             break
+        # A concurrent delete removed a winner between catch-up and fetch: look again at the newer state.
+        state = TenantState.objects.get(pk=tenant.pk)
     hits = []
     for episode_id, score in zip(ids, scores.tolist(), strict=True):
         hit = rows.get(episode_id)
@@ -138,23 +106,6 @@ def episodes_query(*, tenant: Tenant, state: TenantState, query_embedding: np.nd
             hits.append(hit)
     audit("query", tenant_id=tenant.slug, key_prefix=key_prefix, episode_count=len(hits))
     return hits
-
-
-def _search_changed(tenant: Tenant, cached: CachedIndex, searched: tuple[int, int], state: TenantState,
-                    winners: list[str], search: Callable[..., tuple[list[str], np.ndarray]]):
-    """For an index searched at `searched` and found behind `state`: catch it up, and when none of
-    `winners` changed since, search only them and the episodes stored or changed since. That is the
-    full answer: every other matching episode is unchanged and ranked below the k winners. None
-    where a full search is needed (a winner changed or removed, a rebuild, another catch-up first)."""
-    with cached.lock:
-        if (cached.generation, cached.version) != searched or searched[0] != state.generation \
-                or cached.version < state.tombstone_floor:
-            return None
-        changed = catch_up(tenant, cached, state)
-        if changed.intersection(winners):
-            return None
-        among = cached.index.idmap.find([*winners, *changed])
-        return search(among=among[among >= 0])
 
 
 # The winners' fields, fetched with one statement written once and prepared (memcloud/db.py): the
@@ -236,44 +187,6 @@ def _winners(*, tenant_pk: int, ids: list[str], include_embedding: bool) -> dict
 def _uuid_array(ids: list[str]) -> str:
     """One uuid[] literal: the index's ids are canonical UUID strings, nothing in them to escape."""
     return "{" + ",".join(ids) + "}"
-
-
-@lru_cache(maxsize=8)
-def _checked_winners_sql(include_embedding: bool, with_ids: bool, counted: bool) -> str:
-    """The key check `k`, the usage it allows, and the winners beside the tenant's counters (one
-    row of counters and NULLs when there are no winners; no row when the key does not check out)."""
-    ctes = [key_memo.key_check_sql(), *([usage.USAGE_IF_KEY_CTE] if counted else [])]
-    if not with_ids:
-        return f"WITH {', '.join(ctes)} SELECT k.* FROM k"
-    winners = _winners_sql("postgresql", 0, include_embedding)
-    return f"WITH {', '.join(ctes)} SELECT k.*, w.* FROM k LEFT JOIN ({winners}) w ON true"
-
-
-def _winners_checking_key(check: key_memo.Verified, *, ids: list[str],
-                          include_embedding: bool) -> tuple[dict[str, dict[str, Any]], TenantState]:
-    """_winners() and the tenant's counters, read by the statement that checks the key again (and
-    counts the query if it checks out); key_memo.Unconfirmed if it does not."""
-    tenant_pk = check.tenant.pk
-    upsert = usage.query_upsert_params(tenant_pk)
-    params = [*check.check_params(), *(upsert or ()), *((tenant_pk, _uuid_array(ids)) if ids else ())]
-    sql = _checked_winners_sql(include_embedding, bool(ids), upsert is not None)
-    try:
-        with _contained():
-            rows = db.fetch_all(sql, params)
-    except DatabaseError as exc:  # the full authentication runs next, and answers for the database
-        raise key_memo.Unconfirmed(f"key check failed: {exc}") from exc
-    if not rows:
-        raise key_memo.Unconfirmed("the key or its tenant changed")
-    if upsert is not None:
-        usage.counted_as_query()
-    state = key_memo.state_from(rows[0])
-    out = {}
-    for row in rows:
-        winner = row[key_memo.STATE_COLUMNS:]
-        if winner and winner[0] is not None:  # none without ids; NULLs: the LEFT JOIN's row when none is left
-            fields = _winner_fields(winner, postgres=True, include_embedding=include_embedding)
-            out[fields["id"]] = fields
-    return out, state
 
 
 def tenant_stats(*, tenant: Tenant) -> dict[str, Any]:

@@ -10,7 +10,6 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from memcloud.errors import NotFound
-from tenants import key_memo
 from tenants.api import TenantApi
 from tenants.models import Scope
 
@@ -149,24 +148,16 @@ class EpisodesDeleteApi(TenantApi):
 
 class EpisodeQueryApi(TenantApi):
     required_scope = Scope.READ
-    checks_key_late = True  # the hottest endpoint: its key is checked in the winners' statement
 
     @extend_schema(request=QueryInput, responses={200: QueryResponse})
     def post(self, request: Request) -> Response:
-        try:
-            return self._answer(request)
-        except key_memo.Unconfirmed:
-            self.confirm_key()
-            return self._answer(request)
-
-    def _answer(self, request: Request) -> Response:
         data = QueryInput(data=request.data, context={"tenant": self.tenant})
         data.is_valid(raise_exception=True)
         v = data.validated_data
         hits = selectors.episodes_query(
             tenant=self.tenant, state=self.tenant.state, query_embedding=v["query_embedding"],
             top_k=v["top_k"], filters=filters_from(v), include_embedding=v["include_embedding"],
-            key_prefix=self.key_prefix, key_check=self.key_check,
+            key_prefix=self.key_prefix,
         )
         return Response({"episodes": hits})
 

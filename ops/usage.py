@@ -40,9 +40,6 @@ def _upsert_sql(rows: str) -> str:
 
 
 _UPSERT_SQL = _upsert_sql("VALUES (%s, %s, %s, 1, %s, %s)")
-# The same as a CTE that counts only if the CTE `k` before it has a row (the key check of
-# tenants/key_memo.py); its parameters are query_upsert_params()'s.
-USAGE_IF_KEY_CTE = f"usage AS ({_upsert_sql('SELECT %s, %s, %s, 1, %s, %s FROM k')})"
 
 
 @dataclass

@@ -6,14 +6,12 @@ import hmac
 from functools import cache
 
 from django.conf import settings
-from django.db import connection
 from django.utils import timezone
 from rest_framework import exceptions
 from rest_framework.authentication import BaseAuthentication
 
 from ops.audit import audit
 
-from . import key_memo
 from .keys import hash_key, parse_prefix, verify
 from .models import ApiKey, Scope
 from .selectors import key_with_tenant
@@ -39,25 +37,6 @@ def presented_key(request) -> str | None:
     if bearer and header_key and not hmac.compare_digest(bearer.encode(), header_key.encode()):
         raise exceptions.AuthenticationFailed("Authorization and X-API-Key carry different keys")
     return bearer or header_key
-
-
-def remembered_key(request) -> key_memo.Verified | None:
-    """The verification of the request's key by an earlier request of this worker, where a query
-    may start from it and check the key in its last statement (tenants/key_memo.py): PostgreSQL, no
-    rate limit to count first. None sends the request through ApiKeyAuthentication."""
-    if connection.vendor != "postgresql" or settings.AGENT_MEM_RATE_LIMIT:
-        return None
-    try:
-        raw = presented_key(request)
-    except exceptions.AuthenticationFailed:  # refused, and audited, by the full authentication
-        return None
-    prefix = None if raw is None else parse_prefix(raw)
-    if prefix is None:
-        return None
-    entry = key_memo.recall(prefix, hash_key(raw))
-    if entry is None or entry.tenant.rate_limit is not None:
-        return None
-    return entry
 
 
 class ApiKeyAuthentication(BaseAuthentication):
@@ -92,7 +71,6 @@ class ApiKeyAuthentication(BaseAuthentication):
         if not tenant.is_active:
             raise exceptions.PermissionDenied(f"tenant {tenant.slug!r} is inactive")
         key_touch(api_key=api_key)
-        key_memo.remember(api_key=api_key, tenant=tenant)
         return self._accept(request, tenant, api_key)
 
     def authenticate_header(self, request) -> str:

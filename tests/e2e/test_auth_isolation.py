@@ -56,8 +56,8 @@ def test_missing_wrong_revoked_and_expired_keys_get_401(memcloud_server):
 
 
 def test_queries_of_a_key_every_worker_has_verified_are_refused_once_it_is_revoked(memcloud_server):
-    # Every worker answers the key's queries from its memo of it (tenants/key_memo.py) and checks it
-    # in the winners' statement: the revocation, and the tenant's deactivation, hold on the next query.
+    # Every worker has verified the key before it is revoked: the revocation holds on the very next
+    # query whichever worker answers it (keys are checked against the database by every request).
     rng = np.random.default_rng(3)
     slug = unique_slug()
     admin = memcloud_server.create_tenant(slug, "--dim", str(DIM))
