@@ -10,7 +10,7 @@ WORKERS ?= 2
 help:
 	@echo "make run    - create .venv, install, migrate, create tenant 'dev' (key printed once), serve on $(BIND)"
 	@echo "make test   - run the test suite (SQLite by default; DATABASE_URL selects PostgreSQL)"
-	@echo "make lint   - ruff"
+	@echo "make lint   - ruff and lint-imports (layers in one direction)"
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -32,6 +32,7 @@ test: venv
 
 lint: venv
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports
 
 # Each concern (deploy checks, benchmarks, soak) keeps its targets in its own file.
 -include mk/*.mk

@@ -95,9 +95,8 @@ def child(mode: str, dim: int) -> None:
 
     from episodes.cache import cache
     from episodes.index import Filters
-    from episodes.models import TenantState
     from episodes.selectors import episodes_query
-    from tenants.models import Tenant
+    from tenants.models import Tenant, TenantState
 
     if mode == "checkpoint-copied":  # read every column into memory instead of mapping the large ones
         from episodes import checkpoint

@@ -8,7 +8,12 @@ class EpisodesConfig(AppConfig):
     def ready(self) -> None:
         from django.core.signals import request_finished, request_started
 
+        from core import metrics
+
+        from .cache import cache
         from .sweep import maybe_sweep, note_request
+
+        metrics.watch_index_cache(cache)
 
         request_started.connect(note_request, dispatch_uid="memcloud-expiry-sweep")
         request_finished.connect(maybe_sweep, dispatch_uid="memcloud-expiry-sweep")

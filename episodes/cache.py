@@ -17,11 +17,11 @@ from dataclasses import dataclass, field
 import numpy as np
 from django.conf import settings
 
-from tenants.models import Tenant
+from tenants.models import Tenant, TenantState
 
 from . import changes, checkpoint
 from .index import NO_EXPIRY, TenantIndex
-from .models import Episode, TenantState
+from .models import Episode
 
 logger = logging.getLogger("memcloud.cache")
 

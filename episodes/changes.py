@@ -14,7 +14,7 @@ from functools import lru_cache
 import orjson
 from django.db import connection
 
-from memcloud import db
+from core import db
 
 from .models import Episode, Tombstone
 

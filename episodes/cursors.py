@@ -13,7 +13,7 @@ import hashlib
 import orjson
 from django.core import signing
 
-from memcloud.errors import InvalidInput
+from core.errors import InvalidInput
 
 from .index import Filters
 

@@ -1,10 +1,8 @@
 """Episodes live in the database (the source of truth); workers cache them in numpy (cache.py).
 
-Coherence (SPEC section 7): every write locks its tenant's TenantState row, bumps `version` and
-stamps the rows it adds or changes with the new value, and records removals as Tombstones with the
-new value, all in one transaction. Versions therefore commit in order per tenant, and a worker whose
-cache is at version v only needs rows and tombstones stamped after v. Bulk replacements bump
-`generation` instead, which makes every worker rebuild.
+Coherence (docs/design.md, Coherence): every write locks its tenant's TenantState row
+(tenants/models.py), bumps `version` and stamps the rows it adds or changes with the new value, and
+records removals as Tombstones with the new value, all in one transaction.
 """
 
 from __future__ import annotations
@@ -14,19 +12,6 @@ import uuid
 from django.db import models
 
 from tenants.models import Tenant
-
-
-class TenantState(models.Model):
-    tenant = models.OneToOneField(Tenant, on_delete=models.CASCADE, primary_key=True, related_name="state")
-    version = models.BigIntegerField(default=0)
-    generation = models.BigIntegerField(default=0)
-    next_seq = models.BigIntegerField(default=0)
-    episode_count = models.BigIntegerField(default=0)
-    # Tombstones below this version were discarded: a cache older than it must rebuild.
-    tombstone_floor = models.BigIntegerField(default=0)
-
-    def __str__(self) -> str:
-        return f"state of {self.tenant_id} v{self.version} g{self.generation}"
 
 
 class Episode(models.Model):

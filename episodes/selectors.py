@@ -13,18 +13,17 @@ from django.conf import settings
 from django.db import DatabaseError, connection, transaction
 from django.db.models import Q
 
-from memcloud import db
-from memcloud.errors import NotFound
-from ops import usage
-from ops.audit import audit
-from tenants.models import Tenant
+from core import db, usage
+from core.audit import audit
+from core.errors import NotFound
+from tenants.models import Tenant, TenantState
 
 from .cache import cache
 from .changes import uuid_str
 from .cursors import make_cursor, read_cursor
 from .filtering import matching
 from .index import Filters
-from .models import Episode, TenantState
+from .models import Episode
 from .services import now_ms
 
 OUTPUT_FIELDS = ("id", "task_id", "reward", "metadata", "timestamp", "tags", "source", "user_id", "steps",

@@ -15,16 +15,16 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import Exists, OuterRef, QuerySet, Subquery
 from psycopg.types.json import Jsonb
 
-from memcloud import db
-from memcloud.errors import Conflict, InvalidInput, NotFound, QuotaExceeded
-from ops.audit import audit
-from ops.usage import note_stored
-from tenants.models import Tenant
+from core import db
+from core.audit import audit
+from core.errors import Conflict, InvalidInput, NotFound, QuotaExceeded
+from core.usage import note_stored
+from tenants.models import Tenant, TenantState
 
 from .fast_input import MAX_METADATA_BYTES
 from .filtering import is_empty, matching, not_expired
 from .index import Filters
-from .models import Episode, TenantState, Tombstone
+from .models import Episode, Tombstone
 
 # Fields a PATCH may change; the embedding, id and timestamp never change (SPEC section 8).
 PATCHABLE = ("metadata", "tags", "reward", "task_id", "source", "user_id", "expires_at")

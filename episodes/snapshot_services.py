@@ -13,13 +13,13 @@ import orjson
 from django.db import connection, transaction
 from rest_framework.exceptions import ValidationError
 
-from memcloud.errors import InvalidInput, QuotaExceeded, Unavailable, first_message
-from ops.audit import audit
-from tenants.models import Tenant
+from core.audit import audit
+from core.errors import InvalidInput, QuotaExceeded, Unavailable, first_message
+from tenants.models import Tenant, TenantState
 
 from . import checkpoint, snapshots
 from .cache import build_index, cache
-from .models import Episode, TenantState, Tombstone
+from .models import Episode, Tombstone
 from .selectors import live
 from .serializers import EpisodeInput
 from .services import content_hash, lock_state, now_ms

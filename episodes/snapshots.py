@@ -25,7 +25,7 @@ from typing import IO, Any
 import orjson
 from django.conf import settings
 
-from memcloud.errors import InvalidInput, NotFound
+from core.errors import InvalidInput, NotFound
 
 FORMAT = "memcloud-snapshot"
 FORMAT_VERSION = 1

@@ -9,7 +9,7 @@ from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from memcloud.errors import NotFound
+from core.errors import NotFound
 from tenants.api import TenantApi
 from tenants.models import Scope
 

@@ -65,6 +65,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "django_prometheus",
+    "core",
     "tenants",
     "episodes",
     "ops",
@@ -73,7 +74,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "memcloud.middleware.RequestLogMiddleware",
-    "ops.middleware.MetricsMiddleware",
+    "core.middleware.MetricsMiddleware",
     "memcloud.middleware.BodySizeLimitMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -91,7 +92,7 @@ ROOT_URLCONF = "memcloud.urls"
 WSGI_APPLICATION = "memcloud.wsgi.application"
 APPEND_SLASH = False
 # A refused CSRF check (an unsafe method on a non-API path such as /health) answers JSON, not Django's page.
-CSRF_FAILURE_VIEW = "memcloud.http.csrf_failure"
+CSRF_FAILURE_VIEW = "core.http.csrf_failure"
 
 TEMPLATES = [
     {
@@ -134,7 +135,7 @@ if DATABASES["default"]["ENGINE"].endswith("postgresql"):
     # for them (Django's own client-side-bound queries are never prepared either way).
     DATABASES["default"].setdefault("OPTIONS", {}).setdefault("prepare_threshold", 5)
     # The same backend with a health check that needs no round trip while the socket is quiet.
-    DATABASES["default"]["ENGINE"] = "memcloud.postgres"
+    DATABASES["default"]["ENGINE"] = "core.postgres"
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     DATABASES["default"].setdefault("TEST", {})["NAME"] = str(BASE_DIR / "test-db.sqlite3")
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
@@ -186,9 +187,9 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = AGENT_MEM_MAX_BODY_BYTES
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [],
     "DEFAULT_PERMISSION_CLASSES": [],
-    "DEFAULT_RENDERER_CLASSES": ["memcloud.json.ORJSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["memcloud.json.ORJSONParser"],
-    "EXCEPTION_HANDLER": "memcloud.errors.exception_handler",
+    "DEFAULT_RENDERER_CLASSES": ["core.json.ORJSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["core.json.ORJSONParser"],
+    "EXCEPTION_HANDLER": "core.errors.exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "UNAUTHENTICATED_USER": None,
 }
@@ -202,7 +203,7 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
-    "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums", "ops.schema.add_errors_and_headers"],
+    "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums", "memcloud.schema.add_errors_and_headers"],
 }
 
 LOGGING = {

@@ -4,6 +4,7 @@ from django.urls import include, path, re_path
 from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.views import SpectacularJSONAPIView, SpectacularSwaggerView
 
+from memcloud import schema  # noqa: F401 - registers the OpenAPI extensions
 from ops import dashboard
 from ops import views as ops_views
 from ops.metrics import metrics_view

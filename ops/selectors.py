@@ -9,10 +9,8 @@ from datetime import UTC, datetime
 from django.db import connection
 from django.db.models import Count, Max, Q, Sum
 
-from episodes.models import TenantState
-from tenants.models import Tenant
-
-from .models import UsageMinute
+from core.models import UsageMinute
+from tenants.models import Tenant, TenantState
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ import logging
 from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
-from memcloud.http import json_get_only
+from core.http import json_get_only
 
 logger = logging.getLogger("memcloud.ops")
 

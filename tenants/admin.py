@@ -6,11 +6,10 @@ from django.contrib import admin, messages
 from django.db import transaction
 from django.utils import timezone
 
-from episodes.models import TenantState
-from ops.audit import audit
+from core.audit import audit
 
 from .keys import make_key
-from .models import ApiKey, Tenant
+from .models import ApiKey, Tenant, TenantState
 from .services import key_revoke, key_roll
 
 

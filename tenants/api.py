@@ -6,7 +6,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from ops import usage
+from core import usage
 
 from .authentication import ApiKeyAuthentication
 from .models import ApiKey, Scope, Tenant

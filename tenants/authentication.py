@@ -10,7 +10,7 @@ from django.utils import timezone
 from rest_framework import exceptions
 from rest_framework.authentication import BaseAuthentication
 
-from ops.audit import audit
+from core.audit import audit
 
 from .keys import hash_key, parse_prefix, verify
 from .models import ApiKey, Scope

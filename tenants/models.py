@@ -74,3 +74,22 @@ class ApiKey(models.Model):
         if self.revoked_at is not None:
             return False
         return self.expires_at is None or self.expires_at > now
+
+
+class TenantState(models.Model):
+    """A tenant's change counters (docs/design.md, Coherence). Every write locks this row, bumps
+    `version` and stamps the rows it adds or changes with the new value, and records removals as
+    tombstones with it, all in one transaction: a tenant's versions commit in order, and a worker whose
+    cache is at version v needs only the rows and tombstones stamped after v. Bulk replacements bump
+    `generation` instead, which makes every worker rebuild."""
+
+    tenant = models.OneToOneField(Tenant, on_delete=models.CASCADE, primary_key=True, related_name="state")
+    version = models.BigIntegerField(default=0)
+    generation = models.BigIntegerField(default=0)
+    next_seq = models.BigIntegerField(default=0)
+    episode_count = models.BigIntegerField(default=0)
+    # Tombstones below this version were discarded: a cache older than it must rebuild.
+    tombstone_floor = models.BigIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"state of {self.tenant_id} v{self.version} g{self.generation}"

@@ -8,10 +8,9 @@ from functools import cache
 from django.db import connection, models
 from django.utils.dateparse import parse_datetime
 
-from episodes.models import TenantState
-from memcloud import db
+from core import db
 
-from .models import ApiKey, Tenant
+from .models import ApiKey, Tenant, TenantState
 
 _JOINED = (ApiKey, Tenant, TenantState)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)

@@ -10,12 +10,11 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from episodes.models import TenantState
-from memcloud.errors import Conflict, InvalidInput, NotFound
-from ops.audit import audit
+from core.audit import audit
+from core.errors import Conflict, InvalidInput, NotFound
 
 from .keys import make_key
-from .models import SLUG_PATTERN, ApiKey, Metric, Scope, Tenant
+from .models import SLUG_PATTERN, ApiKey, Metric, Scope, Tenant, TenantState
 
 
 def tenant_create(

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 
 from django.conf import settings
 
-from memcloud.errors import MemcloudError
-from ops import counters, metrics
+from core import counters, metrics
+from core.errors import MemcloudError
 
 from .models import Tenant
 

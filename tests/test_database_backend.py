@@ -1,4 +1,4 @@
-"""memcloud.postgres: the health check needs no round trip on a quiet connection and still
+"""core.postgres: the health check needs no round trip on a quiet connection and still
 replaces one the server has closed before the request's first statement."""
 
 from __future__ import annotations

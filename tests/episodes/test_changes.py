@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 
 from episodes import changes
-from episodes.models import TenantState
+from tenants.models import TenantState
 from tests.episodes.bodies import ep, vec
 
 

@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 from rest_framework.exceptions import ValidationError
 
+from core.errors import first_message
 from episodes.fast_input import fast_episodes
 from episodes.serializers import EpisodeBatchInput, EpisodeInput
-from memcloud.errors import first_message
 
 DIM = 4
 MISSING = object()

@@ -9,9 +9,9 @@ from types import SimpleNamespace
 import pytest
 from rest_framework.exceptions import ValidationError
 
+from core.errors import first_message
 from episodes.fast_query import fast_query
 from episodes.serializers import QueryInput
-from memcloud.errors import first_message
 from tests.episodes.test_fast_input import CHOICES as STORE_CHOICES
 from tests.episodes.test_fast_input import MISSING, same
 

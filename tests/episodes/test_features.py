@@ -11,9 +11,9 @@ import pytest
 from django.core.management import call_command
 
 from episodes import sweep
-from episodes.models import Episode, SweepRun, TenantState, Tombstone
+from episodes.models import Episode, SweepRun, Tombstone
 from episodes.services import episodes_expire, now_ms
-from tenants.models import ApiKey
+from tenants.models import ApiKey, TenantState
 from tenants.services import key_issue
 from tests.episodes.bodies import ep, vec
 
@@ -349,7 +349,7 @@ def test_ttl_expires_at_and_tenant_default(client, make_tenant, api):
 
 
 def test_default_ttl_must_be_positive(db):
-    from memcloud.errors import InvalidInput
+    from core.errors import InvalidInput
     from tenants.services import tenant_create
 
     with pytest.raises(InvalidInput, match="default_ttl_secs"):

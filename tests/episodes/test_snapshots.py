@@ -9,7 +9,8 @@ import uuid
 import numpy as np
 import pytest
 
-from episodes.models import Episode, TenantState
+from episodes.models import Episode
+from tenants.models import TenantState
 
 pytestmark = pytest.mark.django_db(transaction=True)
 DIM = 8

@@ -10,7 +10,8 @@ import uuid
 import numpy as np
 import pytest
 
-from episodes.models import Episode, TenantState
+from episodes.models import Episode
+from tenants.models import TenantState
 from tests.episodes.bodies import ep, vec
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -81,6 +81,6 @@ def test_readiness_and_health(client):
 def test_usage_is_listed_read_only_in_the_admin(client, traffic, django_user_model):
     admin_user = django_user_model.objects.create_superuser("root", password="pw-123456")
     client.force_login(admin_user)
-    r = client.get("/admin/ops/usageminute/")
+    r = client.get("/admin/core/usageminute/")
     assert r.status_code == 200 and b"acme" in r.content
-    assert client.get("/admin/ops/usageminute/add/").status_code == 403
+    assert client.get("/admin/core/usageminute/add/").status_code == 403

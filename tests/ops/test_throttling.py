@@ -8,7 +8,7 @@ import threading
 
 import pytest
 
-from ops.models import RateCounter
+from core.models import RateCounter
 from tenants.throttling import rate_limit_hit
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand, CommandError
 
-from memcloud.errors import MemcloudError
+from core.errors import MemcloudError
 from tenants.models import Metric
 from tenants.services import tenant_create
 

@@ -3,7 +3,7 @@ from datetime import timedelta
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
-from memcloud.errors import MemcloudError
+from core.errors import MemcloudError
 from tenants.models import Scope, Tenant
 from tenants.services import key_issue
 

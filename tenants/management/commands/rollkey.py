@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand, CommandError
 
-from memcloud.errors import MemcloudError
+from core.errors import MemcloudError
 from tenants.services import key_roll
 
 

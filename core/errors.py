@@ -12,7 +12,7 @@ from rest_framework import exceptions as drf_exceptions
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
-logger = logging.getLogger("memcloud.errors")
+logger = logging.getLogger("core.errors")
 
 
 class MemcloudError(Exception):

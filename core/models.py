@@ -3,20 +3,19 @@
 Both tables take a write on every request, so on PostgreSQL they are UNLOGGED (migration 0002):
 no WAL traffic, and after a crash they come back empty, which for a rate-limit window or a
 dashboard chart is acceptable. No foreign key constraint either: nothing to check per insert,
-and rows of a deleted tenant age out with everyone else's.
+and rows of a deleted tenant age out with everyone else's. The tenant is named by its app label, not
+imported: this ground layer imports no app above it (docs/design.md, Layers).
 """
 
 from __future__ import annotations
 
 from django.db import models
 
-from tenants.models import Tenant
-
 
 class RateCounter(models.Model):
     """Requests a tenant made in one fixed window (`window_no = floor(now / window_secs)`)."""
 
-    tenant = models.ForeignKey(Tenant, on_delete=models.DO_NOTHING, db_constraint=False, related_name="+")
+    tenant = models.ForeignKey("tenants.Tenant", on_delete=models.DO_NOTHING, db_constraint=False, related_name="+")
     window_no = models.BigIntegerField()
     count = models.IntegerField(default=0)
 
@@ -29,7 +28,7 @@ class UsageMinute(models.Model):
     """What one worker process served for a tenant in one clock minute. One row per worker (`slot`)
     so that workers never wait on each other's row lock; readers sum the slots."""
 
-    tenant = models.ForeignKey(Tenant, on_delete=models.DO_NOTHING, db_constraint=False, related_name="+")
+    tenant = models.ForeignKey("tenants.Tenant", on_delete=models.DO_NOTHING, db_constraint=False, related_name="+")
     minute = models.BigIntegerField()  # floor(unix seconds / 60)
     slot = models.IntegerField()
     requests = models.IntegerField(default=0)

@@ -10,7 +10,7 @@ import time
 
 from django.conf import settings
 
-from memcloud import db
+from core import db
 
 from .models import RateCounter
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from django.db import DatabaseError, connection
 
-from memcloud import db
+from core import db
 
 from . import metrics
 from .models import UsageMinute

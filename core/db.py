@@ -51,7 +51,7 @@ def _cursor() -> Iterator[tuple[Any, dict[str, bool]]]:
 
     # What Django's own cursor() does first: the health check (CONN_HEALTH_CHECKS) replaces a
     # connection the server closed (a restart) before the request's first statement, not after it
-    # failed. memcloud.postgres makes it a look at the socket rather than a SELECT 1 round trip.
+    # failed. core.postgres makes it a look at the socket rather than a SELECT 1 round trip.
     connection.close_if_health_check_failed()
     connection.ensure_connection()
     connection.validate_no_broken_transaction()
