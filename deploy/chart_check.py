@@ -1,6 +1,6 @@
 """Lint, render and schema-validate the Helm chart (`make chart-check`, tests/deploy/test_chart.py).
 
-helm and kubectl come from ../shared/tools/get-helm.sh; nothing here needs a cluster. Every
+helm and kubectl come from PATH, else from deploy/get-helm.sh; nothing here needs a cluster. Every
 rendered object is validated (strictly: unknown fields are errors) with kubernetes-validate
 against KUBERNETES_VERSION. A ServiceMonitor is a custom resource (Prometheus Operator): no
 Kubernetes schema describes it, so that one kind is checked for shape only.
@@ -20,7 +20,7 @@ import yaml
 
 REPO = Path(__file__).resolve().parent.parent
 CHART = REPO / "charts" / "memcloud"
-GET_HELM = REPO.parent / "shared" / "tools" / "get-helm.sh"
+GET_HELM = REPO / "deploy" / "get-helm.sh"
 KUBERNETES_VERSION = "1.35.0"
 CUSTOM_KINDS = {("monitoring.coreos.com/v1", "ServiceMonitor")}
 VALUE_SETS = {"defaults": None, "full": CHART / "ci" / "full-values.yaml"}
