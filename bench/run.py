@@ -84,7 +84,7 @@ def git_commit() -> str | None:
 
 
 def provenance(command: str, software: str) -> list[str]:
-    """The Command and Machine lines a study's report (request_path, batching, prefix_pass) opens with."""
+    """The Command and Machine lines that request_path.md and profile.md open with."""
     m = machine()
     return [f"- Command: `{command}`, {dt.datetime.now(dt.UTC).isoformat(timespec='seconds')}, commit {git_commit()}",
             f"- Machine: {m['cores']} cores, {m['cpu']}; {software}; 1-minute load average {os.getloadavg()[0]:.1f}"]
