@@ -17,8 +17,9 @@ import orjson
 
 from bench.data import FILTERS, Dataset
 from bench.load import closed_loop
-from bench.procs import free_port, http_ok, stop, wait_until
+from bench.procs import http_ok, stop, wait_until
 from bench.stats import recall_at_k, summarize, time_calls
+from tests.support.server import free_port
 
 COLLECTION_PATH = "/api/v2/tenants/default_tenant/databases/default_database/collections/{id}/query"
 
