@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 
 import numpy as np
 from threadpoolctl import threadpool_limits
 
 from bench.data import FILTERS, Dataset
-from bench.stats import recall_at_k, summarize, time_calls
+from bench.stats import query_cell, summarize, time_calls
 
 GATHER_BELOW = 0.02  # score only the matching rows when fewer than this fraction match
 
@@ -107,15 +108,9 @@ def bench_index(ds: Dataset, queries: np.ndarray, *, top_ks: tuple[int, ...], co
         for flt in FILTERS:
             f = index_filters(flt)
             for k in top_ks:
-                found = [list(index.search(q, k, f, now_ms)[0]) for q in queries[: len(truth[(k, flt)])]]
+                def call(i: int, k: int = k, f=f) -> Sequence[str]:
+                    return index.search(queries[i % len(queries)], k, f, now_ms)[0]
 
-                def call(i: int, k: int = k, f=f) -> object:
-                    return index.search(queries[i % len(queries)], k, f, now_ms)
-
-                out.append({
-                    "system": "index", "op": "query", "n": ds.n, "top_k": k, "filter": flt,
-                    "concurrency": 1, "blas_threads": threads or "default",
-                    "recall": recall_at_k(found, truth[(k, flt)]),
-                    **summarize(time_calls(call, count)),
-                })
+                out.append({"system": "index", "op": "query", "n": ds.n, "top_k": k, "filter": flt,
+                            "blas_threads": threads or "default", **query_cell(call, truth[(k, flt)], count)})
     return out

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import signal
 import statistics
@@ -29,10 +28,11 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+# Run as `python bench/checkpoint_bench.py`, its own folder would come first on the path and
+# bench/http.py would shadow the standard library's http: the project root takes its place.
+sys.path[0] = str(ROOT)
 SLUG = "bench-ckpt"
 
 
@@ -41,25 +41,6 @@ def setup_django() -> None:
     import django
 
     django.setup()
-
-
-# ----- throw-away database -----
-def create_database(base_url: str) -> str:
-    import psycopg
-
-    base = urlsplit(base_url)
-    name = f"memcloud_ckpt_bench_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(urlunsplit(base._replace(path="/postgres")), autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    return urlunsplit(base._replace(path=f"/{name}"))
-
-
-def drop_database(url: str) -> None:
-    import psycopg
-
-    base = urlsplit(url)
-    with psycopg.connect(urlunsplit(base._replace(path="/postgres")), autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{base.path.lstrip("/")}" WITH (FORCE)')
 
 
 # ----- data -----
@@ -133,16 +114,6 @@ def run_child(mode: str, dim: int, env: dict[str, str]) -> dict:
 
 
 # ----- parent -----
-def blas_info() -> list[dict]:
-    try:
-        from threadpoolctl import threadpool_info
-
-        return [{k: i.get(k) for k in ("internal_api", "version", "num_threads", "architecture")}
-                for i in threadpool_info()]
-    except ImportError:
-        return []
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--episodes", type=int, default=100_000)
@@ -159,17 +130,19 @@ def main() -> None:
         child(args.child, args.dim)
         return
 
-    base = os.environ.get("DATABASE_URL") or "postgres://postgres@127.0.0.1:5432/postgres"
-    if not base.startswith(("postgres://", "postgresql://")):
+    from tests.support.database import drop_database, fresh_database_env, is_postgres
+
+    os.environ["DATABASE_URL"] = os.environ.get("DATABASE_URL") or "postgres://postgres@127.0.0.1:5432/postgres"
+    if not is_postgres():
         sys.exit("DATABASE_URL must point at PostgreSQL")
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # still drop the database
     work = Path(tempfile.mkdtemp(prefix="memcloud-ckpt-bench-"))
-    url = create_database(base)
-    os.environ.update({"DATABASE_URL": url, "AGENT_MEM_DATA_DIR": str(work / "data"), "LOG_LEVEL": "WARNING"})
+    database = fresh_database_env("ckpt_bench")
+    os.environ.update({**database, "AGENT_MEM_DATA_DIR": str(work / "data"), "LOG_LEVEL": "WARNING"})
     try:
         result = measure(args, work)
     finally:
-        drop_database(url)
+        drop_database(database)
         shutil.rmtree(work, ignore_errors=True)
     result["command"] = "make bench-checkpoint  # = python bench/checkpoint_bench.py " + " ".join(sys.argv[1:])
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
@@ -182,6 +155,7 @@ def measure(args, work: Path) -> dict:
     import numpy as np
     from django.core.management import call_command
 
+    from bench.run import machine
     from episodes import snapshot_services
     from episodes.models import Episode
     from episodes.services import episode_delete, episodes_store
@@ -248,8 +222,7 @@ def measure(args, work: Path) -> dict:
                                  "checkpoint_read": med(copied, "later_query_median_s"),
                                  "database": med(db, "later_query_median_s")},
         "repeats": args.repeats,
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "blas": blas_info(),
-                    "load_average_at_end": os.getloadavg()},
+        "machine": {**machine(), "load_average_at_end": os.getloadavg()},
         "runs": [{k: v for k, v in r.items() if k not in ("ids", "log")} for r in runs],
     }
 

@@ -17,8 +17,9 @@ import orjson
 
 from bench.data import FILTERS, Dataset
 from bench.load import closed_loop
-from bench.procs import free_port, http_ok, stop, wait_until
-from bench.stats import recall_at_k, summarize, time_calls
+from bench.procs import http_ok, stop, wait_until
+from bench.stats import query_cell
+from tests.support.server import free_port
 
 COLLECTION_PATH = "/api/v2/tenants/default_tenant/databases/default_database/collections/{id}/query"
 
@@ -124,12 +125,8 @@ def bench_chroma(ds: Dataset, queries: np.ndarray, *, top_ks: tuple[int, ...], c
             for k in top_ks:
                 bodies = query_bodies(queries, k, flt)
                 send = rest_sender(server.port, path, bodies)
-                found = [send(i) for i in range(len(truth[(k, flt)]))]
-                row = {"system": "chroma", "op": "query", "n": ds.n, "top_k": k, "filter": flt, "concurrency": 1,
-                       "recall": recall_at_k(found, truth[(k, flt)]),
-                       "returned_mean": round(float(np.mean([len(f) for f in found])), 3),
-                       **summarize(time_calls(send, count))}
-                out.append(row)
+                out.append({"system": "chroma", "op": "query", "n": ds.n, "top_k": k, "filter": flt,
+                            **query_cell(send, truth[(k, flt)], count)})
                 # Filtered queries scan in Chroma (hundreds of ms at 100k): latency only, load on the rest.
                 for c in concurrencies if flt == "none" else ():
                     load = closed_loop(lambda b=bodies: rest_sender(server.port, path, b), concurrency=c,

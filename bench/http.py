@@ -38,6 +38,12 @@ class Api:
             raise RuntimeError(f"POST {path} answered {resp.status}: {data[:300]!r}")
         return data
 
+    def timed_post(self, path: str, body: bytes, key: str | None = None) -> float:
+        """Seconds one POST took (its body encoded before the clock starts)."""
+        began = time.perf_counter()
+        self.post(path, body, key=key)
+        return time.perf_counter() - began
+
     def status(self, method: str, path: str, body: bytes | None = None) -> int:
         self.conn.request(method, path, body, self.headers)
         resp = self.conn.getresponse()
@@ -61,9 +67,7 @@ def store_batches(api: Api, ds: Dataset, size: int, max_seconds: float = float("
     spent: list[float] = []
     stored = 0
     for body in batches(ds, size):
-        t = time.perf_counter()
-        api.post("/v1/episodes/batch", body)
-        spent.append(time.perf_counter() - t)
+        spent.append(api.timed_post("/v1/episodes/batch", body))
         stored = min(ds.n, stored + size)
         if sum(spent) >= max_seconds:
             break
@@ -72,22 +76,12 @@ def store_batches(api: Api, ds: Dataset, size: int, max_seconds: float = float("
 
 def store_singles(api: Api, ds: Dataset) -> dict:
     bodies = [orjson.dumps(ds.episode(i), option=NUMPY) for i in range(ds.n)]
-    spent = []
-    for body in bodies:
-        t = time.perf_counter()
-        api.post("/v1/episodes", body)
-        spent.append(time.perf_counter() - t)
+    spent = [api.timed_post("/v1/episodes", body) for body in bodies]
     return {"batch": 1, "episodes": ds.n, "episodes_per_s": round(ds.n / sum(spent), 1), **summarize(spent)}
 
 
 def found_ids(data: bytes) -> list[str]:
     return [e["id"] for e in orjson.loads(data)["episodes"]]
-
-
-def timed_query(api: Api, body: bytes) -> float:
-    t = time.perf_counter()
-    api.post("/v1/query", body)
-    return time.perf_counter() - t
 
 
 def sender(url: str, key: str, bodies: list[bytes]) -> Callable[[int], object]:
@@ -124,7 +118,7 @@ def warm(url: str, key: str, body: bytes, workers: int) -> float:
     def client() -> None:
         api = Api(url, key)
         for _ in range(4):
-            took = timed_query(api, body)
+            took = api.timed_post("/v1/query", body)
             with lock:
                 worst[0] = max(worst[0], took)
 
@@ -178,10 +172,10 @@ def bench_http(dep: Deployment, ds: Dataset, queries: np.ndarray, *, top_ks: tup
     (pid,) = reader.worker_pids()
     warm(reader.url, side_key, probe, 1)  # imports and the side tenant: everything but the main index
     before = rss_kib(pid)
-    cold = timed_query(Api(reader.url, main_key), probe)
+    cold = Api(reader.url, main_key).timed_post("/v1/query", probe)
     out.append({"system": "http", "op": "cold_start", "n": n, "checkpoint": False, "first_ms": round(cold * 1e3, 2)})
     read_api = Api(reader.url, main_key)
-    steady = [timed_query(read_api, probe) for _ in range(20)]
+    steady = [read_api.timed_post("/v1/query", probe) for _ in range(20)]
     after = rss_kib(pid)
     delta = (after - before) / 1024
     out.append({"system": "http", "op": "memory", "n": n, "raw_matrix_mib": round(raw_mib, 1),
@@ -205,8 +199,8 @@ def bench_http(dep: Deployment, ds: Dataset, queries: np.ndarray, *, top_ks: tup
             else:  # another process writing through the service: same commits, without HTTP's cost
                 dep.preload(f"main-{n}", grow, start, start + m)
             start += m
-            first = timed_query(read_api, probe)
-            after_first = [timed_query(read_api, probe) for _ in range(5)]
+            first = read_api.timed_post("/v1/query", probe)
+            after_first = [read_api.timed_post("/v1/query", probe) for _ in range(5)]
             firsts.append(first)
             after += after_first
             extras.append(first - float(np.median(after_first)))
@@ -221,7 +215,7 @@ def bench_http(dep: Deployment, ds: Dataset, queries: np.ndarray, *, top_ks: tup
     if status == 200:
         fresh = dep.server(1)
         warm(fresh.url, side_key, probe, 1)
-        cold = timed_query(Api(fresh.url, main_key), probe)
+        cold = Api(fresh.url, main_key).timed_post("/v1/query", probe)
         out.append({"system": "http", "op": "cold_start", "n": n + start, "checkpoint": True,
                     "first_ms": round(cold * 1e3, 2)})
         fresh.stop()

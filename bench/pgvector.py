@@ -12,7 +12,7 @@ import numpy as np
 
 from bench.data import FILTERS, Dataset
 from bench.load import closed_loop
-from bench.stats import recall_at_k, summarize, time_calls
+from bench.stats import query_cell
 
 DDL = """
 DROP TABLE IF EXISTS items;
@@ -95,11 +95,8 @@ def _queries(server, method: str, ds, queries, *, top_ks, count, concurrencies, 
         for k in top_ks:
             sql = sql_for(flt, k)
             send = sender(server, sql, flt, queries, k)
-            found = [send(i) for i in range(len(truth[(k, flt)]))]
             out.append({"system": f"pgvector-{method}", "op": "query", "n": ds.n, "top_k": k, "filter": flt,
-                        "concurrency": 1, "recall": recall_at_k(found, truth[(k, flt)]),
-                        "returned_mean": round(float(np.mean([len(f) for f in found])), 3),
-                        **summarize(time_calls(send, count))})
+                        **query_cell(send, truth[(k, flt)], count)})
             if flt == "none" and k == top_ks[0]:
                 for c in concurrencies:
                     load = closed_loop(lambda s=sql, f=flt, k=k: sender(server, s, f, queries, k), concurrency=c,

@@ -3,18 +3,10 @@
 from __future__ import annotations
 
 import contextlib
-import os
-import socket
 import subprocess
 import time
 import urllib.request
 from collections.abc import Callable
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_until(check: Callable[[], bool], *, timeout: float, what: str) -> None:
@@ -51,17 +43,3 @@ def rss_kib(pid: int) -> int:
                 return int(line.split()[1])
     raise ValueError(f"no VmRSS for pid {pid}")
 
-
-def child_pids(pid: int) -> list[int]:
-    """Direct children of pid (gunicorn workers of a master), from /proc."""
-    out = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        with contextlib.suppress(OSError), open(f"/proc/{entry}/status") as f:
-            for line in f:
-                if line.startswith("PPid:"):
-                    if int(line.split()[1]) == pid:
-                        out.append(int(entry))
-                    break
-    return sorted(out)

@@ -1,17 +1,12 @@
 """Where a query's time goes: `python -m bench.request_path [--n 100000]` (`make bench-limits`).
 
-Measured in one run, one request at a time, with the client of bench/http.py (one keep-alive
-http.client connection) against one gunicorn worker on a throw-away PostgreSQL database:
-  1. a bare WSGI app (bench/bare_wsgi.py) under gunicorn: the client, loopback TCP and gunicorn;
-  2. the service's /health: plus Django and its middleware, no database;
-  3. a PostgreSQL round trip (`SELECT 1`, prepared) from this process;
-  4. /v1/query over HTTP, for the filters and top_k of the latency targets;
-  5. the same request bodies through the service's WSGI application in this process (metrics and
-     the request log written as in a worker), with the time of each part, taken by wrappers put
-     around those functions for this measurement only.
-The difference between 4 and 5 is what the HTTP hop costs a query. On PostgreSQL, 6. times the same
-request bodies in process with the key checked in the winners' statement and looked up first,
-interleaved. Results: bench/results/request_path.md.
+One request at a time, with one keep-alive connection (bench/http.py), against one gunicorn worker
+on a throw-away database. The floors: a bare WSGI app (`bare_application` below) under gunicorn
+(client, loopback TCP, gunicorn), /health (plus Django and its middleware), a prepared `SELECT 1`.
+Then /v1/query over HTTP, and the same bodies through the service's WSGI application in this
+process with each part timed by wrappers put around its function for this measurement only; the
+difference is the HTTP hop. On PostgreSQL, the key checked in the winners' statement against the key
+looked up first, interleaved. Results: bench/results/request_path.md.
 """
 
 from __future__ import annotations
@@ -20,10 +15,11 @@ import argparse
 import collections
 import contextlib
 import functools
+import importlib
 import io
+import logging
 import os
 import platform
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -33,16 +29,16 @@ from pathlib import Path
 
 from bench.data import make_dataset, make_queries
 from bench.http import Api, query_body
-from bench.procs import free_port, http_ok, stop, wait_until
-from bench.stats import time_calls
+from bench.procs import http_ok, stop, wait_until
+from bench.stats import summarize, time_calls
+from tests.support.server import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "bench" / "results" / "request_path.md"
 CASES = [("selective", 5), ("none", 5), ("none", 50)]
 
-# The functions timed inside a query (module or class, attribute), by the label used below. A
-# query whose key this worker verified lately makes no key lookup: its winners' statement checks
-# the key (tenants/key_memo.py).
+# The functions timed inside a query ("module[:class]", attribute), by label. A query whose key this
+# worker verified lately makes no key lookup: its winners' statement checks the key (tenants/key_memo.py).
 _PARTS = {
     "key": [("tenants.authentication", "key_with_tenant")],
     "dispatch": [("rest_framework.views:APIView", "dispatch")],
@@ -51,8 +47,8 @@ _PARTS = {
     "index": [("episodes.index:TenantIndex", "search")],
     "winners": [("episodes.selectors", "_winners"), ("episodes.selectors", "_winners_checking_key")],
 }
-# What each row of the breakdown is, from the per-request times of the parts above. DRF's answer is
-# rendered by Django's handler once dispatch has returned, so it falls in the first row.
+# Each row of the breakdown from one request's part times. DRF's answer is rendered by Django's
+# handler after dispatch returns, so it falls in the first row.
 ROWS: list[tuple[str, Callable[[dict[str, float]], float]]] = [
     ("Django: WSGI handler, middleware, rendering the answer", lambda p: p["total"] - p["dispatch"]),
     ("DRF: dispatch, negotiation, scope check", lambda p: p["dispatch"] - p["view"] - p["key"]),
@@ -65,43 +61,44 @@ ROWS: list[tuple[str, Callable[[dict[str, float]], float]]] = [
 ]
 
 
-def _target(spec: str):
-    import importlib
+def bare_application(environ, start_response):
+    """The smallest WSGI app: what gunicorn and the client cost with no framework behind them."""
+    environ["wsgi.input"].read()
+    start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", "2")])
+    return [b"{}"]
 
-    module, _, cls = spec.partition(":")
-    obj = importlib.import_module(module)
-    return getattr(obj, cls) if cls else obj
 
+def time_parts() -> Callable[[], dict[str, float]]:
+    """Wrap the parts' functions; the returned function gives (and clears) each label's seconds."""
+    spent: dict[str, float] = collections.defaultdict(float)
 
-class Spans:
-    """Wraps the parts' functions; `take()` returns (and clears) the seconds each spent."""
-
-    def __init__(self) -> None:
-        self.spent: dict[str, float] = collections.defaultdict(float)
-        for label, targets in _PARTS.items():
-            for spec, name in targets:
-                owner = _target(spec)
-                setattr(owner, name, self._timed(label, getattr(owner, name)))
-
-    def _timed(self, label: str, fn):
+    def timed(label: str, fn):
         @functools.wraps(fn)
-        def timed(*args, **kwargs):
+        def wrapper(*args, **kwargs):
             began = time.perf_counter()
             try:
                 return fn(*args, **kwargs)
             finally:
-                self.spent[label] += time.perf_counter() - began
+                spent[label] += time.perf_counter() - began
 
-        return timed
+        return wrapper
 
-    def take(self) -> dict[str, float]:
-        """Every label's seconds, 0 for a part this request did not run."""
-        out = {label: self.spent.get(label, 0.0) for label in _PARTS}
-        self.spent = collections.defaultdict(float)
+    for label, targets in _PARTS.items():
+        for spec, name in targets:
+            module, _, cls = spec.partition(":")
+            owner = importlib.import_module(module)
+            owner = getattr(owner, cls) if cls else owner
+            setattr(owner, name, timed(label, getattr(owner, name)))
+
+    def take() -> dict[str, float]:
+        out = {label: spent.get(label, 0.0) for label in _PARTS}
+        spent.clear()
         return out
 
+    return take
 
-def wsgi_caller(key: str):
+
+def wsgi_caller(key: str) -> Callable[[bytes], None]:
     """POST a body to /v1/query through the service's WSGI application, in this process."""
     from memcloud.wsgi import application
 
@@ -126,7 +123,7 @@ def wsgi_caller(key: str):
 def bare_server():
     port = free_port()
     cmd = [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", "--workers", "1",
-           "--log-level", "warning", "bench.bare_wsgi:application"]
+           "--log-level", "warning", "bench.request_path:bare_application"]
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         url = f"http://127.0.0.1:{port}"
@@ -137,15 +134,11 @@ def bare_server():
 
 
 def p50_ms(seconds: list[float]) -> float:
-    return round(statistics.median(seconds) * 1e3, 3)
+    return summarize(seconds)["p50_ms"]
 
 
-def postgres_round_trip(database_url: str, count: int) -> list[float]:
-    import psycopg
-
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        return time_calls(lambda i: conn.execute("SELECT 1", prepare=True).fetchone(), count, warmup=20,
-                          max_seconds=5)
+def p50_of_calls(fn: Callable[[int], object], count: int, seconds: float = 10) -> float:
+    return p50_ms(time_calls(fn, count, warmup=50, max_seconds=seconds))
 
 
 def measure(n: int, count: int) -> dict:
@@ -158,27 +151,26 @@ def measure(n: int, count: int) -> dict:
     try:
         key = dep.create_tenant("path", ds.embeddings.shape[1])
         dep.preload("path", ds)
-        floors: dict[str, float] = {}
         bodies = {case: [query_body(q, case[1], case[0]) for q in queries] for case in CASES}
+        floors: dict[str, float] = {}
         with bare_server() as url:
             bare = Api(url, "-")
-            floors["bare WSGI app on gunicorn (client, TCP, gunicorn)"] = p50_ms(
-                time_calls(lambda i: bare.status("GET", "/"), count, warmup=50, max_seconds=10))
-            posted = bodies[CASES[0]]
-            floors["the same, a query's body POSTed to it"] = p50_ms(
-                time_calls(lambda i: bare.post("/", posted[i % len(posted)]), count, warmup=50, max_seconds=10))
-        srv = dep.server(1)
-        api = Api(srv.url, key)
-        floors["/health (adds Django and its middleware)"] = p50_ms(
-            time_calls(lambda i: api.status("GET", "/health"), count, warmup=50, max_seconds=10))
+            floors["bare WSGI app on gunicorn (client, TCP, gunicorn)"] = p50_of_calls(
+                lambda i: bare.status("GET", "/"), count)
+        api = Api(dep.server(1).url, key)
+        floors["/health (adds Django and its middleware)"] = p50_of_calls(
+            lambda i: api.status("GET", "/health"), count)
         env = LiveServer(env=dep.env).env
         if dep.database == "postgresql":
-            floors["PostgreSQL round trip (SELECT 1, prepared)"] = p50_ms(
-                postgres_round_trip(env["DATABASE_URL"], count))
-        http = {case: p50_ms(time_calls(lambda i, b=bodies[case]: api.post("/v1/query", b[i % len(b)]), count,
-                                        warmup=50, max_seconds=15))
-                for case in CASES}
-        srv.stop()
+            import psycopg
+
+            with psycopg.connect(env["DATABASE_URL"], autocommit=True) as conn:
+                floors["PostgreSQL round trip (SELECT 1, prepared)"] = p50_of_calls(
+                    lambda i: conn.execute("SELECT 1", prepare=True).fetchone(), count, 5)
+        http = {case: p50_of_calls(lambda i, b=b: api.post("/v1/query", b[i % len(b)]), count, 15)
+                for case, b in bodies.items()}
+        for srv in dep.servers:
+            srv.stop()
         return {"database": dep.database, "floors": floors, "http": http,
                 "in_process": in_process(env, key, bodies, count)}
     finally:
@@ -190,24 +182,22 @@ def in_process(env: dict[str, str], key: str, bodies: dict, count: int) -> dict:
     the folder) and the request log written, here to a scratch file instead of gunicorn's stderr."""
     scratch = Path(tempfile.mkdtemp(prefix="memcloud-request-path-"))
     os.environ.update({**env, "PROMETHEUS_MULTIPROC_DIR": str(scratch)})
-    import logging
-
     post = wsgi_caller(key)  # imports memcloud.wsgi, which sets Django and its logging up
     log = open(scratch / "requests.log", "w")  # noqa: SIM115 - for the rest of this process
     for handler in logging.getLogger().handlers:
         if isinstance(handler, logging.StreamHandler):
             handler.setStream(log)
-    spans = Spans()
+    take = time_parts()
     out = {}
     for case, case_bodies in bodies.items():
         for body in case_bodies[:50]:
             post(body)
-        spans.take()
+        take()
         per_request: list[dict[str, float]] = []
         for i in range(count):
             began = time.perf_counter()
             post(case_bodies[i % len(case_bodies)])
-            per_request.append({**spans.take(), "total": time.perf_counter() - began})
+            per_request.append({**take(), "total": time.perf_counter() - began})
         out[case] = {"total": p50_ms([p["total"] for p in per_request]),
                      **{label: p50_ms([row(p) for p in per_request]) for label, row in ROWS}}
     if env.get("DATABASE_URL", "").startswith("postgres"):  # elsewhere every key is looked up
@@ -217,19 +207,18 @@ def in_process(env: dict[str, str], key: str, bodies: dict, count: int) -> dict:
 
 def key_check_ab(post: Callable[[bytes], None], bodies: list[bytes], count: int) -> dict[str, float]:
     """The same query with its key checked in the winners' statement (a key the worker verified
-    lately, tenants/key_memo.py) and looked up first (the full authentication), requests of the two
-    interleaved so that the machine's drift falls on both: p50 of each and of the paired differences."""
+    lately) and looked up first, requests of the two interleaved so that the machine's drift falls
+    on both: p50 of each and of the paired differences."""
     import tenants.api
 
     remembered = tenants.api.remembered_key
     times: dict[str, list[float]] = {"remembered": [], "looked up": []}
     try:
         for i in range(2 * count):
-            mode = "remembered" if i % 2 else "looked up"
             tenants.api.remembered_key = remembered if i % 2 else (lambda request: None)
             began = time.perf_counter()
             post(bodies[(i // 2) % len(bodies)])
-            times[mode].append(time.perf_counter() - began)
+            times["remembered" if i % 2 else "looked up"].append(time.perf_counter() - began)
     finally:
         tenants.api.remembered_key = remembered
     saved = [a - b for a, b in zip(times["looked up"], times["remembered"], strict=True)]
@@ -245,40 +234,30 @@ def report(result: dict, command: str, n: int) -> str:
 
     http = [result["http"][c] for c in CASES]
     local = [result["in_process"][c] for c in CASES]
+    header = [f"| {{}} | {' | '.join(f'{flt} top {k}' for flt, k in CASES)} |", f"|---|{'---|' * len(CASES)}"]
     lines = [
-        "# Where a query's time goes",
-        "",
+        "# Where a query's time goes", "",
         "Generated by `bench/request_path.py`; do not edit by hand. One gunicorn worker, one request at a time,",
         f"N = {n:,} episodes at dim 384 (bench/data.py; *selective* = 0.1 %) on {result['database']}. Medians in ms.",
-        "",
-        *provenance(command, f"Python {platform.python_version()}"),
-        "",
-        "| floor | p50 |",
-        "|---|---|",
-        *(_row(label, [value]) for label, value in result["floors"].items()),
-        "",
-        f"| part of a `/v1/query` | {' | '.join(f'{flt} top {k}' for flt, k in CASES)} |",
-        f"|---|{'---|' * len(CASES)}",
+        "", *provenance(command, f"Python {platform.python_version()}"), "",
+        "| floor | p50 |", "|---|---|",
+        *(_row(label, [value]) for label, value in result["floors"].items()), "",
+        header[0].format("part of a `/v1/query`"), header[1],
         _row("over HTTP", http),
         _row("in process (the WSGI application called directly)", [p["total"] for p in local]),
         _row("the HTTP hop (difference)", [h - p["total"] for h, p in zip(http, local, strict=True)]),
-        *(_row(f"… {label}", [p[label] for p in local]) for label, _ in ROWS),
-        "",
-        "The parts are medians of per-request times, so they need not add up to the median total exactly.",
-        "",
+        *(_row(f"… {label}", [p[label] for p in local]) for label, _ in ROWS), "",
+        "The parts are medians of per-request times, so they need not add up to the median total exactly.", "",
     ]
     ab = result["in_process"].get("key_check")
     if ab:
         lines += [
             "In process, the same query with its key checked in the winners' statement (a key the worker",
-            "verified lately, `tenants/key_memo.py`) and looked up first, requests of the two interleaved:",
-            "",
-            f"| key | {' | '.join(f'{flt} top {k}' for flt, k in CASES)} |",
-            f"|---|{'---|' * len(CASES)}",
+            "verified lately, `tenants/key_memo.py`) and looked up first, requests of the two interleaved:", "",
+            header[0].format("key"), header[1],
             _row("looked up first (2 round trips)", [ab[c]["looked up"] for c in CASES]),
             _row("checked in the winners' statement (1 round trip)", [ab[c]["remembered"] for c in CASES]),
-            _row("saved (median of paired differences)", [ab[c]["saved"] for c in CASES]),
-            "",
+            _row("saved (median of paired differences)", [ab[c]["saved"] for c in CASES]), "",
         ]
     return "\n".join(lines)
 
@@ -289,8 +268,7 @@ def main() -> int:
     parser.add_argument("--count", type=int, default=400, help="requests per measurement")
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args()
-    result = measure(args.n, args.count)
-    text = report(result, " ".join(["python -m bench.request_path", *sys.argv[1:]]), args.n)
+    text = report(measure(args.n, args.count), " ".join(["python -m bench.request_path", *sys.argv[1:]]), args.n)
     args.out.write_text(text)
     print(text)
     return 0

@@ -84,7 +84,7 @@ def git_commit() -> str | None:
 
 
 def provenance(command: str, software: str) -> list[str]:
-    """The Command and Machine lines a study's report (request_path, batching, prefix_pass) opens with."""
+    """The Command and Machine lines that request_path.md and profile.md open with."""
     m = machine()
     return [f"- Command: `{command}`, {dt.datetime.now(dt.UTC).isoformat(timespec='seconds')}, commit {git_commit()}",
             f"- Machine: {m['cores']} cores, {m['cpu']}; {software}; 1-minute load average {os.getloadavg()[0]:.1f}"]
@@ -135,10 +135,14 @@ class Runner:
             dep = Deployment(index_memory_mb=8192)
         try:
             queries = make_queries(p.queries, dim=DIM)
+
+            def exact(ds) -> dict:  # numpy's exact ids, the ground truth of every recall figure
+                return {(k, f): baselines.exact_ids(ds, queries[: p.recall_queries], k, f)
+                        for k in p.top_ks for f in FILTERS}
+
             for n in p.sizes:
                 ds = make_dataset(n, dim=DIM)
-                rq = queries[: p.recall_queries]
-                truth = {(k, f): baselines.exact_ids(ds, rq, k, f) for k in p.top_ks for f in FILTERS}
+                truth = exact(ds)
                 for threads in (None, 1):
                     self.phase(f"numpy n={n} blas={threads or 'default'}", baselines.bench_numpy, ds, queries,
                                top_ks=p.top_ks, count=p.count, threads=threads)
@@ -162,8 +166,7 @@ class Runner:
                 del ds
             for n in p.inprocess_sizes:
                 ds = make_dataset(n, dim=DIM)
-                rq = queries[: p.recall_queries]
-                truth = {(k, f): baselines.exact_ids(ds, rq, k, f) for k in p.top_ks for f in FILTERS}
+                truth = exact(ds)
                 self.phase(f"numpy n={n} blas=1", baselines.bench_numpy, ds, queries, top_ks=p.top_ks,
                            count=p.inprocess_count, threads=1)
                 self.phase(f"index n={n} blas=1", baselines.bench_index, ds, queries, top_ks=p.top_ks,

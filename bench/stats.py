@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -36,6 +36,14 @@ def time_calls(fn: Callable[[int], object], count: int, *, warmup: int = 3, max_
         if len(out) >= min_count and time.perf_counter() - began > max_seconds:
             break
     return out
+
+
+def query_cell(send: Callable[[int], Sequence[str]], exact: list[list[str]], count: int) -> dict:
+    """One query cell at concurrency 1: recall of send(i)'s ids against the exact ids of query i, the
+    mean number returned, and the latency of `count` calls."""
+    found = [send(i) for i in range(len(exact))]
+    return {"concurrency": 1, "recall": recall_at_k(found, exact),
+            "returned_mean": round(float(np.mean([len(f) for f in found])), 3), **summarize(time_calls(send, count))}
 
 
 def recall_at_k(found: list[list[str]], exact: list[list[str]]) -> float:

@@ -28,10 +28,7 @@ def bench_many_tenants(dep: Deployment, *, tenants: int, per_tenant: int, worker
         lo, hi = i * per_tenant, (i + 1) * per_tenant
         if spent < store_seconds:
             api = Api(server.url, keys[slug])
-            for body in batches(slice_dataset(ds, lo, hi), 1000):
-                t = time.perf_counter()
-                api.post("/v1/episodes/batch", body)
-                spent += time.perf_counter() - t
+            spent += sum(api.timed_post("/v1/episodes/batch", body) for body in batches(slice_dataset(ds, lo, hi), 1000))
             via_http += hi - lo
         else:
             rest.append((slug, lo, hi))
@@ -44,12 +41,8 @@ def bench_many_tenants(dep: Deployment, *, tenants: int, per_tenant: int, worker
     rng = np.random.default_rng(5)
     # First touch of each tenant (a worker builds its index from the database), in random order.
     order = rng.permutation(tenants)[: min(tenants, 300)]
-    first = []
     api = Api(server.url, keys[slugs[0]])
-    for j, i in enumerate(order):
-        t = time.perf_counter()
-        api.post("/v1/query", bodies[j % len(bodies)], key=keys[slugs[i]])
-        first.append(time.perf_counter() - t)
+    first = [api.timed_post("/v1/query", bodies[j % len(bodies)], key=keys[slugs[i]]) for j, i in enumerate(order)]
     out.append({"system": "http", "op": "many_query_first", **case, **summarize(first)})
     picks = rng.integers(0, tenants, 100_000)
 

@@ -25,9 +25,7 @@ bench-smoke: venv
 bench-profile: bench-deps
 	DATABASE_URL=$(BENCH_DATABASE_URL) $(PY) -m bench.profile --n $(or $(N),100000)
 
-# What bounds a query's latency: the request path part by part, whether batching queries pays and
-# whether a first pass over rotated prefix codes would (bench/results/{request_path,batching,prefix_pass}.md).
+# What bounds a query's latency: its request path timed part by part over HTTP and in process
+# (bench/results/request_path.md).
 bench-limits: bench-deps
 	DATABASE_URL=$(BENCH_DATABASE_URL) $(PY) -m bench.request_path --n $(or $(N),100000)
-	$(PY) -m bench.batching --n $(or $(N),100000)
-	$(PY) -m bench.prefix_pass --n $(or $(N),100000)

@@ -1,5 +1,5 @@
-"""The request-path, batching and prefix-pass benchmarks run end to end on tiny data and write their tables
-(never speed checks: only that every figure is there and is a positive duration)."""
+"""The request-path benchmark runs end to end on tiny data and writes its tables (never speed checks:
+only that every figure is there and is a positive duration)."""
 
 from __future__ import annotations
 
@@ -48,26 +48,3 @@ def test_request_path_writes_every_part_of_every_case(tmp_path):
             line = next(ln for ln in text.splitlines() if ln.startswith(f"| {label}"))
             assert len(figures(line)) == len(request_path.CASES) and all(v > 0 for v in figures(line)), line
 
-
-def test_batching_writes_a_row_per_batch_size(tmp_path):
-    out = tmp_path / "batching.md"
-    run_module("bench.batching", "--n", "2000", "--reps", "3", "--out", str(out))
-    lines = out.read_text().splitlines()
-    (header,) = [ln for ln in lines if ln.startswith("| queries together |")]
-    columns = header.count("|") - 2  # 3, and a fourth where NumKong is installed
-    rows = [ln for ln in lines if re.match(r"\| \d+ \|", ln)]
-    assert [int(r.split("|")[1]) for r in rows] == [1, 2, 4, 8] and columns in (3, 4)
-    assert all(len(figures(r)) == columns and all(v > 0 for v in figures(r)) for r in rows)
-
-
-def test_prefix_pass_writes_a_row_per_prefix_width(tmp_path):
-    out = tmp_path / "prefix_pass.md"
-    run_module("bench.prefix_pass", "--n", "3000", "--queries", "5", "--reps", "3", "--out", str(out))
-    text = out.read_text()
-    rows = [ln for ln in text.splitlines() if re.match(r"\| \d+ \| \d+ of 384 \|", ln)]
-    assert [int(r.split("|")[1]) for r in rows] == [64, 96, 128, 192]
-    for row in rows:
-        shares = [float(s) for s in re.findall(r"(\d+\.\d+) %", row)]
-        assert len(shares) == 4 and all(0 < s <= 100 for s in shares), row  # the top k always survive
-        assert all(v > 0 for v in figures(row)[-2:]), row
-    assert "The full scan of all 384 codes a row:" in text
