@@ -37,26 +37,24 @@ ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "bench" / "results" / "request_path.md"
 CASES = [("selective", 5), ("none", 5), ("none", 50)]
 
-# The functions timed inside a query ("module[:class]", attribute), by label. A query whose key this
-# worker verified lately makes no key lookup: its winners' statement checks the key (tenants/key_memo.py).
+# The functions timed inside a query ("module[:class]", attribute), by label.
 _PARTS = {
     "key": [("tenants.authentication", "key_with_tenant")],
     "dispatch": [("rest_framework.views:APIView", "dispatch")],
     "view": [("episodes.views:EpisodeQueryApi", "post")],
     "validation": [("episodes.serializers:QueryInput", "is_valid")],
     "index": [("episodes.index:TenantIndex", "search")],
-    "winners": [("episodes.selectors", "_winners"), ("episodes.selectors", "_winners_checking_key")],
+    "winners": [("episodes.selectors", "_winners")],
 }
 # Each row of the breakdown from one request's part times. DRF's answer is rendered by Django's
 # handler after dispatch returns, so it falls in the first row.
 ROWS: list[tuple[str, Callable[[dict[str, float]], float]]] = [
     ("Django: WSGI handler, middleware, rendering the answer", lambda p: p["total"] - p["dispatch"]),
     ("DRF: dispatch, negotiation, scope check", lambda p: p["dispatch"] - p["view"] - p["key"]),
-    ("key lookup (1 round trip, key, tenant and counter; none for a key the worker verified lately)",
-     lambda p: p["key"]),
+    ("key lookup (1 round trip: key, tenant and counter)", lambda p: p["key"]),
     ("body validation", lambda p: p["validation"]),
     ("index search", lambda p: p["index"]),
-    ("winners' fields, usage and the lately verified key's check (1 round trip)", lambda p: p["winners"]),
+    ("winners' fields and usage (1 round trip)", lambda p: p["winners"]),
     ("rest of the view", lambda p: p["view"] - p["validation"] - p["index"] - p["winners"]),
 ]
 
@@ -200,29 +198,7 @@ def in_process(env: dict[str, str], key: str, bodies: dict, count: int) -> dict:
             per_request.append({**take(), "total": time.perf_counter() - began})
         out[case] = {"total": p50_ms([p["total"] for p in per_request]),
                      **{label: p50_ms([row(p) for p in per_request]) for label, row in ROWS}}
-    if env.get("DATABASE_URL", "").startswith("postgres"):  # elsewhere every key is looked up
-        out["key_check"] = {case: key_check_ab(post, case_bodies, count) for case, case_bodies in bodies.items()}
     return out
-
-
-def key_check_ab(post: Callable[[bytes], None], bodies: list[bytes], count: int) -> dict[str, float]:
-    """The same query with its key checked in the winners' statement (a key the worker verified
-    lately) and looked up first, requests of the two interleaved so that the machine's drift falls
-    on both: p50 of each and of the paired differences."""
-    import tenants.api
-
-    remembered = tenants.api.remembered_key
-    times: dict[str, list[float]] = {"remembered": [], "looked up": []}
-    try:
-        for i in range(2 * count):
-            tenants.api.remembered_key = remembered if i % 2 else (lambda request: None)
-            began = time.perf_counter()
-            post(bodies[(i // 2) % len(bodies)])
-            times["remembered" if i % 2 else "looked up"].append(time.perf_counter() - began)
-    finally:
-        tenants.api.remembered_key = remembered
-    saved = [a - b for a, b in zip(times["looked up"], times["remembered"], strict=True)]
-    return {**{mode: p50_ms(t) for mode, t in times.items()}, "saved": p50_ms(saved)}
 
 
 def _row(label: str, values: list[float]) -> str:
@@ -249,16 +225,6 @@ def report(result: dict, command: str, n: int) -> str:
         *(_row(f"… {label}", [p[label] for p in local]) for label, _ in ROWS), "",
         "The parts are medians of per-request times, so they need not add up to the median total exactly.", "",
     ]
-    ab = result["in_process"].get("key_check")
-    if ab:
-        lines += [
-            "In process, the same query with its key checked in the winners' statement (a key the worker",
-            "verified lately, `tenants/key_memo.py`) and looked up first, requests of the two interleaved:", "",
-            header[0].format("key"), header[1],
-            _row("looked up first (2 round trips)", [ab[c]["looked up"] for c in CASES]),
-            _row("checked in the winners' statement (1 round trip)", [ab[c]["remembered"] for c in CASES]),
-            _row("saved (median of paired differences)", [ab[c]["saved"] for c in CASES]), "",
-        ]
     return "\n".join(lines)
 
 
