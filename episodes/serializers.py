@@ -1,8 +1,8 @@
 """Request validation for the episode API (docs/api.md §3, §4, §9). Every request field is
 declared once in episodes/spec.py; the serializers here are built from it (they word every error,
 naming the field, and drive the OpenAPI schema). Embeddings go through numpy
-(fields.embedding_array). Store bodies try episodes/fastpath.py first, built from the same spec,
-which hands anything it cannot accept back to these serializers."""
+(fields.embedding_array). Store and query bodies try episodes/fastpath.py first, built from the
+same spec, which hands anything it cannot accept back to these serializers."""
 
 from __future__ import annotations
 
