@@ -1,4 +1,4 @@
-"""Strict DRF fields for SPEC section 9: JSON types exactly, no silent coercion of "5" or true."""
+"""Strict DRF fields for docs/api.md §9: JSON types exactly, no silent coercion of "5" or true."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ import numpy as np
 import orjson
 from rest_framework import serializers
 
-MAX_INT64 = 2**63
 # An escaped U+0000 in encoded JSON: "\u0000" after an even number of backslashes.
 _JSON_NUL = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
 
@@ -59,10 +58,10 @@ class StrictCharField(serializers.CharField):
 
 
 class TagsField(serializers.Field):
-    """A set of tags: a list of 1-128 character strings, duplicates dropped, first order kept."""
+    """A set of tags: a list of 1 to max_length character strings, duplicates dropped, first order kept."""
 
-    def __init__(self, *, max_tags: int = 64, **kwargs: Any) -> None:
-        self.max_tags = max_tags
+    def __init__(self, *, max_tags: int, max_length: int, **kwargs: Any) -> None:
+        self.max_tags, self.max_length = max_tags, max_length
         super().__init__(**kwargs)
 
     def to_internal_value(self, data: Any) -> list[str]:
@@ -74,8 +73,8 @@ class TagsField(serializers.Field):
         if len(tags) > self.max_tags:
             raise serializers.ValidationError(f"at most {self.max_tags} tags")
         for tag in tags:
-            if not 1 <= len(tag) <= 128:
-                raise serializers.ValidationError("each tag must be 1 to 128 characters")
+            if not 1 <= len(tag) <= self.max_length:
+                raise serializers.ValidationError(f"each tag must be 1 to {self.max_length} characters")
             if "\x00" in tag:
                 raise serializers.ValidationError("tags must not contain NUL characters")
         return tags
@@ -113,7 +112,7 @@ _NUMBER_TYPES = {int, float}
 
 
 def embedding_array(value: Any, *, dim: int, nonzero: bool) -> np.ndarray:
-    """Validate an embedding with numpy (PERF.md: never element by element in Python)."""
+    """Validate an embedding with numpy (docs/design.md: never element by element in Python)."""
     if not isinstance(value, list):
         raise serializers.ValidationError("must be an array of numbers")
     if len(value) != dim:

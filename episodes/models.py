@@ -13,6 +13,8 @@ from django.db import models
 
 from tenants.models import Tenant
 
+from . import spec
+
 
 class Episode(models.Model):
     pk_id = models.BigAutoField(primary_key=True)
@@ -21,14 +23,14 @@ class Episode(models.Model):
     tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="+", db_index=False)
     seq = models.BigIntegerField()  # store order within the tenant (tie-break: later stored is newer)
     version = models.BigIntegerField()  # TenantState.version of the write that last changed the row
-    task_id = models.CharField(max_length=512)
+    task_id = models.CharField(max_length=spec.MAX_TASK_ID)
     embedding = models.BinaryField()  # float32 little-endian, as the client sent it
     reward = models.FloatField()
     metadata = models.JSONField(default=dict)
     timestamp = models.BigIntegerField()
     tags = models.JSONField(default=list)
-    source = models.CharField(max_length=256, null=True, blank=True)
-    user_id = models.CharField(max_length=256, null=True, blank=True)
+    source = models.CharField(max_length=spec.MAX_NAME, null=True, blank=True)
+    user_id = models.CharField(max_length=spec.MAX_NAME, null=True, blank=True)
     steps = models.JSONField(null=True, blank=True)
     expires_at = models.BigIntegerField(null=True, blank=True)  # ms since the epoch
     content_hash = models.CharField(max_length=64)  # digest of what the client sent (idempotent stores)

@@ -1,22 +1,23 @@
-"""Request validation for the episode API (SPEC sections 3, 4, 9). Small fields go through DRF
-serializers; embeddings through numpy (fields.embedding_array). Store bodies try fast_input's
-column-wise path first, query bodies fast_query's; both hand anything they cannot accept back to
-these serializers."""
+"""Request validation for the episode API (docs/api.md §3, §4, §9). Every request field is
+declared once in episodes/spec.py; the serializers here are built from it (they word every error,
+naming the field, and drive the OpenAPI schema). Embeddings go through numpy
+(fields.embedding_array). Store and query bodies try episodes/fastpath.py first, built from the
+same spec, which hands anything it cannot accept back to these serializers."""
 
 from __future__ import annotations
 
 import copy
 import re
+from collections.abc import Callable
 from typing import Any
 
 from django.conf import settings
 from django.http import QueryDict
 from rest_framework import serializers
 
-from .fast_input import MAX_METADATA_BYTES, MAX_STEPS_BYTES, MAX_TTL_SECS, fast_episodes
-from .fast_query import MAX_FILTER_TAGS, fast_query
+from . import spec
+from .fastpath import fast_episodes, fast_query
 from .fields import (
-    MAX_INT64,
     JSONSizedField,
     StrictCharField,
     StrictFloatField,
@@ -48,8 +49,47 @@ def _shallow(field: serializers.Field) -> serializers.Field:
     return clone
 
 
+def build_field(field: spec.Field) -> serializers.Field:
+    """The DRF field for a spec.Field: its limits become the field's (and the schema's)."""
+    options: dict[str, Any] = {"required": field.required}
+    if field.nullable:
+        options["allow_null"] = True
+    if field.default is not spec.NO_DEFAULT:
+        options["default"] = field.default
+    kind = field.kind
+    if kind == "uuid":
+        return serializers.UUIDField(format="hex_verbose", **options)
+    if kind == "text":  # blank is refused (allow_blank is off): at least one character
+        return StrictCharField(max_length=field.max_length, trim_whitespace=False, **options)
+    if kind == "number":
+        return StrictFloatField(**options)
+    if kind == "integer":
+        return StrictIntegerField(min_value=field.minimum, max_value=field.maximum, **options)
+    if kind == "boolean":
+        return serializers.BooleanField(**options)
+    if kind == "tags":
+        return TagsField(max_tags=field.max_items, max_length=field.max_length, **options)
+    if kind == "object":
+        return JSONSizedField(max_bytes=field.max_bytes, kind=dict, kind_name="a JSON object", **options)
+    if kind == "array":
+        return JSONSizedField(max_bytes=field.max_bytes, kind=list, kind_name="an array", **options)
+    if kind == "embedding":
+        return EmbeddingField(**options)
+    raise ValueError(f"unknown field kind {kind!r}")
+
+
+def declare(table: dict[str, spec.Field]) -> Callable[[type], type]:
+    """Class decorator: the serializer's fields, built from a spec table, after any inherited ones."""
+
+    def apply(cls: type) -> type:
+        cls._declared_fields = {**cls._declared_fields, **{name: build_field(f) for name, f in table.items()}}
+        return cls
+
+    return apply
+
+
 def timestamp_field(**kwargs: Any) -> StrictIntegerField:
-    return StrictIntegerField(min_value=0, max_value=MAX_INT64 - 1, **kwargs)
+    return StrictIntegerField(min_value=spec.TIMESTAMP.minimum, max_value=spec.TIMESTAMP.maximum, **kwargs)
 
 
 class StrictSerializer(serializers.Serializer):
@@ -72,27 +112,14 @@ class StrictSerializer(serializers.Serializer):
         return super().to_internal_value(data)
 
 
+@declare(spec.EPISODE)
 class EpisodeInput(StrictSerializer):
-    id = serializers.UUIDField(required=False, format="hex_verbose")
-    task_id = StrictCharField(min_length=1, max_length=512, trim_whitespace=False)
-    state_embedding = EmbeddingField()
-    reward = StrictFloatField()
-    metadata = JSONSizedField(required=False, max_bytes=MAX_METADATA_BYTES, kind=dict, kind_name="a JSON object")
-    timestamp = timestamp_field(required=False)
-    tags = TagsField(required=False)
-    source = StrictCharField(required=False, allow_null=True, max_length=256, trim_whitespace=False)
-    user_id = StrictCharField(required=False, allow_null=True, max_length=256, trim_whitespace=False)
-    steps = JSONSizedField(required=False, allow_null=True, max_bytes=MAX_STEPS_BYTES, kind=list,
-                           kind_name="an array")
-    expires_at = timestamp_field(required=False, allow_null=True)
-    ttl_secs = StrictIntegerField(required=False, allow_null=True, min_value=1, max_value=MAX_TTL_SECS)
-
     def run_validation(self, data: Any = serializers.empty) -> Any:
         """The fast path when it can decide (no DRF field objects: building them per request cost
         more than the checks), else the serializer, which words any error."""
         tenant = self.context["tenant"]
         if type(data) is dict:
-            fast = fast_episodes([data], dim=tenant.dim, nonzero=tenant.metric == "cosine")
+            fast = fast_episodes([data], dim=tenant.dim, nonzero=tenant.metric == "cosine", check=self.cross_check)
             if fast is not None:
                 return fast[0]
         return super().run_validation(data)
@@ -102,9 +129,14 @@ class EpisodeInput(StrictSerializer):
             raise serializers.ValidationError({"id": ["must be a UUID string"]})
         return super().to_internal_value(data)
 
-    def validate(self, attrs: dict) -> dict:
+    @staticmethod
+    def cross_check(attrs: dict) -> None:
+        """The rules between fields (the fast path runs them too)."""
         if attrs.get("expires_at") is not None and attrs.get("ttl_secs") is not None:
             raise serializers.ValidationError({"ttl_secs": ["give either expires_at or ttl_secs, not both"]})
+
+    def validate(self, attrs: dict) -> dict:
+        self.cross_check(attrs)
         return attrs
 
 
@@ -122,12 +154,13 @@ class EpisodeBatchInput(StrictSerializer):
     episodes = serializers.ListField(child=PassThroughField(), allow_empty=False)
 
     def run_validation(self, data: Any = serializers.empty) -> Any:
-        """A valid batch is checked column-wise (fast_input); any error, or anything unusual, goes
+        """A valid batch is checked column-wise (fastpath); any error, or anything unusual, goes
         through the serializers item by item, which name the first bad field in input order."""
         episodes = data.get("episodes") if type(data) is dict and data.keys() == {"episodes"} else None
         if type(episodes) is list and 0 < len(episodes) <= settings.AGENT_MEM_MAX_BATCH:
             tenant = self.context["tenant"]
-            fast = fast_episodes(episodes, dim=tenant.dim, nonzero=tenant.metric == "cosine")
+            fast = fast_episodes(episodes, dim=tenant.dim, nonzero=tenant.metric == "cosine",
+                                 check=EpisodeInput.cross_check)
             if fast is not None:
                 return {"episodes": fast}
         return super().run_validation(data)
@@ -158,24 +191,13 @@ class EpisodeBatchInput(StrictSerializer):
         return attrs
 
 
+@declare(spec.FILTER)
 class FilterInput(StrictSerializer):
-    """The query filters (SPEC section 4), shared by query, list and delete-by-filter."""
-
-    min_reward = StrictFloatField(required=False, allow_null=True)
-    tags_any = TagsField(required=False, max_tags=MAX_FILTER_TAGS)
-    tags_all = TagsField(required=False, max_tags=MAX_FILTER_TAGS)
-    task_id_prefix = StrictCharField(required=False, allow_null=True, max_length=512, trim_whitespace=False)
-    source = StrictCharField(required=False, allow_null=True, max_length=256, trim_whitespace=False)
-    user_id = StrictCharField(required=False, allow_null=True, max_length=256, trim_whitespace=False)
-    time_after = timestamp_field(required=False, allow_null=True)
-    time_before = timestamp_field(required=False, allow_null=True)
+    """The query filters (docs/api.md §4), shared by query, list and delete-by-filter."""
 
 
+@declare(spec.QUERY)
 class QueryInput(FilterInput):
-    query_embedding = EmbeddingField()
-    top_k = StrictIntegerField(required=False, default=5, min_value=1)
-    include_embedding = serializers.BooleanField(required=False, default=False)
-
     def run_validation(self, data: Any = serializers.empty) -> Any:
         """fast_query when it can decide, else the serializer, which words any error."""
         tenant = self.context["tenant"]
@@ -233,12 +255,9 @@ def params_to_data(params: QueryDict, fields: dict) -> dict[str, Any]:
     return data
 
 
+@declare(spec.LIST)
 class EpisodeListInput(FilterInput):
     """`GET /v1/episodes` query parameters: the query filters, the page size and the cursor."""
-
-    limit = StrictIntegerField(required=False, default=100, min_value=1, max_value=1000)
-    cursor = StrictCharField(required=False, max_length=2048)
-    include_embedding = serializers.BooleanField(required=False, default=False)
 
     def to_internal_value(self, data: Any) -> Any:
         if isinstance(data, QueryDict):
@@ -246,7 +265,7 @@ class EpisodeListInput(FilterInput):
         return super().to_internal_value(data)
 
 
-# What a PATCH can never change, and why (SPEC section 8).
+# What a PATCH can never change, and why (docs/api.md §8).
 IMMUTABLE = {
     "state_embedding": "the embedding cannot change: store a new episode instead",
     "id": "the id cannot change",
@@ -254,17 +273,8 @@ IMMUTABLE = {
 }
 
 
+@declare(spec.PATCH)
 class EpisodePatchInput(StrictSerializer):
-    metadata = JSONSizedField(required=False, max_bytes=MAX_METADATA_BYTES, kind=dict, kind_name="a JSON object")
-    metadata_merge = JSONSizedField(required=False, max_bytes=MAX_METADATA_BYTES, kind=dict,
-                                    kind_name="a JSON object")
-    tags = TagsField(required=False)
-    reward = StrictFloatField(required=False)
-    task_id = StrictCharField(required=False, min_length=1, max_length=512, trim_whitespace=False)
-    source = StrictCharField(required=False, allow_null=True, max_length=256, trim_whitespace=False)
-    user_id = StrictCharField(required=False, allow_null=True, max_length=256, trim_whitespace=False)
-    expires_at = timestamp_field(required=False, allow_null=True)
-
     def to_internal_value(self, data: Any) -> Any:
         if isinstance(data, dict):
             for name, why in IMMUTABLE.items():
@@ -321,7 +331,7 @@ class PruneOlderThanInput(StrictSerializer):
 
 
 class PruneKeepInput(StrictSerializer):
-    n = StrictIntegerField(min_value=0, max_value=MAX_INT64 - 1)
+    n = StrictIntegerField(min_value=0, max_value=spec.MAX_INT64 - 1)
 
 
 class EpisodeIdResponse(serializers.Serializer):

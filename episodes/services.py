@@ -21,10 +21,10 @@ from core.errors import Conflict, InvalidInput, NotFound, QuotaExceeded
 from core.usage import note_stored
 from tenants.models import Tenant, TenantState
 
-from .fast_input import MAX_METADATA_BYTES
 from .filtering import is_empty, matching, not_expired
 from .index import Filters
 from .models import Episode, Tombstone
+from .spec import MAX_METADATA_BYTES
 
 # Fields a PATCH may change; the embedding, id and timestamp never change (SPEC section 8).
 PATCHABLE = ("metadata", "tags", "reward", "task_id", "source", "user_id", "expires_at")

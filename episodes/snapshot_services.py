@@ -1,11 +1,11 @@
-"""Save, load and checkpoint services (SPEC section 4): files in snapshots.py and checkpoint.py,
+"""Save, load and checkpoint services (docs/api.md §4): files in snapshots.py and checkpoint.py,
 database work and cache coherence here."""
 
 from __future__ import annotations
 
 import re
-import uuid
 import zlib
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -19,6 +19,7 @@ from tenants.models import Tenant, TenantState
 
 from . import checkpoint, snapshots
 from .cache import build_index, cache
+from .fastpath import fast_episodes
 from .models import Episode, Tombstone
 from .selectors import live
 from .serializers import EpisodeInput
@@ -68,27 +69,74 @@ def snapshot_save(*, tenant: Tenant, name: str, key_prefix: str | None = None) -
 
 
 class LineValidator:
-    """Snapshot lines through the store API's own validation (EpisodeInput). One serializer serves
-    every line: building one per line deep-copies its fields and cost more than the checks."""
+    """Snapshot lines through the store API's own validation: the fast path built from the spec
+    (a chunk of lines at once), else EpisodeInput line by line, which words the first error. One
+    serializer serves every line: building one per line deep-copies its fields."""
 
     def __init__(self, tenant: Tenant, name: str) -> None:
         self.serializer = EpisodeInput(context={"tenant": tenant})
+        self.dim, self.nonzero = tenant.dim, tenant.metric == "cosine"
         self.name = name
 
-    def __call__(self, raw: dict, number: int) -> tuple[dict, str | None]:
-        """The validated episode and its stored content hash, if any."""
-        where = f"path: snapshot {self.name!r} line {number}"
-        digest = raw.pop("content_hash", None)
+    @staticmethod
+    def _problem(raw: dict, digest: Any) -> str | None:
+        """What a snapshot line needs beyond a stored episode: a well-formed hash, an id and a timestamp."""
         if digest is not None and not (isinstance(digest, str) and HASH_RE.fullmatch(digest)):
-            raise InvalidInput(f"{where}: content_hash: must be 64 hex digits")
+            return "content_hash: must be 64 hex digits"
         for required in ("id", "timestamp"):
             if raw.get(required) is None:
-                raise InvalidInput(f"{where}: {required}: required in a snapshot")
-        self.serializer.initial_data = raw  # read by EpisodeInput.validate_id
+                return f"{required}: required in a snapshot"
+        return None
+
+    def _one(self, raw: dict, number: int, digest: Any) -> dict:
+        where = f"path: snapshot {self.name!r} line {number}"
+        problem = self._problem(raw, digest)
+        if problem:
+            raise InvalidInput(f"{where}: {problem}")
         try:
-            return self.serializer.run_validation(raw), digest
+            return self.serializer.run_validation(raw)
         except ValidationError as exc:
             raise InvalidInput(f"{where}: {first_message(exc.detail)}") from None
+
+    def _unique(self, episode: dict, number: int, seen: set[int] | None) -> None:
+        if seen is not None:
+            key = episode["id"].int
+            if key in seen:
+                raise InvalidInput(f"path: snapshot {self.name!r} line {number}: id: {episode['id']} appears twice")
+            seen.add(key)
+
+    def __call__(self, lines: list[tuple[int, dict, bytes]], seen: set[int] | None = None) -> list[tuple[dict, str]]:
+        """Each line's validated episode and its stored content hash (or None), in order; `seen`
+        collects ids to refuse a repeated one. The first bad line is the one named."""
+        digests = [raw.pop("content_hash", None) for _, raw, _ in lines]
+        fast = None
+        if not any(self._problem(raw, digest) for (_, raw, _), digest in zip(lines, digests, strict=True)):
+            fast = fast_episodes([raw for _, raw, _ in lines], dim=self.dim, nonzero=self.nonzero,
+                                 check=EpisodeInput.cross_check)
+        out = []
+        for i, ((number, raw, _), digest) in enumerate(zip(lines, digests, strict=True)):
+            episode = fast[i] if fast is not None else self._one(raw, number, digest)
+            self._unique(episode, number, seen)
+            out.append((episode, digest))
+        return out
+
+
+def _chunks(lines: Iterator[tuple[int, dict, bytes]]) -> Iterator[list[tuple[int, dict, bytes]]]:
+    """Lists of up to CHUNK lines. A file error (bad JSON, wrong count) comes after the lines read
+    before it, so a bad episode on an earlier line is still the error named."""
+    chunk: list[tuple[int, dict, bytes]] = []
+    try:
+        for line in lines:
+            chunk.append(line)
+            if len(chunk) >= CHUNK:
+                yield chunk
+                chunk = []
+    except InvalidInput:
+        if chunk:
+            yield chunk
+        raise
+    if chunk:
+        yield chunk
 
 
 def _validate_file(fh, header: snapshots.Header, *, tenant: Tenant, name: str) -> int:
@@ -96,38 +144,24 @@ def _validate_file(fh, header: snapshots.Header, *, tenant: Tenant, name: str) -
     seen: set[int] = set()
     validate = LineValidator(tenant, name)
     crc = 0
-    for number, raw, line in snapshots.read_episodes(fh, header, name):
-        episode, _ = validate(raw, number)
-        key = episode["id"].int
-        if key in seen:
-            raise InvalidInput(f"path: snapshot {name!r} line {number}: id: {episode['id']} appears twice")
-        seen.add(key)
-        crc = zlib.crc32(line, crc)
+    for chunk in _chunks(snapshots.read_episodes(fh, header, name)):
+        validate(chunk, seen)
+        for _, _, line in chunk:
+            crc = zlib.crc32(line, crc)
     return crc
 
 
-def _checked_row(raw: dict, *, tenant_id: int, seq: int, version: int, stamp: int) -> dict[str, Any]:
-    """A database row from a line that _validate_file accepted: the same conversions as EpisodeInput
-    (integral numbers to int, tags deduplicated, the embedding through float64 to float32)."""
-    embedding = np.asarray(raw["state_embedding"]).astype(np.float32)
-    episode = {
-        "id": uuid.UUID(raw["id"]), "task_id": raw["task_id"], "state_embedding": embedding,
-        "reward": float(raw["reward"]), "metadata": raw.get("metadata", {}), "timestamp": int(raw["timestamp"]),
-        "tags": list(dict.fromkeys(raw.get("tags") or [])), "source": raw.get("source"),
-        "user_id": raw.get("user_id"), "steps": raw.get("steps"),
-        "expires_at": None if raw.get("expires_at") is None else int(raw["expires_at"]),
-    }
-    expires_at = episode["expires_at"]
-    if raw.get("ttl_secs") is not None:
-        episode["ttl_secs"] = int(raw["ttl_secs"])
-        if expires_at is None:
-            expires_at = stamp + episode["ttl_secs"] * 1000
+def _row(episode: dict, digest: str | None, *, tenant_id: int, seq: int, version: int, stamp: int) -> dict[str, Any]:
+    """A database row from a validated snapshot episode (a ttl counts from the load's time)."""
+    expires_at = episode.get("expires_at")
+    if expires_at is None and episode.get("ttl_secs") is not None:
+        expires_at = stamp + episode["ttl_secs"] * 1000
     return {
         "id": episode["id"], "tenant_id": tenant_id, "seq": seq, "version": version, "task_id": episode["task_id"],
-        "embedding": embedding.astype("<f4").tobytes(), "reward": episode["reward"],
-        "metadata": episode["metadata"], "timestamp": episode["timestamp"], "tags": episode["tags"],
-        "source": episode["source"], "user_id": episode["user_id"], "steps": episode["steps"],
-        "expires_at": expires_at, "content_hash": raw.get("content_hash") or content_hash(episode),
+        "embedding": episode["state_embedding"].astype("<f4").tobytes(), "reward": episode["reward"],
+        "metadata": episode.get("metadata", {}), "timestamp": episode["timestamp"], "tags": episode.get("tags", []),
+        "source": episode.get("source"), "user_id": episode.get("user_id"), "steps": episode.get("steps"),
+        "expires_at": expires_at, "content_hash": digest or content_hash(episode),
     }
 
 
@@ -168,9 +202,9 @@ def snapshot_load(*, tenant: Tenant, name: str, key_prefix: str | None = None) -
     """Replace the tenant's episodes with the snapshot's, in one transaction, after checking every line.
 
     The file is read twice from the same open file (a save replaces a name by rename, never in
-    place): once to validate everything with the store API's serializer, then inside the
-    transaction to insert, converting the already checked lines directly; a CRC of the lines
-    proves the second pass read what the first checked. Every worker rebuilds at its next request
+    place): once to validate everything as the store API does, then inside the transaction to
+    insert, converting each line through the same validation; a CRC of the lines proves the second
+    pass read what the first checked. Every worker rebuilds at its next request
     because the generation changes."""
     fh, header = _open_checked(tenant, name)
     with fh:
@@ -185,17 +219,16 @@ def snapshot_load(*, tenant: Tenant, name: str, key_prefix: str | None = None) -
             state.version += 1
             state.generation += 1
             state.tombstone_floor = state.version
-            batch: list[dict[str, Any]] = []
+            validate = LineValidator(tenant, name)
             again = 0
-            for _, raw, line in snapshots.read_episodes(fh, header, name):
-                again = zlib.crc32(line, again)
-                batch.append(_checked_row(raw, tenant_id=tenant.pk, seq=state.next_seq, version=state.version,
-                                          stamp=stamp))
-                state.next_seq += 1
-                if len(batch) >= CHUNK:
-                    _insert(batch)
-                    batch = []
-            _insert(batch)
+            for chunk in _chunks(snapshots.read_episodes(fh, header, name)):
+                batch: list[dict[str, Any]] = []
+                for (_, _, line), (episode, digest) in zip(chunk, validate(chunk), strict=True):
+                    again = zlib.crc32(line, again)
+                    batch.append(_row(episode, digest, tenant_id=tenant.pk, seq=state.next_seq,
+                                      version=state.version, stamp=stamp))
+                    state.next_seq += 1
+                _insert(batch)
             if again != crc:  # changed in place between the passes: roll everything back
                 raise InvalidInput(f"path: snapshot {name!r} changed while it was being loaded")
             state.episode_count = header.episodes

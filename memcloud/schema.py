@@ -60,7 +60,7 @@ class TagsFieldSchema(OpenApiSerializerFieldExtension):
     target_class = "episodes.fields.TagsField"
 
     def map_serializer_field(self, auto_schema, direction) -> dict[str, Any]:
-        return {"type": "array", "items": {"type": "string", "minLength": 1, "maxLength": 128},
+        return {"type": "array", "items": {"type": "string", "minLength": 1, "maxLength": self.target.max_length},
                 "maxItems": self.target.max_tags}
 
 

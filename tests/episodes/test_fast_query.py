@@ -1,4 +1,4 @@
-"""The fast path of query validation (episodes/fast_query.py) against QueryInput, which it stands
+"""The fast path of query validation (episodes/fastpath.py) against QueryInput, which it stands
 in for: on every input it must either step aside (None) or return exactly what QueryInput returns."""
 
 from __future__ import annotations
@@ -10,10 +10,10 @@ import pytest
 from rest_framework.exceptions import ValidationError
 
 from core.errors import first_message
-from episodes.fast_query import fast_query
+from episodes.fastpath import fast_query
 from episodes.serializers import QueryInput
-from tests.episodes.test_fast_input import CHOICES as STORE_CHOICES
-from tests.episodes.test_fast_input import MISSING, same
+from tests.episodes.test_fastpath import CHOICES as STORE_CHOICES
+from tests.episodes.test_fastpath import MISSING, same
 
 DIM = 4
 MAX_TOP_K = 100

@@ -1,4 +1,4 @@
-"""The column-wise fast path of store validation (episodes/fast_input.py) against the serializers
+"""The column-wise fast path of store validation (episodes/fastpath.py) against the serializers
 it stands in for: on every input it must either step aside (None) or return exactly what
 EpisodeInput returns, and a batch must answer exactly what the item-by-item path answers."""
 
@@ -14,7 +14,7 @@ import pytest
 from rest_framework.exceptions import ValidationError
 
 from core.errors import first_message
-from episodes.fast_input import fast_episodes
+from episodes.fastpath import fast_episodes
 from episodes.serializers import EpisodeBatchInput, EpisodeInput
 
 DIM = 4
@@ -99,7 +99,7 @@ def test_every_field_value_alone_agrees_with_the_serializer(metric):
             if value is not MISSING:
                 item[name] = value
             reference = slow(item, metric)
-            fast = fast_episodes([item], dim=DIM, nonzero=metric == "cosine")
+            fast = fast_episodes([item], dim=DIM, nonzero=metric == "cosine", check=EpisodeInput.cross_check)
             if isinstance(reference, ValidationError):
                 assert fast is None, (name, value, reference)
             else:
@@ -113,7 +113,7 @@ def test_random_episodes_agree_with_the_serializer(metric):
     for _ in range(3000):
         item = random_item(rng, wild=0.15)
         reference = slow(item, metric)
-        fast = fast_episodes([item], dim=DIM, nonzero=metric == "cosine")
+        fast = fast_episodes([item], dim=DIM, nonzero=metric == "cosine", check=EpisodeInput.cross_check)
         if isinstance(reference, ValidationError):
             assert fast is None, (item, reference)
         else:

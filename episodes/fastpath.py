@@ -1,0 +1,209 @@
+"""The store fast path: episode bodies validated column-wise from the spec tables
+(episodes/spec.py), without DRF field objects.
+
+docs/design.md: building DRF's field machinery for each of a batch's episodes cost more than
+parsing and storing them. This module accepts only what the serializer built from the same table
+accepts and returns exactly what it returns; whenever an item is invalid (or merely unusual: a
+duplicate id, huge numbers) it answers None and the caller runs the serializer, which raises the
+error naming the field (or accepts). So every error message comes from the serializer, and this
+module never words one. The embeddings of a whole batch are converted and checked by numpy at once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+import uuid
+from collections.abc import Callable
+from itertools import chain
+from typing import Any
+
+import numpy as np
+import orjson
+from rest_framework.exceptions import ValidationError
+
+from . import spec
+from .fields import _JSON_NUL
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_EXACT_INT = 2.0**53  # below this every integer is exact in float64, so int -> float32 rounds once
+_SAFE_SQUARED_NORM = 1e36  # far below float32's max: no partial sum of the dot product can overflow
+_MISSING = object()
+_REFUSE = object()  # "let the serializer decide"
+
+
+def _text(value: Any, field: spec.Field) -> Any:
+    """StrictCharField: a non-empty string without NUL or lone surrogates, at most max_length."""
+    if (type(value) is str and 0 < len(value) <= field.max_length and "\x00" not in value
+            and (value.isascii() or _SURROGATE.search(value) is None)):
+        return value
+    return _REFUSE
+
+
+def _integer(value: Any, field: spec.Field) -> Any:
+    """StrictIntegerField: an integral number (5 or 5.0, not true) within minimum..maximum."""
+    if type(value) is float:
+        if not (math.isfinite(value) and value.is_integer()):
+            return _REFUSE
+        value = int(value)
+    elif type(value) is not int:
+        return _REFUSE
+    if (field.minimum is not None and value < field.minimum) or (field.maximum is not None and value > field.maximum):
+        return _REFUSE
+    return value
+
+
+def _number(value: Any, field: spec.Field) -> Any:
+    """StrictFloatField: a finite number as float64 (not a boolean)."""
+    if type(value) is int:
+        try:
+            value = float(value)
+        except OverflowError:
+            return _REFUSE
+    return value if type(value) is float and math.isfinite(value) else _REFUSE
+
+
+def _boolean(value: Any, field: spec.Field) -> Any:
+    return value if type(value) is bool else _REFUSE
+
+
+def _uuid(value: Any, field: spec.Field) -> Any:
+    if type(value) is not str:
+        return _REFUSE
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        return _REFUSE
+
+
+def _tags(value: Any, field: spec.Field) -> Any:
+    """TagsField: duplicates dropped, first order kept."""
+    if type(value) is not list or not all(type(t) is str for t in value):
+        return _REFUSE
+    tags = list(dict.fromkeys(value))
+    if len(tags) > field.max_items or not all(0 < len(t) <= field.max_length and "\x00" not in t for t in tags):
+        return _REFUSE
+    return tags
+
+
+def _json(kind: type) -> Callable[[Any, spec.Field], Any]:
+    """JSONSizedField of `kind`: returned unchanged if it encodes within max_bytes, without NUL."""
+
+    def check(value: Any, field: spec.Field) -> Any:
+        if type(value) is not kind:
+            return _REFUSE
+        try:
+            encoded = orjson.dumps(value)
+        except (TypeError, orjson.JSONEncodeError):
+            return _REFUSE
+        if len(encoded) > field.max_bytes or (b"\\u0000" in encoded and _JSON_NUL.search(encoded)):
+            return _REFUSE
+        return value
+
+    return check
+
+
+_CHECKS: dict[str, Callable[[Any, spec.Field], Any]] = {
+    "text": _text, "integer": _integer, "number": _number, "boolean": _boolean, "uuid": _uuid, "tags": _tags,
+    "object": _json(dict), "array": _json(list),
+}
+
+
+def _fields(item: Any, table: dict[str, spec.Field], dim: int) -> dict | None:
+    """Every field of `table` as its serializer returns it, in the table's order (an embedding is
+    only checked for shape here and left as the raw list), or None if the serializer must decide."""
+    if type(item) is not dict or not item.keys() <= table.keys():
+        return None
+    out: dict[str, Any] = {}
+    for name, field in table.items():
+        value = item.get(name, _MISSING)
+        if value is _MISSING:
+            if field.required:
+                return None
+            if field.default is not spec.NO_DEFAULT:
+                out[name] = field.default
+            continue
+        if value is None:
+            if not field.nullable:
+                return None
+        elif field.kind == "embedding":
+            if type(value) is not list or len(value) != dim:
+                return None
+        else:
+            value = _CHECKS[field.kind](value, field)
+            if value is _REFUSE:
+                return None
+        out[name] = value
+    return out
+
+
+def _embeddings(rows: list[list], nonzero: bool) -> np.ndarray | None:
+    """The rows as one float32 matrix, exactly as fields.embedding_array converts each, or None."""
+    try:
+        wide = np.asarray(rows)  # float64, or int64 when every number is an integer
+    except (ValueError, TypeError, OverflowError):
+        return None
+    if wide.dtype not in (np.float64, np.int64) or wide.ndim != 2:  # strings, null, nested lists...
+        return None
+    # numpy reads true and false as 1 and 0: only rows holding a 0 or a 1 need their types checked.
+    suspects = np.flatnonzero(((wide == 0) | (wide == 1)).any(axis=1))
+    if suspects.size and not set(map(type, chain.from_iterable(rows[i] for i in suspects))) <= {float, int}:
+        return None
+    if not ((wide > -_EXACT_INT) & (wide < _EXACT_INT)).all():  # such an integer may round differently alone
+        return None
+    with np.errstate(over="ignore", invalid="ignore"):
+        matrix = wide.astype(np.float32)
+        if not np.isfinite(matrix).all():
+            return None
+        if not (np.einsum("ij,ij->i", matrix, matrix) < _SAFE_SQUARED_NORM).all():
+            return None
+    if nonzero and not matrix.any(axis=1).all():
+        return None
+    return matrix
+
+
+def fast_episodes(items: list, *, dim: int, nonzero: bool, check: Callable[[dict], None]) -> list[dict] | None:
+    """Each item as EpisodeInput(context={"tenant": t}).run_validation(item) returns it, or None
+    when any item is invalid, any id repeats, or anything is unusual enough to need the serializer.
+    `check` is the serializer's rule between fields: it raises on an item the serializer refuses."""
+    out, rows, seen = [], [], set()
+    for item in items:
+        episode = _fields(item, spec.EPISODE, dim)
+        if episode is None:
+            return None
+        try:
+            check(episode)
+        except ValidationError:  # the serializer words it
+            return None
+        if "id" in episode:
+            if episode["id"] in seen:
+                return None
+            seen.add(episode["id"])
+        out.append(episode)
+        rows.append(episode["state_embedding"])
+    matrix = _embeddings(rows, nonzero) if rows else np.empty((0, dim), np.float32)
+    if matrix is None:
+        return None
+    for episode, vector in zip(out, matrix, strict=True):
+        episode["state_embedding"] = vector
+    return out
+
+
+def fast_query(data: Any, *, dim: int, nonzero: bool, max_top_k: int) -> dict | None:
+    """QueryInput(data=data, context={"tenant": t}).validated_data, or None to let it decide."""
+    table = _QUERY_TABLES.get(max_top_k)
+    if table is None:
+        top_k = dataclasses.replace(spec.QUERY["top_k"], maximum=max_top_k)  # the setting's maximum
+        table = _QUERY_TABLES[max_top_k] = {**spec.FILTER, **spec.QUERY, "top_k": top_k}
+    out = _fields(data, table, dim)
+    if out is None:
+        return None
+    matrix = _embeddings([out["query_embedding"]], nonzero)
+    if matrix is None:
+        return None
+    out["query_embedding"] = matrix[0]
+    return out
+
+
+_QUERY_TABLES: dict[int, dict[str, spec.Field]] = {}
