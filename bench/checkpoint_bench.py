@@ -94,9 +94,9 @@ def child(mode: str, dim: int) -> None:
     import numpy as np
 
     from episodes.cache import cache
-    from episodes.index import Filters
     from episodes.models import TenantState
     from episodes.selectors import episodes_query
+    from memindex.index import Filters
     from tenants.models import Tenant
 
     if mode == "checkpoint-copied":  # read every column into memory instead of mapping the large ones

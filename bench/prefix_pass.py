@@ -32,7 +32,7 @@ import simsimd  # noqa: E402
 
 from bench.batching import timed_ms  # noqa: E402
 from bench.data import make_dataset, make_queries  # noqa: E402
-from episodes.quantized import ROUNDING, quantize  # noqa: E402
+from memindex.quantized import ROUNDING, quantize  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "bench" / "results" / "prefix_pass.md"

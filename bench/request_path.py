@@ -48,7 +48,7 @@ _PARTS = {
     "dispatch": [("rest_framework.views:APIView", "dispatch")],
     "view": [("episodes.views:EpisodeQueryApi", "post")],
     "validation": [("episodes.serializers:QueryInput", "is_valid")],
-    "index": [("episodes.index:TenantIndex", "search")],
+    "index": [("memindex.index:TenantIndex", "search")],
     "winners": [("episodes.selectors", "_winners"), ("episodes.selectors", "_winners_checking_key")],
 }
 # What each row of the breakdown is, from the per-request times of the parts above. DRF's answer is

@@ -17,10 +17,10 @@ from dataclasses import dataclass, field
 import numpy as np
 from django.conf import settings
 
+from memindex.index import NO_EXPIRY, TenantIndex
 from tenants.models import Tenant
 
 from . import changes, checkpoint
-from .index import NO_EXPIRY, TenantIndex
 from .models import Episode, TenantState
 
 logger = logging.getLogger("memcloud.cache")

@@ -28,8 +28,9 @@ import numpy as np
 import orjson
 from django.conf import settings
 
-from .index import ARRAY_COLUMNS, TenantIndex, quant_columns
-from .rowstore import RowStore
+from memindex.index import ARRAY_COLUMNS, TenantIndex, quant_columns
+from memindex.rowstore import RowStore
+
 from .snapshots import fsync_dir
 
 FORMAT = "memcloud-checkpoint"

@@ -14,8 +14,7 @@ import orjson
 from django.core import signing
 
 from memcloud.errors import InvalidInput
-
-from .index import Filters
+from memindex.index import Filters
 
 SALT = "memcloud.episodes.list-cursor"
 

@@ -17,6 +17,7 @@ from django.db.models import Q
 
 from memcloud import db
 from memcloud.errors import NotFound
+from memindex.index import Filters
 from ops import usage
 from ops.audit import audit
 from tenants import key_memo
@@ -26,7 +27,6 @@ from .cache import CachedIndex, cache, catch_up
 from .changes import uuid_str
 from .cursors import make_cursor, read_cursor
 from .filtering import matching
-from .index import Filters
 from .models import Episode, TenantState
 from .services import now_ms
 

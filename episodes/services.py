@@ -17,13 +17,13 @@ from psycopg.types.json import Jsonb
 
 from memcloud import db
 from memcloud.errors import Conflict, InvalidInput, NotFound, QuotaExceeded
+from memindex.index import Filters
 from ops.audit import audit
 from ops.usage import note_stored
 from tenants.models import Tenant
 
 from .fast_input import MAX_METADATA_BYTES
 from .filtering import is_empty, matching, not_expired
-from .index import Filters
 from .models import Episode, TenantState, Tombstone
 
 # Fields a PATCH may change; the embedding, id and timestamp never change (SPEC section 8).

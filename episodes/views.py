@@ -10,12 +10,12 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from memcloud.errors import NotFound
+from memindex.index import Filters
 from tenants import key_memo
 from tenants.api import TenantApi
 from tenants.models import Scope
 
 from . import selectors, services
-from .index import Filters
 from .serializers import (
     EpisodeBatchInput,
     EpisodeIdResponse,

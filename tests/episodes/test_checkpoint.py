@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from episodes import checkpoint
-from episodes.index import BITSET_TAGS, Filters, TenantIndex
-from tests.episodes.test_index import make_rows, oracle, random_filters
+from memindex.index import BITSET_TAGS, Filters, TenantIndex
+from tests.memindex.test_index import make_rows, oracle, random_filters
 
 DIM = 8
 

@@ -1,11 +1,11 @@
-"""episodes/index.py against a brute-force numpy oracle (no database)."""
+"""memindex/index.py against a brute-force numpy oracle (no database)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from episodes.index import NO_EXPIRY, Filters, TenantIndex
+from memindex.index import NO_EXPIRY, Filters, TenantIndex
 
 TAGS = ["a", "b", "c", "d"]
 
@@ -199,7 +199,7 @@ def brute_force(index: TenantIndex, query, k, flt=None, now=0):
     mask = index.mask(flt or Filters(), now)
     rows = np.arange(index.n) if mask is None else np.flatnonzero(mask)
     scores = index.exact_scores(q, rows)  # every matching row, no candidate selection
-    from episodes.index import top_k
+    from memindex.index import top_k
 
     best = top_k(scores, index.timestamp[rows], index.seq[rows], k)
     return index.ids_at(rows[best]), scores[best]
@@ -263,7 +263,7 @@ def test_certified_search_follows_adds_and_removals():
     more = make_rows(rng, 700, dim, start=10_000)
     more["embeddings"] *= 40  # other norms: other per-row scales
     index.add(**more)
-    from episodes.quantized import quantize
+    from memindex.quantized import quantize
 
     # The int8 columns still mirror the float32 rows after growth, moves and appends, and the row
     # file holds each id's own (normalised) vector, removed rows' slots reused.
@@ -288,7 +288,7 @@ def test_certified_search_follows_adds_and_removals():
 def test_fast_candidate_selection_equals_the_float64_reference(metric, kind, magnitude, dim):
     """quantized.candidates (float32 pre-selection, float64 bounds on the survivors) picks exactly the
     rows that the float64 bounds of every row pick, whole, masked or gathered."""
-    from episodes.quantized import select
+    from memindex.quantized import select
 
     rng = np.random.default_rng(hash((metric, kind, dim, magnitude)) % 2**32)
     n = 1200 if dim < 1000 else 300
@@ -347,8 +347,8 @@ def test_the_first_cut_from_a_sample_keeps_what_the_float64_reference_picks(metr
     rows inside or outside the sampled slices, with a mask that no sampled row passes (the sample
     then falls back to the whole scope) and with one that only the worse half passes, it picks
     what every row's float64 bounds pick."""
-    from episodes import quantized
-    from episodes.quantized import select
+    from memindex import quantized
+    from memindex.quantized import select
 
     rng = np.random.default_rng(len(metric) * 7 + len(placement))
     n, dim = 24_000, 16
@@ -384,7 +384,7 @@ def test_the_first_cut_from_a_sample_keeps_what_the_float64_reference_picks(metr
 @pytest.mark.parametrize("dim", [8, 96, 1100])  # 1100: the scan's float64 output
 @pytest.mark.parametrize("parts", [2, 3])
 def test_a_scan_cut_into_parts_on_threads_gives_the_same_integers(dim, parts, monkeypatch):
-    from episodes import quantized
+    from memindex import quantized
 
     rng = np.random.default_rng(dim * 10 + parts)
     n = 1001  # parts of unequal length
@@ -424,7 +424,7 @@ def test_code_columns_widen_past_int16_and_keep_filtering():
 
 
 def test_searches_on_several_threads_at_once_match_the_same_searches_one_by_one():
-    """The int8 search's reusable buffers (episodes/scratch.py) are per thread: searches of two
+    """The int8 search's reusable buffers (memindex/scratch.py) are per thread: searches of two
     tenants on one thread, and of one tenant on several threads at once, do not share them."""
     from concurrent.futures import ThreadPoolExecutor
 
