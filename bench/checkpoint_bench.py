@@ -96,7 +96,7 @@ def child(mode: str, dim: int) -> None:
     from episodes.cache import cache
     from episodes.models import TenantState
     from episodes.selectors import episodes_query
-    from memindex.index import Filters
+    from memindex.columns import Filters
     from tenants.models import Tenant
 
     if mode == "checkpoint-copied":  # read every column into memory instead of mapping the large ones

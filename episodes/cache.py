@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from django.conf import settings
 
-from memindex.index import NO_EXPIRY, TenantIndex
+from memindex.columns import NO_EXPIRY
+from memindex.index import TenantIndex
 from tenants.models import Tenant
 
 from . import changes, checkpoint

@@ -14,7 +14,7 @@ import orjson
 from django.core import signing
 
 from memcloud.errors import InvalidInput
-from memindex.index import Filters
+from memindex.columns import Filters
 
 SALT = "memcloud.episodes.list-cursor"
 

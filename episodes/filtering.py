@@ -11,7 +11,7 @@ from django.db.models import JSONField, Lookup, Q, QuerySet, Value
 from django.db.models.functions import Left
 from django.db.models.lookups import Exact
 
-from memindex.index import Filters
+from memindex.columns import Filters
 
 
 @JSONField.register_lookup

@@ -17,7 +17,7 @@ from django.db.models import Q
 
 from memcloud import db
 from memcloud.errors import NotFound
-from memindex.index import Filters
+from memindex.columns import Filters
 from ops import usage
 from ops.audit import audit
 from tenants import key_memo

@@ -17,7 +17,7 @@ from psycopg.types.json import Jsonb
 
 from memcloud import db
 from memcloud.errors import Conflict, InvalidInput, NotFound, QuotaExceeded
-from memindex.index import Filters
+from memindex.columns import Filters
 from ops.audit import audit
 from ops.usage import note_stored
 from tenants.models import Tenant

@@ -14,6 +14,7 @@ from django.db import connection, transaction
 from rest_framework.exceptions import ValidationError
 
 from memcloud.errors import InvalidInput, QuotaExceeded, Unavailable, first_message
+from memindex.serialize import to_arrays
 from ops.audit import audit
 from tenants.models import Tenant
 
@@ -217,7 +218,7 @@ def tenant_checkpoint(*, tenant: Tenant, state: TenantState | None = None, from_
     with cached.lock:  # copy under the lock: a concurrent catch-up may move rows
         if len(cached.index) >= cached.index.quantize_from:
             cached.index.ensure_quantized()  # stored too, so a new worker's first query need not build it
-        arrays, meta = cached.index.to_arrays()
+        arrays, meta = to_arrays(cached.index)
         arrays = {k: v if v.flags.owndata else v.copy() for k, v in arrays.items()}  # views: copied
         generation, version = cached.generation, cached.version
     try:

@@ -10,7 +10,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from memcloud.errors import NotFound
-from memindex.index import Filters
+from memindex.columns import Filters
 from tenants import key_memo
 from tenants.api import TenantApi
 from tenants.models import Scope

@@ -8,8 +8,11 @@ import numpy as np
 import pytest
 
 from episodes import checkpoint
-from memindex.index import BITSET_TAGS, Filters, TenantIndex
-from tests.memindex.test_index import make_rows, oracle, random_filters
+from memindex.columns import BITSET_TAGS, Filters
+from memindex.index import TenantIndex
+from memindex.serialize import from_arrays, to_arrays
+from memindex.storage import SpilledRows
+from tests.memindex.oracle import make_rows, oracle, random_filters
 
 DIM = 8
 
@@ -35,9 +38,9 @@ def test_to_arrays_from_arrays_round_trip(metric):
     extra["tags"] = [[f"t{i}-{j}" for j in range(2)] for i in range(300)]  # 600 tags: beyond the bitset
     index.add(**extra)
     index.remove([f"id{i}" for i in range(0, 800, 7)])
-    assert len(index._tags.strings) > BITSET_TAGS
-    arrays, meta = index.to_arrays()
-    copy = TenantIndex.from_arrays({k: v.copy() for k, v in arrays.items()}, meta)
+    assert len(index.columns.tags.strings) > BITSET_TAGS
+    arrays, meta = to_arrays(index)
+    copy = from_arrays({k: v.copy() for k, v in arrays.items()}, meta)
     assert len(copy) == len(index) and copy.ids == index.ids
     assert_same_answers(index, copy, rng)
     rare_tag = "t299-1"
@@ -56,12 +59,12 @@ def test_restored_index_matches_the_oracle_after_changes(tmp_path, settings):
     rows = make_rows(rng, 400, DIM)
     index = TenantIndex(DIM, "cosine")
     index.add(**rows)
-    arrays, meta = index.to_arrays()
+    arrays, meta = to_arrays(index)
     checkpoint.write_checkpoint(slug="acme", identity="1@0", arrays=arrays, meta=meta, generation=0, version=3)
     manifest = checkpoint.current_manifest("acme")
     assert (manifest.generation, manifest.version, manifest.count) == (0, 3, 400)
     restored = checkpoint.read_checkpoint(manifest)
-    assert isinstance(restored.emb, np.memmap)  # mapped, copy-on-write
+    assert isinstance(restored.storage.emb, np.memmap)  # mapped, copy-on-write
     gone = {f"id{i}" for i in range(0, 400, 3)}
     restored.remove(sorted(gone))
     keep = [i for i, eid in enumerate(rows["ids"]) if eid not in gone]
@@ -83,7 +86,7 @@ def test_a_new_checkpoint_replaces_the_old_one_whole(tmp_path, settings):
     for version, n in ((1, 10), (2, 20)):
         index = TenantIndex(DIM, "dot")
         index.add(**make_rows(rng, n, DIM))
-        arrays, meta = index.to_arrays()
+        arrays, meta = to_arrays(index)
         checkpoint.write_checkpoint(slug="acme", identity="1@0", arrays=arrays, meta=meta, generation=0,
                                     version=version)
     root = checkpoint.checkpoint_root("acme")
@@ -100,7 +103,7 @@ def test_damaged_checkpoints_are_refused(tmp_path, settings, damage):
     settings.AGENT_MEM_DATA_DIR = tmp_path
     index = TenantIndex(DIM, "cosine")
     index.add(**make_rows(np.random.default_rng(1), 50, DIM))
-    arrays, meta = index.to_arrays()
+    arrays, meta = to_arrays(index)
     path = checkpoint.write_checkpoint(slug="acme", identity="1@0", arrays=arrays, meta=meta, generation=0,
                                        version=1)
     emb = path / "emb.npy"
@@ -221,17 +224,18 @@ def test_the_int8_copy_of_a_large_index_travels_with_the_checkpoint(tmp_path, se
     index.add(**rows)
     index.ensure_quantized()
     index.remove(["id3", "id50"])
-    arrays, meta = index.to_arrays()
+    arrays, meta = to_arrays(index)
     assert {"quant_codes", "quant_scale", "quant_err", "quant_norm"} <= set(arrays)
     assert ("quant_sq" in arrays) == (metric == "l2")  # squared norms serve l2 only
     checkpoint.write_checkpoint(slug="big", identity="1@0", arrays=arrays, meta=meta, generation=0, version=1)
     restored = checkpoint.read_checkpoint(checkpoint.current_manifest("big"))
-    assert restored.quant is not None and len(restored) == 598
-    assert isinstance(restored.quant.codes, np.memmap)
+    assert restored.storage.quant is not None and len(restored) == 598
+    assert isinstance(restored.storage.quant.codes, np.memmap)
     # The float32 rows are read from the checkpoint's own emb.npy, not copied into memory or a file.
-    assert restored.emb is None and restored.rows.base_rows == 598 and restored.rows._file is None
-    np.testing.assert_array_equal(restored.vectors(np.arange(598)), index.vectors(np.arange(598)))
-    np.testing.assert_array_equal(restored.quant.codes[:598], index.quant.codes[:598])
+    assert isinstance(restored.storage, SpilledRows)
+    assert restored.storage.rows.base_rows == 598 and restored.storage.rows._file is None
+    np.testing.assert_array_equal(restored.storage.read(np.arange(598)), index.storage.read(np.arange(598)))
+    np.testing.assert_array_equal(restored.storage.quant.codes[:598], index.storage.quant.codes[:598])
     restored.quantize_from = index.quantize_from
     assert_same_answers(index, restored, rng)
     more = make_rows(rng, 40, DIM, start=2000)

@@ -181,7 +181,7 @@ def test_after_other_workers_writes_the_answer_is_the_full_search_of_a_fresh_ind
 
     from episodes import selectors
     from episodes.cache import build_index
-    from memindex.index import Filters
+    from memindex.columns import Filters
 
     rng = np.random.default_rng(7)
     tenant, key = make_tenant("memo-random", scope="admin")
