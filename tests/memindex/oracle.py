@@ -70,7 +70,7 @@ def random_filters(rng) -> Filters:
 
 
 def brute_force(index: TenantIndex, query, k, flt=None, now=0):
-    """The float32 oracle: every matching row scored in float32, SPEC tie-break."""
+    """The float32 oracle: every matching row scored in float32, the tie-break of docs/api.md §4."""
     q = index.prepare_query(query)
     mask = index.mask(flt or Filters(), now)
     rows = np.arange(index.n) if mask is None else np.flatnonzero(mask)
