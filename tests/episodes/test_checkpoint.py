@@ -1,4 +1,4 @@
-"""Index round trip through arrays and checkpoint files; workers starting from a checkpoint."""
+"""Index round trip through checkpoint files; workers starting from a checkpoint."""
 
 from __future__ import annotations
 
@@ -8,49 +8,12 @@ import numpy as np
 import pytest
 
 from episodes import checkpoint
-from memindex.columns import BITSET_TAGS, Filters
 from memindex.index import TenantIndex
-from memindex.serialize import from_arrays, to_arrays
+from memindex.serialize import to_arrays
 from memindex.storage import SpilledRows
-from tests.memindex.oracle import make_rows, oracle, random_filters
+from tests.memindex.oracle import assert_same_answers, make_rows, oracle, random_filters
 
 DIM = 8
-
-
-def assert_same_answers(a: TenantIndex, b: TenantIndex, rng, rounds: int = 60) -> None:
-    for _ in range(rounds):
-        q = rng.normal(size=a.dim).astype(np.float32)
-        flt = random_filters(rng)
-        k = int(rng.integers(1, 40))
-        ids_a, scores_a = a.search(q, k, flt)
-        ids_b, scores_b = b.search(q, k, flt)
-        assert ids_a == ids_b
-        np.testing.assert_array_equal(scores_a, scores_b)
-
-
-@pytest.mark.parametrize("metric", ["cosine", "l2", "dot"])
-def test_to_arrays_from_arrays_round_trip(metric):
-    rng = np.random.default_rng(5)
-    rows = make_rows(rng, 500, DIM)
-    index = TenantIndex(DIM, metric)
-    index.add(**rows)
-    extra = make_rows(rng, 300, DIM, start=500)
-    extra["tags"] = [[f"t{i}-{j}" for j in range(2)] for i in range(300)]  # 600 tags: beyond the bitset
-    index.add(**extra)
-    index.remove([f"id{i}" for i in range(0, 800, 7)])
-    assert len(index.columns.tags.strings) > BITSET_TAGS
-    arrays, meta = to_arrays(index)
-    copy = from_arrays({k: v.copy() for k, v in arrays.items()}, meta)
-    assert len(copy) == len(index) and copy.ids == index.ids
-    assert_same_answers(index, copy, rng)
-    rare_tag = "t299-1"
-    assert copy.search(extra["embeddings"][299], 5, Filters(tags_all=(rare_tag,)))[0] == ["id799"]
-    # The copy keeps working as an index: mutate both the same way.
-    more = make_rows(rng, 50, DIM, start=1000)
-    for target in (index, copy):
-        target.remove(["id1", "id2", "id799"])
-        target.add(**more)
-    assert_same_answers(index, copy, rng)
 
 
 def test_restored_index_matches_the_oracle_after_changes(tmp_path, settings):

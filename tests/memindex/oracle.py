@@ -96,3 +96,14 @@ def adversarial_rows(rng, kind: str, n: int, dim: int):
         rows[rng.integers(n, size=10)] *= 1000
         return rows
     raise ValueError(kind)
+
+
+def assert_same_answers(a: TenantIndex, b: TenantIndex, rng, rounds: int = 60) -> None:
+    for _ in range(rounds):
+        q = rng.normal(size=a.dim).astype(np.float32)
+        flt = random_filters(rng)
+        k = int(rng.integers(1, 40))
+        ids_a, scores_a = a.search(q, k, flt)
+        ids_b, scores_b = b.search(q, k, flt)
+        assert ids_a == ids_b
+        np.testing.assert_array_equal(scores_a, scores_b)
