@@ -68,7 +68,8 @@ def bench_numpy(ds: Dataset, queries: np.ndarray, *, top_ks: tuple[int, ...], co
 
 def build_index(ds: Dataset, *, metric: str = "cosine", batch: int = 10_000):
     """A TenantIndex holding ds, added in batches as a worker would catch up."""
-    from episodes.index import NO_EXPIRY, TenantIndex
+    from memindex.columns import NO_EXPIRY
+    from memindex.index import TenantIndex
 
     index = TenantIndex(ds.dim, metric)
     for start in range(0, ds.n, batch):
@@ -90,7 +91,7 @@ def build_index(ds: Dataset, *, metric: str = "cosine", batch: int = 10_000):
 
 
 def index_filters(flt: str):
-    from episodes.index import Filters
+    from memindex.columns import Filters
 
     return Filters(**{name: tuple(v) if isinstance(v, list) else v for name, v in FILTERS[flt].items()})
 

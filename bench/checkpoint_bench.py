@@ -75,8 +75,8 @@ def child(mode: str, dim: int) -> None:
     import numpy as np
 
     from episodes.cache import cache
-    from episodes.index import Filters
     from episodes.selectors import episodes_query
+    from memindex.columns import Filters
     from tenants.models import Tenant, TenantState
 
     if mode == "checkpoint-copied":  # read every column into memory instead of mapping the large ones

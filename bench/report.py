@@ -180,7 +180,7 @@ def section(res: dict, plot: Path | None, report: Path) -> str:
     out += ["### Query latency p50 (ms), concurrency 1", "",
             table(["N", "top_k", "filter"] + [s[0] for s in systems], rows), "",
             "*index* is the service's `TenantIndex` in process, as a worker runs it: one BLAS thread, and "
-            "the int8 scan of a tenant with an int8 copy cut into one part per core (`episodes/quantized.py`); "
+            "the int8 scan of a tenant with an int8 copy cut into one part per core (`memindex/quantized.py`); "
             "*numpy* scans on one core (1 thread) or on all (default).", ""]
     rows = []
     for r in find(rec, op="query_load"):

@@ -43,7 +43,7 @@ _PARTS = {
     "dispatch": [("rest_framework.views:APIView", "dispatch")],
     "view": [("episodes.views:EpisodeQueryApi", "post")],
     "validation": [("episodes.serializers:QueryInput", "is_valid")],
-    "index": [("episodes.index:TenantIndex", "search")],
+    "index": [("memindex.index:TenantIndex", "search")],
     "winners": [("episodes.selectors", "_winners")],
 }
 # Each row of the breakdown from one request's part times. DRF's answer is rendered by Django's

@@ -17,10 +17,11 @@ from dataclasses import dataclass, field
 import numpy as np
 from django.conf import settings
 
+from memindex.columns import NO_EXPIRY
+from memindex.index import TenantIndex
 from tenants.models import Tenant, TenantState
 
 from . import changes, checkpoint
-from .index import NO_EXPIRY, TenantIndex
 from .models import Episode
 
 logger = logging.getLogger("memcloud.cache")

@@ -28,8 +28,10 @@ import numpy as np
 import orjson
 from django.conf import settings
 
-from .index import ARRAY_COLUMNS, TenantIndex, quant_columns
-from .rowstore import RowStore
+from memindex.index import TenantIndex
+from memindex.rowstore import RowStore
+from memindex.serialize import ARRAY_COLUMNS, from_arrays, quant_columns
+
 from .snapshots import fsync_dir
 
 FORMAT = "memcloud-checkpoint"
@@ -98,7 +100,7 @@ def _write_file(path: Path, data: bytes | np.ndarray) -> dict:
 
 def write_checkpoint(*, slug: str, identity: str, arrays: dict[str, np.ndarray], meta: dict, generation: int,
                      version: int) -> Path:
-    """Write arrays/meta (from TenantIndex.to_arrays, already copied or locked) as the tenant's
+    """Write arrays/meta (from memindex.serialize.to_arrays, already copied or locked) as the tenant's
     checkpoint at (generation, version) and make it current. Returns its directory."""
     root = checkpoint_root(slug)
     root.mkdir(parents=True, exist_ok=True)
@@ -222,7 +224,7 @@ def read_checkpoint(manifest: Manifest) -> TenantIndex:
         meta = orjson.loads((manifest.path / "meta.json").read_bytes())
         if quantized:
             arrays["emb"] = _row_file(manifest.path / "emb.npy", int(meta["n"]), int(meta["dim"]))
-        index = TenantIndex.from_arrays(arrays, meta, spill_dir=str(settings.AGENT_MEM_DATA_DIR))
+        index = from_arrays(arrays, meta, spill_dir=str(settings.AGENT_MEM_DATA_DIR))
     except CheckpointUnusable:
         raise
     except (OSError, orjson.JSONDecodeError, KeyError, TypeError, ValueError, IndexError) as exc:

@@ -14,8 +14,7 @@ import orjson
 from django.core import signing
 
 from core.errors import InvalidInput
-
-from .index import Filters
+from memindex.columns import Filters
 
 SALT = "memcloud.episodes.list-cursor"
 

@@ -1,6 +1,6 @@
-"""The query filters (SPEC section 4) as SQL, for listing and delete-by-filter.
+"""The query filters (docs/api.md §4) as SQL, for listing and delete-by-filter.
 
-Same meaning as the index's mask (index.py): tags as JSON arrays, `task_id_prefix` case-sensitive
+Same meaning as the index's mask (memindex/columns.py): tags as JSON arrays, `task_id_prefix` case-sensitive
 on every backend (SQLite's LIKE is not), expiry by the caller's clock.
 """
 
@@ -11,7 +11,7 @@ from django.db.models import JSONField, Lookup, Q, QuerySet, Value
 from django.db.models.functions import Left
 from django.db.models.lookups import Exact
 
-from .index import Filters
+from memindex.columns import Filters
 
 
 @JSONField.register_lookup

@@ -16,13 +16,13 @@ from django.db.models import Q
 from core import db, usage
 from core.audit import audit
 from core.errors import NotFound
+from memindex.columns import Filters
 from tenants.models import Tenant, TenantState
 
 from .cache import cache
 from .changes import uuid_str
 from .cursors import make_cursor, read_cursor
 from .filtering import matching
-from .index import Filters
 from .models import Episode
 from .services import now_ms
 

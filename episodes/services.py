@@ -19,10 +19,10 @@ from core import db
 from core.audit import audit
 from core.errors import Conflict, InvalidInput, NotFound, QuotaExceeded
 from core.usage import note_stored
+from memindex.columns import Filters
 from tenants.models import Tenant, TenantState
 
 from .filtering import is_empty, matching, not_expired
-from .index import Filters
 from .models import Episode, Tombstone
 from .spec import MAX_METADATA_BYTES
 

@@ -15,6 +15,7 @@ from rest_framework.exceptions import ValidationError
 
 from core.audit import audit
 from core.errors import InvalidInput, QuotaExceeded, Unavailable, first_message
+from memindex.serialize import to_arrays
 from tenants.models import Tenant, TenantState
 
 from . import checkpoint, snapshots
@@ -250,7 +251,7 @@ def tenant_checkpoint(*, tenant: Tenant, state: TenantState | None = None, from_
     with cached.lock:  # copy under the lock: a concurrent catch-up may move rows
         if len(cached.index) >= cached.index.quantize_from:
             cached.index.ensure_quantized()  # stored too, so a new worker's first query need not build it
-        arrays, meta = cached.index.to_arrays()
+        arrays, meta = to_arrays(cached.index)
         arrays = {k: v if v.flags.owndata else v.copy() for k, v in arrays.items()}  # views: copied
         generation, version = cached.generation, cached.version
     try:

@@ -10,11 +10,11 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from core.errors import NotFound
+from memindex.columns import Filters
 from tenants.api import TenantApi
 from tenants.models import Scope
 
 from . import selectors, services
-from .index import Filters
 from .serializers import (
     EpisodeBatchInput,
     EpisodeIdResponse,

@@ -1,4 +1,4 @@
-"""Index round trip through arrays and checkpoint files; workers starting from a checkpoint."""
+"""Index round trip through checkpoint files; workers starting from a checkpoint."""
 
 from __future__ import annotations
 
@@ -8,46 +8,12 @@ import numpy as np
 import pytest
 
 from episodes import checkpoint
-from episodes.index import BITSET_TAGS, Filters, TenantIndex
-from tests.episodes.test_index import make_rows, oracle, random_filters
+from memindex.index import TenantIndex
+from memindex.serialize import to_arrays
+from memindex.storage import SpilledRows
+from tests.memindex.oracle import assert_same_answers, make_rows, oracle, random_filters
 
 DIM = 8
-
-
-def assert_same_answers(a: TenantIndex, b: TenantIndex, rng, rounds: int = 60) -> None:
-    for _ in range(rounds):
-        q = rng.normal(size=a.dim).astype(np.float32)
-        flt = random_filters(rng)
-        k = int(rng.integers(1, 40))
-        ids_a, scores_a = a.search(q, k, flt)
-        ids_b, scores_b = b.search(q, k, flt)
-        assert ids_a == ids_b
-        np.testing.assert_array_equal(scores_a, scores_b)
-
-
-@pytest.mark.parametrize("metric", ["cosine", "l2", "dot"])
-def test_to_arrays_from_arrays_round_trip(metric):
-    rng = np.random.default_rng(5)
-    rows = make_rows(rng, 500, DIM)
-    index = TenantIndex(DIM, metric)
-    index.add(**rows)
-    extra = make_rows(rng, 300, DIM, start=500)
-    extra["tags"] = [[f"t{i}-{j}" for j in range(2)] for i in range(300)]  # 600 tags: beyond the bitset
-    index.add(**extra)
-    index.remove([f"id{i}" for i in range(0, 800, 7)])
-    assert len(index._tags.strings) > BITSET_TAGS
-    arrays, meta = index.to_arrays()
-    copy = TenantIndex.from_arrays({k: v.copy() for k, v in arrays.items()}, meta)
-    assert len(copy) == len(index) and copy.ids == index.ids
-    assert_same_answers(index, copy, rng)
-    rare_tag = "t299-1"
-    assert copy.search(extra["embeddings"][299], 5, Filters(tags_all=(rare_tag,)))[0] == ["id799"]
-    # The copy keeps working as an index: mutate both the same way.
-    more = make_rows(rng, 50, DIM, start=1000)
-    for target in (index, copy):
-        target.remove(["id1", "id2", "id799"])
-        target.add(**more)
-    assert_same_answers(index, copy, rng)
 
 
 def test_restored_index_matches_the_oracle_after_changes(tmp_path, settings):
@@ -56,12 +22,12 @@ def test_restored_index_matches_the_oracle_after_changes(tmp_path, settings):
     rows = make_rows(rng, 400, DIM)
     index = TenantIndex(DIM, "cosine")
     index.add(**rows)
-    arrays, meta = index.to_arrays()
+    arrays, meta = to_arrays(index)
     checkpoint.write_checkpoint(slug="acme", identity="1@0", arrays=arrays, meta=meta, generation=0, version=3)
     manifest = checkpoint.current_manifest("acme")
     assert (manifest.generation, manifest.version, manifest.count) == (0, 3, 400)
     restored = checkpoint.read_checkpoint(manifest)
-    assert isinstance(restored.emb, np.memmap)  # mapped, copy-on-write
+    assert isinstance(restored.storage.emb, np.memmap)  # mapped, copy-on-write
     gone = {f"id{i}" for i in range(0, 400, 3)}
     restored.remove(sorted(gone))
     keep = [i for i, eid in enumerate(rows["ids"]) if eid not in gone]
@@ -83,7 +49,7 @@ def test_a_new_checkpoint_replaces_the_old_one_whole(tmp_path, settings):
     for version, n in ((1, 10), (2, 20)):
         index = TenantIndex(DIM, "dot")
         index.add(**make_rows(rng, n, DIM))
-        arrays, meta = index.to_arrays()
+        arrays, meta = to_arrays(index)
         checkpoint.write_checkpoint(slug="acme", identity="1@0", arrays=arrays, meta=meta, generation=0,
                                     version=version)
     root = checkpoint.checkpoint_root("acme")
@@ -100,7 +66,7 @@ def test_damaged_checkpoints_are_refused(tmp_path, settings, damage):
     settings.AGENT_MEM_DATA_DIR = tmp_path
     index = TenantIndex(DIM, "cosine")
     index.add(**make_rows(np.random.default_rng(1), 50, DIM))
-    arrays, meta = index.to_arrays()
+    arrays, meta = to_arrays(index)
     path = checkpoint.write_checkpoint(slug="acme", identity="1@0", arrays=arrays, meta=meta, generation=0,
                                        version=1)
     emb = path / "emb.npy"
@@ -221,17 +187,18 @@ def test_the_int8_copy_of_a_large_index_travels_with_the_checkpoint(tmp_path, se
     index.add(**rows)
     index.ensure_quantized()
     index.remove(["id3", "id50"])
-    arrays, meta = index.to_arrays()
+    arrays, meta = to_arrays(index)
     assert {"quant_codes", "quant_scale", "quant_err", "quant_norm"} <= set(arrays)
     assert ("quant_sq" in arrays) == (metric == "l2")  # squared norms serve l2 only
     checkpoint.write_checkpoint(slug="big", identity="1@0", arrays=arrays, meta=meta, generation=0, version=1)
     restored = checkpoint.read_checkpoint(checkpoint.current_manifest("big"))
-    assert restored.quant is not None and len(restored) == 598
-    assert isinstance(restored.quant.codes, np.memmap)
+    assert restored.storage.quant is not None and len(restored) == 598
+    assert isinstance(restored.storage.quant.codes, np.memmap)
     # The float32 rows are read from the checkpoint's own emb.npy, not copied into memory or a file.
-    assert restored.emb is None and restored.rows.base_rows == 598 and restored.rows._file is None
-    np.testing.assert_array_equal(restored.vectors(np.arange(598)), index.vectors(np.arange(598)))
-    np.testing.assert_array_equal(restored.quant.codes[:598], index.quant.codes[:598])
+    assert isinstance(restored.storage, SpilledRows)
+    assert restored.storage.rows.base_rows == 598 and restored.storage.rows._file is None
+    np.testing.assert_array_equal(restored.storage.read(np.arange(598)), index.storage.read(np.arange(598)))
+    np.testing.assert_array_equal(restored.storage.quant.codes[:598], index.storage.quant.codes[:598])
     restored.quantize_from = index.quantize_from
     assert_same_answers(index, restored, rng)
     more = make_rows(rng, 40, DIM, start=2000)

@@ -1,10 +1,10 @@
-"""episodes/scratch.py: one reusable array per thread, slot and dtype."""
+"""memindex/scratch.py: one reusable array per thread, slot and dtype."""
 
 import threading
 
 import numpy as np
 
-from episodes import scratch
+from memindex import scratch
 
 
 def test_a_slot_is_reused_and_grows_when_asked_for_more():

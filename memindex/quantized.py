@@ -1,7 +1,7 @@
 """An int8 copy of a tenant's rows, scanned with simsimd's SIMD int8 dot products, and the bounds
 that let the search use it without giving up exactness.
 
-A float32 scan reads 4 bytes per dimension per row and is bound by memory bandwidth (PERF.md);
+A float32 scan reads 4 bytes per dimension per row and is bound by memory bandwidth (docs/design.md);
 the int8 copy reads one. Each row x is stored as s * c (c int8, s = max|x| / 127) with its
 reconstruction error e = |x - s c|, and the query likewise as q' with error e_q. Then
 
@@ -185,7 +185,10 @@ class QuantizedColumns:
         among the kept rows is the floor of the whole scope.
 
         Each row comes with its upper bound (+inf when the scope held no more than k rows and no
-        bounds were needed)."""
+        bounds were needed).
+
+        Not split: the band, the float32 pass and the cut share a dozen derived quantities (norms,
+        maxima, slack) whose proof reads as one argument; pieces would pass them all around."""
         q_codes, q_scale, q_err, _, _ = quantize(q[None, :])
         qs, qe = float(q_scale[0]), float(q_err[0])
         gathered = rows is not None

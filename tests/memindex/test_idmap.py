@@ -8,8 +8,8 @@ import uuid
 import numpy as np
 import pytest
 
-from episodes import idmap as idmap_module
-from episodes.idmap import IdMap, key_str, uuid_key
+from memindex import idmap as idmap_module
+from memindex.idmap import IdMap, key_str, uuid_key
 
 
 def test_only_canonical_uuids_get_a_key():
