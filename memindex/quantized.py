@@ -14,7 +14,9 @@ in the exact top k: those, usually a handful, are scored exactly.
 
 from __future__ import annotations
 
+import ctypes
 import os
+import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
@@ -91,6 +93,33 @@ def quantize(rows: np.ndarray) -> tuple[np.ndarray, ...]:
     return codes, scale, _up32(err), _up32(np.linalg.norm(rebuilt, axis=1) * (1 + ROUNDING)), sq
 
 
+
+def _none_references_taken() -> int:
+    """References to None that one `cdist(..., out=...)` call takes without owning them: simsimd
+    6.5 returns None from it with no reference of its own, so each call lowers None's count by one,
+    and on Python 3.11 (None is not immortal) a worker aborts ("none_dealloc") after some tens of
+    thousands of scans. Measured once here rather than assumed, so a fixed simsimd (or an
+    interpreter with an immortal None) needs nothing given back."""
+    q = np.zeros((1, 8), dtype=np.int8)
+    out = np.empty((1, 1), dtype=np.float32)
+    calls = 64
+    before = sys.getrefcount(None)
+    for _ in range(calls):
+        simsimd.cdist(q, q, metric="dot", out=out, out_dtype="float32")
+    return max(0, round((before - sys.getrefcount(None)) / calls))
+
+
+_NONE_TAKEN = _none_references_taken()
+_incref = ctypes.pythonapi.Py_IncRef
+_incref.argtypes = [ctypes.py_object]
+_incref.restype = None
+
+
+def _give_back_none() -> None:
+    """Returns what one scan took from None's reference count (see _none_references_taken)."""
+    for _ in range(_NONE_TAKEN):
+        _incref(None)
+
 class QuantizedColumns:
     """Row i here is row i of the TenantIndex (same capacity growth and move-last-into-hole).
 
@@ -162,6 +191,7 @@ class QuantizedColumns:
 
         def scan(a: int, b: int) -> None:
             simsimd.cdist(q_codes, codes[a:b], metric="dot", out=out[:, a:b], out_dtype=kind)
+            _give_back_none()
 
         parts = SCAN_PARTS if size >= SCAN_SPLIT_FROM else 1
         cuts = [size * i // parts for i in range(parts + 1)]

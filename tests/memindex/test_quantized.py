@@ -65,3 +65,26 @@ def test_a_scan_cut_into_parts_on_threads_gives_the_same_integers(dim, parts, mo
     assert cut.dtype == whole.dtype and np.array_equal(cut, whole) and np.array_equal(cut, exact)
     gathered = np.flatnonzero(rng.random(n) < 0.4)
     assert np.array_equal(index.storage.quant._scan(q_codes, index.storage.quant.codes[gathered]), exact[gathered])
+
+
+@pytest.mark.parametrize("parts", [1, 2])
+def test_scans_leave_the_reference_count_of_none_as_they_found_it(parts, monkeypatch):
+    # simsimd 6.5's cdist(out=...) returns None without owning a reference: uncorrected, every scan
+    # lowers None's count by one and a long-lived worker aborts (Python 3.11's None is not immortal).
+    import sys
+
+    from memindex import quantized
+
+    rng = np.random.default_rng(7)
+    index = TenantIndex(16, "dot", quantize_from=100)
+    index.add(**make_rows(rng, 500, 16))
+    index.ensure_quantized()
+    monkeypatch.setattr(quantized, "SCAN_SPLIT_FROM", 10)
+    monkeypatch.setattr(quantized, "SCAN_PARTS", parts)
+    q_codes = quantized.quantize(rng.normal(size=(1, 16)).astype(np.float32))[0]
+    codes = index.storage.quant.codes[:500]
+    index.storage.quant._scan(q_codes, codes)  # the pool's threads exist before counting
+    before = sys.getrefcount(None)
+    for _ in range(2000):
+        index.storage.quant._scan(q_codes, codes)
+    assert abs(sys.getrefcount(None) - before) < 100
