@@ -9,7 +9,6 @@ import zlib
 from typing import Any
 
 import numpy as np
-import orjson
 from django.db import connection, transaction
 from rest_framework.exceptions import ValidationError
 
@@ -20,6 +19,7 @@ from tenants.models import Tenant, TenantState
 from . import checkpoint, snapshots
 from .cache import build_index, cache
 from .models import Episode, Tombstone
+from .rows import EpisodeRow, expires_at_from, insert_episodes
 from .selectors import live
 from .serializers import EpisodeInput
 from .services import content_hash, lock_state, now_ms
@@ -106,7 +106,7 @@ def _validate_file(fh, header: snapshots.Header, *, tenant: Tenant, name: str) -
     return crc
 
 
-def _checked_row(raw: dict, *, tenant_id: int, seq: int, version: int, stamp: int) -> dict[str, Any]:
+def _checked_row(raw: dict, *, tenant_id: int, seq: int, version: int, stamp: int) -> EpisodeRow:
     """A database row from a line that _validate_file accepted: the same conversions as EpisodeInput
     (integral numbers to int, tags deduplicated, the embedding through float64 to float32)."""
     embedding = np.asarray(raw["state_embedding"]).astype(np.float32)
@@ -117,36 +117,15 @@ def _checked_row(raw: dict, *, tenant_id: int, seq: int, version: int, stamp: in
         "user_id": raw.get("user_id"), "steps": raw.get("steps"),
         "expires_at": None if raw.get("expires_at") is None else int(raw["expires_at"]),
     }
-    expires_at = episode["expires_at"]
     if raw.get("ttl_secs") is not None:
         episode["ttl_secs"] = int(raw["ttl_secs"])
-        if expires_at is None:
-            expires_at = stamp + episode["ttl_secs"] * 1000
-    return {
-        "id": episode["id"], "tenant_id": tenant_id, "seq": seq, "version": version, "task_id": episode["task_id"],
-        "embedding": embedding.astype("<f4").tobytes(), "reward": episode["reward"],
-        "metadata": episode["metadata"], "timestamp": episode["timestamp"], "tags": episode["tags"],
-        "source": episode["source"], "user_id": episode["user_id"], "steps": episode["steps"],
-        "expires_at": expires_at, "content_hash": raw.get("content_hash") or content_hash(episode),
-    }
-
-
-def _insert(rows: list[dict[str, Any]]) -> None:
-    """Insert rows: COPY on PostgreSQL (several times faster than INSERT), bulk_create elsewhere."""
-    if not rows:
-        return
-    if connection.vendor != "postgresql":
-        Episode.objects.bulk_create([Episode(**row) for row in rows])
-        return
-    columns = list(rows[0])
-    json_columns = {"metadata", "tags", "steps"}
-    table = connection.ops.quote_name(Episode._meta.db_table)
-    with connection.cursor() as cursor, cursor.cursor.copy(
-            f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
-        for row in rows:
-            copy.write_row([
-                (None if row[c] is None else orjson.dumps(row[c]).decode()) if c in json_columns else row[c]
-                for c in columns])
+    # A line without expires_at or ttl_secs never expires: the tenant's default TTL is for new stores.
+    expires_at = expires_at_from(ttl_secs=episode.get("ttl_secs"), expires_at=episode["expires_at"], now_ms=stamp,
+                                 default_ttl_secs=None)
+    return EpisodeRow(episode["id"], tenant_id, seq, version, episode["task_id"], embedding.astype("<f4").tobytes(),
+                      episode["reward"], episode["metadata"], episode["timestamp"], episode["tags"], episode["source"],
+                      episode["user_id"], episode["steps"], expires_at,
+                      raw.get("content_hash") or content_hash(episode))
 
 
 def _open_checked(tenant: Tenant, name: str):
@@ -185,7 +164,7 @@ def snapshot_load(*, tenant: Tenant, name: str, key_prefix: str | None = None) -
             state.version += 1
             state.generation += 1
             state.tombstone_floor = state.version
-            batch: list[dict[str, Any]] = []
+            batch: list[EpisodeRow] = []
             again = 0
             for _, raw, line in snapshots.read_episodes(fh, header, name):
                 again = zlib.crc32(line, again)
@@ -193,9 +172,9 @@ def snapshot_load(*, tenant: Tenant, name: str, key_prefix: str | None = None) -
                                           stamp=stamp))
                 state.next_seq += 1
                 if len(batch) >= CHUNK:
-                    _insert(batch)
+                    insert_episodes(batch)
                     batch = []
-            _insert(batch)
+            insert_episodes(batch)
             if again != crc:  # changed in place between the passes: roll everything back
                 raise InvalidInput(f"path: snapshot {name!r} changed while it was being loaded")
             state.episode_count = header.episodes
