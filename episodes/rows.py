@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from functools import partial
 from typing import Any, NamedTuple
 
 import orjson
@@ -37,6 +38,9 @@ class EpisodeRow(NamedTuple):
     content_hash: str
 
 
+# How the hot paths build rows, from a tuple of every field in order: EpisodeRow(...) runs a
+# Python-level __new__ (about 1 µs a row, a millisecond on a batch of 1,000), this one does not.
+row_of = partial(tuple.__new__, EpisodeRow)
 COPY_COLUMNS = EpisodeRow._fields
 # The PostgreSQL types of COPY_COLUMNS (binary COPY sends each value in its column's own format).
 COPY_TYPES = ("uuid", "int8", "int8", "int8", "varchar", "bytea", "float8", "jsonb", "int8", "jsonb", "varchar",

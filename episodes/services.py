@@ -24,7 +24,7 @@ from .fast_input import MAX_METADATA_BYTES
 from .filtering import is_empty, matching, not_expired
 from .index import Filters
 from .models import Episode, Tombstone
-from .rows import EpisodeRow, expires_at_from, insert_episodes
+from .rows import EpisodeRow, expires_at_from, insert_episodes, row_of
 
 # Fields a PATCH may change; the embedding, id and timestamp never change (SPEC section 8).
 PATCHABLE = ("metadata", "tags", "reward", "task_id", "source", "user_id", "expires_at")
@@ -162,10 +162,10 @@ def _episode_row(tenant: Tenant, episode: dict, episode_id: uuid.UUID, embedding
     expires_at = expires_at_from(ttl_secs=episode.get("ttl_secs"), expires_at=episode.get("expires_at"),
                                  now_ms=stamp, default_ttl_secs=tenant.default_ttl_secs)
     timestamp = episode.get("timestamp")
-    return EpisodeRow(episode_id, tenant.pk, seq, version, episode["task_id"], embedding, episode["reward"],
-                      episode.get("metadata", {}), stamp if timestamp is None else timestamp,
-                      list(episode.get("tags", [])), episode.get("source"), episode.get("user_id"),
-                      episode.get("steps"), expires_at, digest)
+    return row_of((episode_id, tenant.pk, seq, version, episode["task_id"], embedding, episode["reward"],
+                   episode.get("metadata", {}), stamp if timestamp is None else timestamp,
+                   list(episode.get("tags", [])), episode.get("source"), episode.get("user_id"),
+                   episode.get("steps"), expires_at, digest))
 
 
 def _insert_if_all_new(rows: Sequence[EpisodeRow]) -> bool:

@@ -19,7 +19,7 @@ from tenants.models import Tenant, TenantState
 from . import checkpoint, snapshots
 from .cache import build_index, cache
 from .models import Episode, Tombstone
-from .rows import EpisodeRow, expires_at_from, insert_episodes
+from .rows import EpisodeRow, expires_at_from, insert_episodes, row_of
 from .selectors import live
 from .serializers import EpisodeInput
 from .services import content_hash, lock_state, now_ms
@@ -122,10 +122,10 @@ def _checked_row(raw: dict, *, tenant_id: int, seq: int, version: int, stamp: in
     # A line without expires_at or ttl_secs never expires: the tenant's default TTL is for new stores.
     expires_at = expires_at_from(ttl_secs=episode.get("ttl_secs"), expires_at=episode["expires_at"], now_ms=stamp,
                                  default_ttl_secs=None)
-    return EpisodeRow(episode["id"], tenant_id, seq, version, episode["task_id"], embedding.astype("<f4").tobytes(),
-                      episode["reward"], episode["metadata"], episode["timestamp"], episode["tags"], episode["source"],
-                      episode["user_id"], episode["steps"], expires_at,
-                      raw.get("content_hash") or content_hash(episode))
+    return row_of((episode["id"], tenant_id, seq, version, episode["task_id"], embedding.astype("<f4").tobytes(),
+                   episode["reward"], episode["metadata"], episode["timestamp"], episode["tags"], episode["source"],
+                   episode["user_id"], episode["steps"], expires_at,
+                   raw.get("content_hash") or content_hash(episode)))
 
 
 def _open_checked(tenant: Tenant, name: str):
