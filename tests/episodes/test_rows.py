@@ -43,3 +43,17 @@ def test_inserted_rows_read_back(tenant, n):
         episode = stored[row.id]
         got = EpisodeRow(**{name: getattr(episode, name) for name in COPY_COLUMNS})
         assert got._replace(embedding=bytes(got.embedding)) == row
+
+
+@pytest.mark.parametrize("n", [3, 25])
+def test_a_database_error_is_djangos_on_every_path(tenant, n):
+    """Django's exception (so the one error table answers it), not the driver's: the COPY path
+    included (snapshot load's own COPY once raised psycopg's errors unwrapped)."""
+    from django.db import IntegrityError, transaction
+
+    t, _ = tenant
+    rows = [EpisodeRow(uuid.uuid4(), t.pk, i, 1, "task", b"\0" * 32, 0.0, {}, NOW, [], None, None, None, None,
+                       "0" * 64) for i in range(n)]
+    insert_episodes(rows)
+    with pytest.raises(IntegrityError), transaction.atomic():
+        insert_episodes(rows)  # the same (tenant, id) again
