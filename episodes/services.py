@@ -13,7 +13,6 @@ import numpy as np
 import orjson
 from django.db import IntegrityError, connection, transaction
 from django.db.models import Exists, OuterRef, QuerySet, Subquery
-from psycopg.types.json import Jsonb
 
 from core import db
 from core.audit import audit
@@ -24,6 +23,7 @@ from tenants.models import Tenant, TenantState
 
 from .filtering import is_empty, matching, not_expired
 from .models import Episode, Tombstone
+from .rows import EpisodeRow, expires_at_from, insert_episodes, row_of
 from .spec import MAX_METADATA_BYTES
 
 # Fields a PATCH may change; the embedding, id and timestamp never change (SPEC section 8).
@@ -156,35 +156,19 @@ def episodes_store(*, tenant: Tenant, episodes: Sequence[dict], key_prefix: str 
     return StoreResult(ids=ids, created=created)
 
 
-COPY_COLUMNS = ("id", "tenant_id", "seq", "version", "task_id", "embedding", "reward", "metadata", "timestamp",
-                "tags", "source", "user_id", "steps", "expires_at", "content_hash")
-# The PostgreSQL types of COPY_COLUMNS (binary COPY sends each value in its column's own format).
-COPY_TYPES = ("uuid", "int8", "int8", "int8", "varchar", "bytea", "float8", "jsonb", "int8", "jsonb", "varchar",
-              "varchar", "jsonb", "int8", "varchar")
-_JSON_COLUMNS = (7, 9, 12)  # metadata, tags, steps: positions in COPY_COLUMNS
-
-
 def _episode_row(tenant: Tenant, episode: dict, episode_id: uuid.UUID, embedding: bytes, digest: str, seq: int,
-                 version: int, stamp: int) -> tuple:
-    """The values of COPY_COLUMNS for one new episode (JSON columns as Python values)."""
-    expires_at = episode.get("expires_at")
-    ttl = episode.get("ttl_secs") or (None if expires_at is not None else tenant.default_ttl_secs)
-    if expires_at is None and ttl:
-        expires_at = stamp + ttl * 1000
+                 version: int, stamp: int) -> EpisodeRow:
+    """The row of one new episode."""
+    expires_at = expires_at_from(ttl_secs=episode.get("ttl_secs"), expires_at=episode.get("expires_at"),
+                                 now_ms=stamp, default_ttl_secs=tenant.default_ttl_secs)
     timestamp = episode.get("timestamp")
-    return (episode_id, tenant.pk, seq, version, episode["task_id"], embedding, episode["reward"],
-            episode.get("metadata", {}), stamp if timestamp is None else timestamp, list(episode.get("tags", [])),
-            episode.get("source"), episode.get("user_id"), episode.get("steps"), expires_at, digest)
+    return row_of((episode_id, tenant.pk, seq, version, episode["task_id"], embedding, episode["reward"],
+                   episode.get("metadata", {}), stamp if timestamp is None else timestamp,
+                   list(episode.get("tags", [])), episode.get("source"), episode.get("user_id"),
+                   episode.get("steps"), expires_at, digest))
 
 
-def _encoded(row: tuple) -> tuple:
-    """A row with its JSON columns as JSON text (NULL stays NULL for steps)."""
-    metadata, tags, steps = (row[i] for i in _JSON_COLUMNS)
-    return (*row[:7], orjson.dumps(metadata).decode(), row[8], orjson.dumps(tags).decode(), *row[10:12],
-            None if steps is None else orjson.dumps(steps).decode(), *row[13:])
-
-
-def _insert_if_all_new(rows: Sequence[tuple]) -> bool:
+def _insert_if_all_new(rows: Sequence[EpisodeRow]) -> bool:
     """Insert every row, or (if the tenant already has one of their ids) none of them."""
     try:
         with transaction.atomic():  # a savepoint
@@ -192,36 +176,6 @@ def _insert_if_all_new(rows: Sequence[tuple]) -> bool:
     except IntegrityError:
         return False
     return True
-
-
-def insert_episodes(rows: Sequence[tuple], *, skip_known: bool = False) -> int:
-    """Insert rows of COPY_COLUMNS in the caller's transaction; returns how many were inserted.
-    PostgreSQL: COPY for many rows (several times faster than a multi-row INSERT), one INSERT for a
-    few, straight from tuples (no model objects, no signals). `skip_known`: a row whose (tenant, id)
-    exists is skipped (ON CONFLICT DO NOTHING) instead of failing. Elsewhere: bulk_create."""
-    if not rows:
-        return 0
-    if connection.vendor != "postgresql":
-        assert not skip_known, "skip_known needs PostgreSQL"
-        Episode.objects.bulk_create([Episode(**dict(zip(COPY_COLUMNS, r, strict=True))) for r in rows],
-                                    batch_size=500)
-        return len(rows)
-    columns = ", ".join(COPY_COLUMNS)
-    if len(rows) < 20:  # one statement per row count, prepared (memcloud/db.py)
-        values = ", ".join([f"({', '.join(['%s'] * len(COPY_COLUMNS))})"] * len(rows))
-        conflict = " ON CONFLICT (tenant_id, id) DO NOTHING" if skip_known else ""
-        return db.execute(f"INSERT INTO {_EPISODES} ({columns}) VALUES {values}{conflict}",
-                          [v for r in rows for v in _encoded(r)])
-    assert not skip_known, "COPY cannot skip known rows"
-    # Binary: the embedding goes as raw bytes, not hex-escaped text (about twice as fast).
-    with connection.cursor() as cursor, connection.wrap_database_errors, \
-            cursor.cursor.copy(f"COPY {_EPISODES} ({columns}) FROM STDIN (FORMAT BINARY)") as copy:
-        copy.set_types(COPY_TYPES)
-        for r in rows:
-            metadata, tags, steps = (r[i] for i in _JSON_COLUMNS)
-            copy.write_row((*r[:7], Jsonb(metadata, orjson.dumps), r[8], Jsonb(tags, orjson.dumps), *r[10:12],
-                            None if steps is None else Jsonb(steps, orjson.dumps), *r[13:]))
-    return len(rows)
 
 
 def remove_episodes(*, tenant: Tenant, state: TenantState, doomed: QuerySet) -> int:

@@ -9,7 +9,6 @@ from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
-import orjson
 from django.db import connection, transaction
 from rest_framework.exceptions import ValidationError
 
@@ -22,6 +21,7 @@ from . import checkpoint, snapshots
 from .cache import build_index, cache
 from .fastpath import fast_episodes
 from .models import Episode, Tombstone
+from .rows import EpisodeRow, expires_at_from, insert_episodes, row_of
 from .selectors import live
 from .serializers import EpisodeInput
 from .services import content_hash, lock_state, now_ms
@@ -152,36 +152,15 @@ def _validate_file(fh, header: snapshots.Header, *, tenant: Tenant, name: str) -
     return crc
 
 
-def _row(episode: dict, digest: str | None, *, tenant_id: int, seq: int, version: int, stamp: int) -> dict[str, Any]:
-    """A database row from a validated snapshot episode (a ttl counts from the load's time)."""
-    expires_at = episode.get("expires_at")
-    if expires_at is None and episode.get("ttl_secs") is not None:
-        expires_at = stamp + episode["ttl_secs"] * 1000
-    return {
-        "id": episode["id"], "tenant_id": tenant_id, "seq": seq, "version": version, "task_id": episode["task_id"],
-        "embedding": episode["state_embedding"].astype("<f4").tobytes(), "reward": episode["reward"],
-        "metadata": episode.get("metadata", {}), "timestamp": episode["timestamp"], "tags": episode.get("tags", []),
-        "source": episode.get("source"), "user_id": episode.get("user_id"), "steps": episode.get("steps"),
-        "expires_at": expires_at, "content_hash": digest or content_hash(episode),
-    }
-
-
-def _insert(rows: list[dict[str, Any]]) -> None:
-    """Insert rows: COPY on PostgreSQL (several times faster than INSERT), bulk_create elsewhere."""
-    if not rows:
-        return
-    if connection.vendor != "postgresql":
-        Episode.objects.bulk_create([Episode(**row) for row in rows])
-        return
-    columns = list(rows[0])
-    json_columns = {"metadata", "tags", "steps"}
-    table = connection.ops.quote_name(Episode._meta.db_table)
-    with connection.cursor() as cursor, cursor.cursor.copy(
-            f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
-        for row in rows:
-            copy.write_row([
-                (None if row[c] is None else orjson.dumps(row[c]).decode()) if c in json_columns else row[c]
-                for c in columns])
+def _row(episode: dict, digest: str | None, *, tenant_id: int, seq: int, version: int, stamp: int) -> EpisodeRow:
+    """A database row from a validated snapshot episode. A ttl counts from the load's time; a line
+    without expires_at or ttl_secs never expires: the tenant's default TTL is for new stores."""
+    expires_at = expires_at_from(ttl_secs=episode.get("ttl_secs"), expires_at=episode.get("expires_at"),
+                                 now_ms=stamp, default_ttl_secs=None)
+    return row_of((episode["id"], tenant_id, seq, version, episode["task_id"],
+                   episode["state_embedding"].astype("<f4").tobytes(), episode["reward"],
+                   episode.get("metadata", {}), episode["timestamp"], episode.get("tags", []), episode.get("source"),
+                   episode.get("user_id"), episode.get("steps"), expires_at, digest or content_hash(episode)))
 
 
 def _open_checked(tenant: Tenant, name: str):
@@ -223,13 +202,13 @@ def snapshot_load(*, tenant: Tenant, name: str, key_prefix: str | None = None) -
             validate = LineValidator(tenant, name)
             again = 0
             for chunk in _chunks(snapshots.read_episodes(fh, header, name)):
-                batch: list[dict[str, Any]] = []
+                batch: list[EpisodeRow] = []
                 for (_, _, line), (episode, digest) in zip(chunk, validate(chunk), strict=True):
                     again = zlib.crc32(line, again)
                     batch.append(_row(episode, digest, tenant_id=tenant.pk, seq=state.next_seq,
                                       version=state.version, stamp=stamp))
                     state.next_seq += 1
-                _insert(batch)
+                insert_episodes(batch)
             if again != crc:  # changed in place between the passes: roll everything back
                 raise InvalidInput(f"path: snapshot {name!r} changed while it was being loaded")
             state.episode_count = header.episodes

@@ -1,18 +1,16 @@
 """gunicorn answers requests it cannot parse (request line or headers too long, malformed headers)
-itself, with an HTML page. SPEC section 4 wants JSON errors everywhere: this swaps in a JSON writer."""
+itself, with an HTML page. docs/api.md §4 wants JSON errors everywhere: this swaps in a writer of
+the same error answer the application gives (core.errors; importable before Django is set up)."""
 
 from __future__ import annotations
 
-import json
-
 from gunicorn import util
+
+from core.errors import raw_error_response
 
 
 def write_json_error(sock, status_int: int, reason: str, mesg: str) -> None:
-    body = json.dumps({"error": f"{reason}: {mesg}" if mesg else reason}).encode()
-    head = (f"HTTP/1.1 {status_int} {reason}\r\nConnection: close\r\nContent-Type: application/json\r\n"
-            f"Content-Length: {len(body)}\r\n\r\n").encode("latin1")
-    util.write_nonblock(sock, head + body)
+    util.write_nonblock(sock, raw_error_response(status_int, reason, f"{reason}: {mesg}" if mesg else reason))
 
 
 def install() -> None:

@@ -11,9 +11,9 @@ from collections.abc import Callable
 
 import orjson
 from django.conf import settings
-from django.core.exceptions import BadRequest, PermissionDenied, RequestDataTooBig, SuspiciousOperation
-from django.db import InterfaceError, OperationalError
-from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse
+
+from core.errors import InvalidInput, PayloadTooLarge, exception_response
 
 request_logger = logging.getLogger("memcloud.request")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
@@ -34,7 +34,7 @@ class BodySizeLimitMiddleware:
         try:
             length = int(raw or "0")
         except ValueError:
-            return JsonResponse({"error": "Content-Length header is not a number"}, status=400)
+            return exception_response(InvalidInput("Content-Length header is not a number"))
         if length > limit:
             return self._too_large(limit)
         return self.get_response(request)
@@ -58,8 +58,8 @@ class BodySizeLimitMiddleware:
         return self.get_response(request)
 
     @staticmethod
-    def _too_large(limit: int) -> JsonResponse:
-        return JsonResponse({"error": f"request body is too large (limit {limit} bytes)"}, status=413)
+    def _too_large(limit: int) -> HttpResponse:
+        return exception_response(PayloadTooLarge(f"request body is too large (limit {limit} bytes)"))
 
 
 class RequestLogMiddleware:
@@ -92,7 +92,9 @@ class RequestLogMiddleware:
 
 
 class JsonExceptionMiddleware:
-    """An exception that escapes a view outside DRF answers JSON 500, never a debug page."""
+    """An exception that escapes a view outside DRF answers from the one table in core.errors, as
+    a DRF view's would: JSON, never a debug page (Django's own answers to Http404, PermissionDenied
+    and SuspiciousOperation are HTML pages with DEBUG on)."""
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]):
         self.get_response = get_response
@@ -100,13 +102,5 @@ class JsonExceptionMiddleware:
     def __call__(self, request: HttpRequest) -> HttpResponse:
         return self.get_response(request)
 
-    def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
-        if isinstance(exception, RequestDataTooBig):  # a SuspiciousOperation: before the next test
-            return JsonResponse({"error": "request body is too large"}, status=413)
-        if isinstance(exception, (Http404, PermissionDenied, SuspiciousOperation, BadRequest)):
-            return None  # Django answers these itself, through the JSON handler404/403/400
-        if isinstance(exception, (OperationalError, InterfaceError)):
-            request_logger.warning("database unavailable: %s", exception)
-            return JsonResponse({"error": "database unavailable, retry later"}, status=503)
-        request_logger.exception("unhandled error on %s", request.path)
-        return JsonResponse({"error": "internal server error"}, status=500)
+    def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse:
+        return exception_response(exception)

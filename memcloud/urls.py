@@ -1,9 +1,11 @@
 from django.contrib import admin
-from django.http import HttpRequest, JsonResponse
+from django.core.exceptions import BadRequest, PermissionDenied
+from django.http import HttpRequest, HttpResponse
 from django.urls import include, path, re_path
 from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.views import SpectacularJSONAPIView, SpectacularSwaggerView
 
+from core.errors import UNHANDLED, error_response, exception_response
 from memcloud import schema  # noqa: F401 - registers the OpenAPI extensions
 from ops import dashboard
 from ops import views as ops_views
@@ -22,21 +24,21 @@ urlpatterns = [
 ]
 
 
-# Errors outside DRF views answer JSON too (SPEC section 4: never an HTML page).
-def json_bad_request(request: HttpRequest, exception=None) -> JsonResponse:
-    return JsonResponse({"error": "bad request"}, status=400)
+# Errors outside DRF views answer JSON too (docs/api.md §4: never an HTML page), from the same table.
+def json_bad_request(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    return exception_response(exception or BadRequest())
 
 
-def json_permission_denied(request: HttpRequest, exception=None) -> JsonResponse:
-    return JsonResponse({"error": "forbidden"}, status=403)
+def json_permission_denied(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    return exception_response(exception or PermissionDenied())
 
 
-def json_not_found(request: HttpRequest, exception=None) -> JsonResponse:
-    return JsonResponse({"error": f"no such endpoint: {request.path}"}, status=404)
+def json_not_found(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    return error_response(404, f"no such endpoint: {request.path}")
 
 
-def json_server_error(request: HttpRequest) -> JsonResponse:
-    return JsonResponse({"error": "internal server error"}, status=500)
+def json_server_error(request: HttpRequest) -> HttpResponse:
+    return error_response(UNHANDLED.status, UNHANDLED.message)
 
 
 # Last: any other path is a JSON 404, also with DEBUG on (whose 404 page would be HTML). CSRF-exempt:

@@ -7,6 +7,7 @@ import logging
 from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
+from core.errors import DATABASE_RETRY
 from core.http import json_get_only
 
 logger = logging.getLogger("memcloud.ops")
@@ -26,5 +27,7 @@ def ready(request: HttpRequest) -> JsonResponse:
             cursor.fetchone()
     except Exception as exc:  # any database failure means: not ready
         logger.warning("not ready: %s", exc)
-        return JsonResponse({"status": "unavailable", "error": "database unavailable"}, status=503)
+        # Its own body (a probe's status), but the Retry-After of every database outage's 503.
+        return JsonResponse({"status": "unavailable", "error": "database unavailable"}, status=503,
+                            headers=DATABASE_RETRY)
     return JsonResponse({"status": "ok"})

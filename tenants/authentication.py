@@ -11,6 +11,7 @@ from rest_framework import exceptions
 from rest_framework.authentication import BaseAuthentication
 
 from core.audit import audit
+from core.errors import Forbidden
 
 from .keys import hash_key, parse_prefix, verify
 from .models import ApiKey, Scope
@@ -69,7 +70,7 @@ class ApiKeyAuthentication(BaseAuthentication):
             self._fail(prefix, "API key has expired")
         tenant = api_key.tenant
         if not tenant.is_active:
-            raise exceptions.PermissionDenied(f"tenant {tenant.slug!r} is inactive")
+            raise Forbidden(f"tenant {tenant.slug!r} is inactive")
         key_touch(api_key=api_key)
         return self._accept(request, tenant, api_key)
 
@@ -79,7 +80,7 @@ class ApiKeyAuthentication(BaseAuthentication):
     @staticmethod
     def _accept(request, tenant, api_key):
         if not tenant.is_active:
-            raise exceptions.PermissionDenied(f"tenant {tenant.slug!r} is inactive")
+            raise Forbidden(f"tenant {tenant.slug!r} is inactive")
         request._request.tenant_slug = tenant.slug  # for the request log line
         return tenant, api_key
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 from rest_framework import exceptions
 from rest_framework.permissions import BasePermission
 
+from core.errors import Forbidden
+
 from .models import SCOPE_RANK, Scope, Tenant
 
 
@@ -17,5 +19,5 @@ class HasScope(BasePermission):
             # HEAD is a GET without the body: the same scope.
             needed = needed.get("GET" if request.method == "HEAD" else request.method, Scope.ADMIN)
         if SCOPE_RANK[request.auth.scope] < SCOPE_RANK[needed]:
-            raise exceptions.PermissionDenied(f"this API key lacks the '{needed}' scope this endpoint needs")
+            raise Forbidden(f"this API key lacks the '{needed}' scope this endpoint needs")
         return True
