@@ -27,11 +27,11 @@ def tenant_create(
     max_episodes: int | None = None,
     default_ttl_secs: int | None = None,
 ) -> Tenant:
-    if not re.match(SLUG_PATTERN, slug):
+    if not re.fullmatch(SLUG_PATTERN, slug):  # re.match: `$` also matches before a final newline
         raise InvalidInput(f"slug: must match {SLUG_PATTERN}")
     if metric not in Metric.values:
         raise InvalidInput(f"metric: must be one of {', '.join(Metric.values)}")
-    dim = dim or settings.AGENT_MEM_DIM
+    dim = settings.AGENT_MEM_DIM if dim is None else dim  # 0 is a bad dim, not "the default"
     if dim < 1 or dim > 65536:
         raise InvalidInput("dim: must be between 1 and 65536")
     if default_ttl_secs is not None and default_ttl_secs < 1:

@@ -9,6 +9,7 @@ import pytest
 
 from tests.support.database import drop_database, fresh_database_env
 from tests.support.server import LiveServer
+from tests.support.tenants import RIVAL_TASK_ID
 
 pytest_plugins = ["tests.support.redis"]  # redis_url, closed_port_url
 
@@ -29,13 +30,22 @@ def make_tenant(db):
 
 
 @pytest.fixture
-def tenant(make_tenant):
+def tenant(make_tenant, other_tenant):
+    """The tenant "acme": (tenant, admin key). The rival (`other_tenant`) always exists beside it,
+    with an episode of its own, so that every test runs where there is someone else's data to leak."""
     return make_tenant("acme")
 
 
 @pytest.fixture
 def other_tenant(make_tenant):
-    return make_tenant("rival")
+    """The second tenant "rival": (tenant, admin key), holding one episode (task_id RIVAL_TASK_ID)."""
+    from episodes.services import episodes_store
+
+    rival, raw = make_tenant("rival")
+    embedding = [0.0] * rival.dim
+    embedding[0] = 1.0
+    episodes_store(tenant=rival, episodes=[{"task_id": RIVAL_TASK_ID, "state_embedding": embedding, "reward": 1.0}])
+    return rival, raw
 
 
 @pytest.fixture

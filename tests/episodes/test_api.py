@@ -8,6 +8,7 @@ import pytest
 
 from episodes.models import Episode
 from tests.episodes.bodies import DIM, ep, vec
+from tests.support.tenants import RIVAL_TASK_ID
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -254,8 +255,9 @@ def test_tenants_are_isolated(api, tenant, other_tenant):
     b = api.as_key(key_b)
     assert b.get(f"/v1/episodes/{eid}").status_code == 404
     assert b.delete(f"/v1/episodes/{eid}").status_code == 404
-    assert b.post("/v1/query", {"query_embedding": vec(1.0)}, format="json").json() == {"episodes": []}
-    assert b.post("/v1/prune/keep-newest", {"n": 0}, format="json").json() == {"removed": 0}
+    hits = b.post("/v1/query", {"query_embedding": vec(1.0)}, format="json").json()["episodes"]
+    assert [h["task_id"] for h in hits] == [RIVAL_TASK_ID]  # its own episode only
+    assert b.post("/v1/prune/keep-newest", {"n": 0}, format="json").json() == {"removed": 1}  # its own
     assert b.get("/v1/stats").json()["episodes"] == 0
     # The same client-chosen id in another tenant is a different episode.
     assert b.post("/v1/episodes", ep(id=eid, reward=3.0), format="json").status_code == 201

@@ -169,7 +169,7 @@ def test_checkpoint_command_writes_every_tenant(tenant, other_tenant, tmp_path, 
 
     settings.AGENT_MEM_DATA_DIR = tmp_path
     out = call_command("checkpoint", "--all")
-    assert "checkpoint of acme: 0 episodes" in out and "checkpoint of rival: 0 episodes" in out
+    assert "checkpoint of acme: 0 episodes" in out and "checkpoint of rival: 1 episodes" in out
     assert checkpoint.current_manifest("acme").count == 0
     from django.core.management.base import CommandError
     with pytest.raises(CommandError):

@@ -163,11 +163,11 @@ def test_symlinked_snapshots_are_refused(api, tenant, data_dir, tmp_path):
     assert client.post("/v1/save", {"path": "link"}, format="json").status_code == 200  # replaces the link
     assert outside.read_text() == "secret\n" and not (folder / "link").is_symlink()
     # A tenant folder that is a symlink elsewhere is refused outright.
-    (data_dir / "rival").symlink_to(tmp_path)
+    (data_dir / "linked").symlink_to(tmp_path)
     from tenants.services import key_issue, tenant_create
 
-    _, rival_key = key_issue(tenant=tenant_create(slug="rival", dim=DIM), scope="admin")
-    r = api.as_key(rival_key).post("/v1/save", {"path": "x"}, format="json")
+    _, linked_key = key_issue(tenant=tenant_create(slug="linked", dim=DIM), scope="admin")
+    r = api.as_key(linked_key).post("/v1/save", {"path": "x"}, format="json")
     assert r.status_code == 400 and not (tmp_path / "snapshots").exists()
 
 
@@ -182,12 +182,12 @@ def test_tenants_cannot_see_load_or_overwrite_each_others_snapshots(api, tenant,
     client_b = api.as_key(key_b)
     assert client_b.get("/v1/snapshots").json() == {"snapshots": []}
     assert client_b.post("/v1/load", {"path": "shared-name"}, format="json").status_code == 404
-    assert client_b.post("/v1/save", {"path": "shared-name"}, format="json").json()["episodes"] == 0
+    assert client_b.post("/v1/save", {"path": "shared-name"}, format="json").json()["episodes"] == 1  # its own
     assert a_file.read_bytes() == a_bytes
-    assert [s["episodes"] for s in client_b.get("/v1/snapshots").json()["snapshots"]] == [0]
+    assert [s["episodes"] for s in client_b.get("/v1/snapshots").json()["snapshots"]] == [1]
     assert api.as_key(key_a).post("/v1/load", {"path": "shared-name"}, format="json").json()["episodes"] == 5
     assert query_ids(api.as_key(key_a)) == sorted(ids_a)
-    assert Episode.objects.filter(tenant=b).count() == 0
+    assert Episode.objects.filter(tenant=b).count() == 1  # its own, untouched by acme's load
     # A snapshot moved by the operator between tenants of the same dim loads (header tenant is informational).
     (data_dir / "rival" / "snapshots" / "moved").write_bytes(a_bytes)
     assert api.as_key(key_b).post("/v1/load", {"path": "moved"}, format="json").json()["episodes"] == 5

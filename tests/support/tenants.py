@@ -7,6 +7,9 @@ import uuid
 import httpx
 import numpy as np
 
+# The task_id of the one episode the in-process `other_tenant` ("rival") always holds (tests/conftest.py).
+RIVAL_TASK_ID = "rival-secret"
+
 
 def auth(key: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}"}
