@@ -36,6 +36,12 @@ def tenant_create(
         raise InvalidInput("dim: must be between 1 and 65536")
     if default_ttl_secs is not None and default_ttl_secs < 1:
         raise InvalidInput("default_ttl_secs: must be at least 1 (leave it out to keep episodes forever)")
+    if rate_limit is not None and rate_limit < 1:
+        raise InvalidInput("rate_limit: must be at least 1 (leave it out to use AGENT_MEM_RATE_LIMIT)")
+    if max_episodes is not None and max_episodes < 0:
+        raise InvalidInput("max_episodes: must not be negative (leave it out for no quota)")
+    if len(name) > Tenant._meta.get_field("name").max_length:
+        raise InvalidInput(f"name: at most {Tenant._meta.get_field('name').max_length} characters")
     try:
         with transaction.atomic():
             tenant = Tenant.objects.create(

@@ -9,7 +9,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from memcloud.errors import Conflict, InvalidInput, NotFound
+from core.errors import Conflict, InvalidInput, NotFound
 from tenants.keys import verify
 from tenants.models import ApiKey, Tenant
 from tenants.services import key_issue, key_revoke, key_roll, tenant_create, tenant_get_or_create_default
@@ -78,17 +78,17 @@ def test_it_rejects_a_default_ttl_below_one_second(ttl):
     refused(InvalidInput, "default_ttl_secs", slug="x", dim=8, default_ttl_secs=ttl)
 
 
-@pytest.mark.xfail(strict=True, reason="bug: a negative or zero rate_limit is not validated (the database's check "
-                                       "fails and is reported as 'slug: already exists', or 0 is stored)")
 @pytest.mark.parametrize("rate_limit", [0, -1])
 def test_it_rejects_a_rate_limit_below_one(rate_limit):
     refused(InvalidInput, "rate_limit", slug="x", dim=8, rate_limit=rate_limit)
 
 
-@pytest.mark.xfail(strict=True, reason="bug: a negative max_episodes is not validated (the database's check fails "
-                                       "and is reported as 'slug: already exists')")
 def test_it_rejects_a_negative_quota():
     refused(InvalidInput, "max_episodes", slug="x", dim=8, max_episodes=-1)
+
+
+def test_it_rejects_a_name_longer_than_the_column():
+    refused(InvalidInput, "name", slug="x", dim=8, name="n" * 201)
 
 
 def test_it_creates_nothing_when_the_tenant_is_refused():
