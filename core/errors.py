@@ -17,6 +17,7 @@ logger = logging.getLogger("core.errors")
 
 class MemcloudError(Exception):
     status = 400
+    headers: dict[str, str] | None = None  # extra response headers, e.g. Retry-After on a 503
 
 
 class InvalidInput(MemcloudError):
@@ -73,7 +74,7 @@ def first_message(detail: Any, path: str = "") -> str:
 
 def exception_handler(exc: Exception, context: dict) -> Response:
     if isinstance(exc, MemcloudError):
-        return Response({"error": str(exc)}, status=exc.status)
+        return Response({"error": str(exc)}, status=exc.status, headers=exc.headers)
     if isinstance(exc, RequestDataTooBig):
         return Response({"error": "request body is too large"}, status=413)
     if isinstance(exc, Http404):

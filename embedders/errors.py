@@ -1,0 +1,34 @@
+"""The embedder's failures, each with the status the API answers (docs/api.md §4, Embedders).
+
+Nothing is stored when one is raised: the embedding happens before any write."""
+
+from __future__ import annotations
+
+from core.errors import InvalidInput, MemcloudError
+
+
+class EmbedderError(MemcloudError):
+    """Base of every embedder failure; the message names `embedder` and the cause."""
+
+
+class EmbedderUnavailable(EmbedderError):
+    """Provider unreachable, timed out, rate limiting us, or the local model cannot load: retry later."""
+
+    status = 503
+
+    def __init__(self, message: str, *, retry_after: int = 1):
+        super().__init__(message)
+        self.headers = {"Retry-After": str(max(1, int(retry_after)))}
+
+
+class EmbedderBadAnswer(EmbedderError):
+    """The provider failed (5xx) or answered something unusable (malformed, wrong count or dim,
+    non-finite values), or refused our credentials: the fault is upstream, not the client's."""
+
+    status = 502
+
+
+class EmbedderRejected(EmbedderError, InvalidInput):
+    """The provider refused the input (a 4xx other than 401/403/429): the client can fix it."""
+
+    status = 400
