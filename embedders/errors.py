@@ -22,13 +22,14 @@ class EmbedderUnavailable(EmbedderError):
 
 
 class EmbedderBadAnswer(EmbedderError):
-    """The provider failed (5xx) or answered something unusable (malformed, wrong count or dim,
-    non-finite values), or refused our credentials: the fault is upstream, not the client's."""
+    """The provider failed (5xx), answered something unusable (malformed, wrong count or dim,
+    non-finite values), refused our credentials (401/403) or has no such model or endpoint (404):
+    the fault is upstream or in the deployment's configuration, not the client's."""
 
     status = 502
 
 
 class EmbedderRejected(EmbedderError, InvalidInput):
-    """The provider refused the input (a 4xx other than 401/403/429): the client can fix it."""
+    """The provider refused the input (a 4xx other than 401/403/404/429): the client can fix it."""
 
     status = 400

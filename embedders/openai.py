@@ -61,6 +61,10 @@ def _provider_message(response: httpx.Response) -> str:
         error = body.get("error")
         if isinstance(error, dict) and error.get("message"):
             return str(error["message"])[:300]
+        detail = body.get("detail")
+        if isinstance(detail, list) and detail and isinstance(detail[0], dict) and detail[0].get("msg"):
+            # FastAPI's validation errors (Infinity, TEI front-ends): the messages, not the echoed input.
+            return "; ".join(str(item.get("msg")) for item in detail[:3] if isinstance(item, dict))[:300]
         for key in ("error", "detail", "message"):
             if body.get(key):
                 return str(body[key])[:300]
@@ -78,6 +82,9 @@ class OpenAIEmbedder(Embedder):
         # httpx.Client is thread-safe and keeps connections alive across requests of this worker.
         self._client = httpx.Client(headers=headers, timeout=config.timeout_secs)
         self._endpoint = config.url.rstrip("/") + "/embeddings"
+
+    def close(self) -> None:
+        self._client.close()
 
     @property
     def dim(self) -> int:
@@ -147,6 +154,9 @@ class OpenAIEmbedder(Embedder):
         if status in (401, 403):  # our credentials, not the client's input
             raise EmbedderBadAnswer(f"embedder: {self.name}: the provider refused our credentials ({status}): "
                                     f"{_provider_message(response)}")
+        if status == 404:  # no such model or endpoint: the deployment's configuration, not the input
+            raise EmbedderBadAnswer(f"embedder: {self.name}: the provider has no such model or endpoint "
+                                    f"({status} from {self._endpoint}): {_provider_message(response)}")
         if status >= 400:
             raise EmbedderRejected(f"embedder: {self.name}: the provider refused the input ({status}): "
                                    f"{_provider_message(response)}")

@@ -7,8 +7,10 @@ import threading
 import numpy as np
 from django.conf import settings
 
+from core.errors import InvalidInput
+
 from .base import Embedder, checked
-from .errors import EmbedderBadAnswer
+from .errors import EmbedderBadAnswer, EmbedderUnavailable
 from .local import LocalEmbedder
 from .openai import OpenAIEmbedder, ProviderConfig
 from .spec import parse_spec
@@ -52,7 +54,13 @@ def dim_of(spec: str) -> int:
     parsed = parse_spec(spec)
     if parsed.dim is not None:
         return parsed.dim
-    return embedder_for(spec).dim
+    try:
+        return embedder_for(spec).dim
+    except EmbedderUnavailable as exc:
+        if parsed.kind == "openai":
+            raise  # the provider is down: retry later
+        # A local model that cannot load now will not load later either: refuse the spec.
+        raise InvalidInput(str(exc)) from None
 
 
 def embed(spec: str, texts: list[str], *, dim: int) -> np.ndarray:
@@ -66,7 +74,10 @@ def embed(spec: str, texts: list[str], *, dim: int) -> np.ndarray:
     return checked(vectors, count=len(texts), dim=dim, name=embedder.name)
 
 
-def reset() -> None:
-    """Forget every embedder (tests that change the provider settings)."""
+def reset(*, kind: str | None = None) -> None:
+    """Forget the embedders (of one kind): their settings are read again on next use."""
     with _lock:
-        _embedders.clear()
+        for key in [key for key in _embedders if kind is None or parse_spec(key).kind == kind]:
+            embedder = _embedders.pop(key)
+            if isinstance(embedder, OpenAIEmbedder):
+                embedder.close()
