@@ -4,9 +4,12 @@ batching, and each failure with its own status."""
 
 from __future__ import annotations
 
+import contextlib
 import socket
+import threading
 import time
 
+import httpx
 import numpy as np
 import pytest
 from rest_framework.test import APIRequestFactory
@@ -120,3 +123,45 @@ def test_no_provider_configured_is_a_503(settings):
             embedder_for("openai:any@8").embed(["hello"])
     finally:
         reset(kind="openai")
+
+
+def _late_relay(port: int, target: tuple[str, int], delay: float) -> threading.Thread:
+    """After `delay` seconds, listen on `port` and pipe one connection's bytes to the real server:
+    the provider "comes up" late, its answers untouched."""
+
+    def pipe(src: socket.socket, dst: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while chunk := src.recv(65536):
+                dst.sendall(chunk)
+        with contextlib.suppress(OSError):
+            dst.shutdown(socket.SHUT_WR)
+
+    def serve() -> None:
+        time.sleep(delay)
+        with socket.create_server(("127.0.0.1", port)) as listener:
+            listener.settimeout(30)
+            client, _ = listener.accept()
+            with client, socket.create_connection(target) as upstream:
+                back = threading.Thread(target=pipe, args=(upstream, client))
+                back.start()
+                pipe(client, upstream)
+                back.join(30)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_a_provider_that_comes_up_late_is_reached_by_retrying(provider, settings, minilm):
+    port = free_port()
+    upstream = httpx.URL(provider.url)
+    relay = _late_relay(port, (upstream.host, upstream.port), delay=0.5)
+    settings.AGENT_MEM_EMBEDDINGS_URL = f"http://127.0.0.1:{port}/v1"
+    settings.AGENT_MEM_EMBEDDINGS_RETRIES = 5
+    settings.AGENT_MEM_EMBEDDINGS_BACKOFF_MS = 200  # waits 0.2, 0.4, 0.8 ...: up after the second
+    reset(kind="openai")
+    started = time.monotonic()
+    vectors = embedder_for(spec_of(provider, 384)).embed(["hello"])
+    assert time.monotonic() - started >= 0.5
+    np.testing.assert_allclose(vectors, minilm.embed(["hello"]), atol=1e-4)
+    relay.join(30)
