@@ -165,3 +165,11 @@ def test_a_provider_that_comes_up_late_is_reached_by_retrying(provider, settings
     assert time.monotonic() - started >= 0.5
     np.testing.assert_allclose(vectors, minilm.embed(["hello"]), atol=1e-4)
     relay.join(30)
+
+
+@pytest.mark.django_db
+def test_a_tenant_takes_its_dim_from_one_probe_call(provider):
+    from tenants.services import tenant_create
+
+    tenant = tenant_create(slug="remote", embedder=spec_of(provider))
+    assert (tenant.dim, tenant.embedder) == (384, f"openai:{provider.model}")
