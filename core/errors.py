@@ -23,6 +23,7 @@ logger = logging.getLogger("core.errors")
 
 class MemcloudError(Exception):
     status = 400
+    headers: dict[str, str] | None = None  # extra response headers, e.g. Retry-After on a 503
 
 
 class InvalidInput(MemcloudError):
@@ -134,6 +135,8 @@ def answer_for(exc: BaseException) -> ErrorAnswer:
     if rule.log is not None:
         logger.log(rule.log, "%s: %s", rule.message or type(exc).__name__, exc, exc_info=rule.traceback)
     headers = dict(rule.headers)
+    if isinstance(exc, MemcloudError) and exc.headers:
+        headers.update(exc.headers)  # e.g. an unreachable embedder's Retry-After
     if isinstance(exc, drf_exceptions.APIException):
         # What DRF's own handler adds: the challenge of a 401 and the wait of a throttle.
         if getattr(exc, "auth_header", None):

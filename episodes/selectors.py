@@ -197,6 +197,7 @@ def tenant_stats(*, tenant: Tenant) -> dict[str, Any]:
         "episodes": live_count(tenant=tenant),
         "rate_limit": rate_limit,
         "max_episodes": tenant.max_episodes,
+        "embedder": tenant.embedder or None,
     }
 
 

@@ -382,3 +382,4 @@ class StatsResponse(serializers.Serializer):
     episodes = serializers.IntegerField()
     rate_limit = serializers.IntegerField(allow_null=True)
     max_episodes = serializers.IntegerField(allow_null=True)
+    embedder = serializers.CharField(allow_null=True, help_text="The tenant's embedder spec; null: none.")

@@ -172,6 +172,14 @@ AGENT_MEM_MAX_TOP_K = env_int("AGENT_MEM_MAX_TOP_K", 1000, minimum=1)
 AGENT_MEM_INDEX_MEMORY_MB = env_int("AGENT_MEM_INDEX_MEMORY_MB", 1024, minimum=1)
 # The server's expiry sweep runs at most once per this many seconds across all workers; 0: never.
 AGENT_MEM_EXPIRE_INTERVAL_SECS = env_int("AGENT_MEM_EXPIRE_INTERVAL_SECS", 60, minimum=0)
+# Tenant embedders of the form openai:<model> (docs/api.md §2, Embedders): the provider's base URL
+# (`/embeddings` is appended), its key, and how it is called.
+AGENT_MEM_EMBEDDINGS_URL = env_str("AGENT_MEM_EMBEDDINGS_URL").rstrip("/")
+AGENT_MEM_EMBEDDINGS_API_KEY = env_str("AGENT_MEM_EMBEDDINGS_API_KEY")
+AGENT_MEM_EMBEDDINGS_TIMEOUT_SECS = env_int("AGENT_MEM_EMBEDDINGS_TIMEOUT_SECS", 10, minimum=1)
+AGENT_MEM_EMBEDDINGS_BATCH = env_int("AGENT_MEM_EMBEDDINGS_BATCH", 64, minimum=1)
+AGENT_MEM_EMBEDDINGS_RETRIES = env_int("AGENT_MEM_EMBEDDINGS_RETRIES", 2, minimum=0)
+AGENT_MEM_EMBEDDINGS_BACKOFF_MS = env_int("AGENT_MEM_EMBEDDINGS_BACKOFF_MS", 500, minimum=0)
 REDIS_URL = env_str("REDIS_URL")
 # Set by gunicorn.conf.py: prometheus_client's multiprocess mode, summed by the /metrics view.
 PROMETHEUS_MULTIPROC_DIR = env_str("PROMETHEUS_MULTIPROC_DIR")

@@ -2,15 +2,43 @@
 
 from __future__ import annotations
 
+from django import forms
 from django.contrib import admin, messages
 from django.db import transaction
 from django.utils import timezone
 
 from core.audit import audit
+from core.errors import MemcloudError
 
 from .keys import make_key
 from .models import ApiKey, Tenant, TenantState
-from .services import key_revoke, key_roll
+from .services import embedder_and_dim, key_revoke, key_roll
+
+
+class TenantAddForm(forms.ModelForm):
+    """A new tenant: with an embedder, its dim comes from the embedder (the same rule as createtenant)."""
+
+    class Meta:
+        model = Tenant
+        fields = "__all__"
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["dim"].required = False
+        self.fields["dim"].help_text = "Leave empty with an embedder: its own dim is used."
+
+    def clean(self):
+        data = super().clean()
+        try:
+            data["embedder"], dim = embedder_and_dim(data.get("embedder", ""), data.get("dim"))
+        except MemcloudError as exc:
+            field = "dim" if str(exc).startswith("dim:") else "embedder"
+            self.add_error(field, str(exc))
+            return data
+        if dim is None:
+            self.add_error("dim", "required without an embedder")
+        data["dim"] = dim
+        return data
 
 
 class ApiKeyInline(admin.TabularInline):
@@ -27,14 +55,20 @@ class ApiKeyInline(admin.TabularInline):
 
 @admin.register(Tenant)
 class TenantAdmin(admin.ModelAdmin):
-    list_display = ("slug", "name", "dim", "metric", "is_active", "rate_limit", "max_episodes", "episodes", "created")
+    list_display = ("slug", "name", "dim", "metric", "embedder", "is_active", "rate_limit", "max_episodes",
+                    "episodes", "created")
     list_filter = ("is_active", "metric")
     search_fields = ("slug", "name")
     inlines = [ApiKeyInline]
 
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        if obj is None:
+            kwargs["form"] = TenantAddForm
+        return super().get_form(request, obj, change=change, **kwargs)
+
     def get_readonly_fields(self, request, obj=None):
-        # dim and metric shape every stored embedding: fixed once the tenant exists.
-        return ("slug", "dim", "metric", "created") if obj else ("created",)
+        # dim, metric and the embedder shape every stored embedding: fixed once the tenant exists.
+        return ("slug", "dim", "metric", "embedder", "created") if obj else ("created",)
 
     @admin.display(description="episodes")
     def episodes(self, obj: Tenant) -> int:

@@ -37,6 +37,11 @@ class Tenant(models.Model):
     default_ttl_secs = models.PositiveBigIntegerField(
         null=True, blank=True, help_text="Default time to live of new episodes; empty: keep forever."
     )
+    embedder = models.CharField(
+        max_length=300, blank=True, default="",
+        help_text="local-minilm, sentence-transformers:<model or path>, openai:<model>[@<dim>]; empty: none. "
+                  "Sets dim; fixed once the tenant exists.",
+    )
     created = models.DateTimeField(default=timezone.now, editable=False)
 
     class Meta:

@@ -12,6 +12,7 @@ from django.utils import timezone
 
 from core.audit import audit
 from core.errors import Conflict, InvalidInput, NotFound
+from embedders import dim_of, parse_spec
 
 from .keys import make_key
 from .models import SLUG_PATTERN, ApiKey, Metric, Scope, Tenant, TenantState
@@ -26,11 +27,13 @@ def tenant_create(
     rate_limit: int | None = None,
     max_episodes: int | None = None,
     default_ttl_secs: int | None = None,
+    embedder: str = "",
 ) -> Tenant:
     if not re.fullmatch(SLUG_PATTERN, slug):  # re.match: `$` also matches before a final newline
         raise InvalidInput(f"slug: must match {SLUG_PATTERN}")
     if metric not in Metric.values:
         raise InvalidInput(f"metric: must be one of {', '.join(Metric.values)}")
+    embedder, dim = embedder_and_dim(embedder, dim)
     dim = settings.AGENT_MEM_DIM if dim is None else dim  # 0 is a bad dim, not "the default"
     if dim < 1 or dim > 65536:
         raise InvalidInput("dim: must be between 1 and 65536")
@@ -46,12 +49,25 @@ def tenant_create(
         with transaction.atomic():
             tenant = Tenant.objects.create(
                 slug=slug, name=name or slug, dim=dim, metric=metric, rate_limit=rate_limit,
-                max_episodes=max_episodes, default_ttl_secs=default_ttl_secs,
+                max_episodes=max_episodes, default_ttl_secs=default_ttl_secs, embedder=embedder,
             )
             TenantState.objects.create(tenant=tenant)
     except IntegrityError:
         raise Conflict(f"slug: tenant {slug!r} already exists") from None
     return tenant
+
+
+def embedder_and_dim(embedder: str | None, dim: int | None) -> tuple[str, int | None]:
+    """The canonical embedder spec ("" for none) and the tenant's dim: the embedder's own when it
+    has one (a different explicit `dim` is refused), else `dim` as given. May load a local model or
+    call the provider once (embedders.dim_of); its failures keep their own status (400/502/503)."""
+    if not embedder or not embedder.strip():
+        return "", dim
+    spec = parse_spec(embedder)
+    width = dim_of(spec.text)
+    if dim is not None and dim != width:
+        raise InvalidInput(f"dim: {dim} differs from the embedder's {width} ({spec.text}); leave dim out")
+    return spec.text, width
 
 
 def tenant_get_or_create_default() -> Tenant:

@@ -49,10 +49,17 @@ def test_it_runs_as_a_non_root_user(build_and_runtime):
 def test_it_installs_only_pinned_runtime_requirements(build_and_runtime):
     build, _ = build_and_runtime
     installs = [run for run in build.all("RUN") if "pip install" in run]
-    assert installs == ["pip install --no-cache-dir -r requirements.txt"]
-    for line in (REPO / "requirements.txt").read_text().splitlines():
-        line = line.split("#")[0].strip()
-        assert not line or "==" in line, f"unpinned requirement: {line}"
+    assert installs == [
+        "pip install --no-cache-dir -r requirements.txt",
+        # The embeddings extra, only with --build-arg WITH_EMBEDDINGS=1 (off by default).
+        'if [ "$WITH_EMBEDDINGS" = "1" ]; then pip install --no-cache-dir --extra-index-url "$TORCH_INDEX_URL" '
+        "-r requirements-embeddings.txt; fi",
+    ]
+    assert "WITH_EMBEDDINGS=0" in build.all("ARG")
+    for name in ("requirements.txt", "requirements-embeddings.txt"):
+        for line in (REPO / name).read_text().splitlines():
+            line = line.split("#")[0].strip()
+            assert not line or "==" in line, f"unpinned requirement in {name}: {line}"
 
 
 def test_it_bakes_in_no_secret(build_and_runtime):

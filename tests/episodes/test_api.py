@@ -222,7 +222,7 @@ def test_stats(api, tenant):
     client = api.as_key(key)
     client.post("/v1/episodes", ep(), format="json")
     assert client.get("/v1/stats").json() == {"tenant": "acme", "dim": DIM, "metric": "cosine", "episodes": 1,
-                                              "rate_limit": None, "max_episodes": None}
+                                              "rate_limit": None, "max_episodes": None, "embedder": None}
 
 
 def test_quota_refuses_a_store_that_would_exceed_it(api, make_tenant):

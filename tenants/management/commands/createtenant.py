@@ -16,14 +16,18 @@ class Command(BaseCommand):
         parser.add_argument("--rate-limit", type=int, default=None, help="requests per window")
         parser.add_argument("--max-episodes", type=int, default=None)
         parser.add_argument("--default-ttl-secs", type=int, default=None)
+        parser.add_argument("--embedder", default="", metavar="SPEC",
+                            help="local-minilm | sentence-transformers:<model or path> | openai:<model>[@<dim>]; "
+                                 "sets the dim")
 
     def handle(self, *args, **opts):
         try:
             tenant = tenant_create(
                 slug=opts["slug"], name=opts["name"], dim=opts["dim"], metric=opts["metric"],
                 rate_limit=opts["rate_limit"], max_episodes=opts["max_episodes"],
-                default_ttl_secs=opts["default_ttl_secs"],
+                default_ttl_secs=opts["default_ttl_secs"], embedder=opts["embedder"],
             )
         except MemcloudError as exc:
             raise CommandError(str(exc)) from None
-        return f"created tenant {tenant.slug} (dim {tenant.dim}, {tenant.metric})"
+        embedder = f", embedder {tenant.embedder}" if tenant.embedder else ""
+        return f"created tenant {tenant.slug} (dim {tenant.dim}, {tenant.metric}{embedder})"
