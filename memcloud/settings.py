@@ -54,6 +54,24 @@ if not SECRET_KEY:
 
 ALLOWED_HOSTS = [h.strip() for h in env_str("DJANGO_ALLOWED_HOSTS", "*").split(",") if h.strip()]
 
+# --- HTTPS behind the ingress (docs/deploy.md, "HTTPS") ---
+# TLS ends at the ingress, which sets X-Forwarded-Proto on every request it forwards (and
+# overwrites a client's): Django then knows the original scheme, for CSRF's origin checks.
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# Cookies only over HTTPS in production; dev (`make run`) serves plain HTTP on loopback.
+SESSION_COOKIE_SECURE = env_bool("DJANGO_SECURE_COOKIES", not DEBUG)
+CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+# HSTS: a year in production, off in development (a browser would then refuse http://localhost).
+SECURE_HSTS_SECONDS = env_int("DJANGO_HSTS_SECONDS", 0 if DEBUG else 31536000, minimum=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("DJANGO_HSTS_INCLUDE_SUBDOMAINS", True)
+SECURE_HSTS_PRELOAD = env_bool("DJANGO_HSTS_PRELOAD", True)
+# The redirect to HTTPS is the ingress's job (ingress-nginx redirects whenever the host has TLS):
+# here it would also redirect the kubelet's plain-HTTP probes and in-cluster scrapes.
+SECURE_SSL_REDIRECT = env_bool("DJANGO_SSL_REDIRECT", False)
+# security.W008 says "SECURE_SSL_REDIRECT is off"; silenced only while it is, because the ingress
+# redirects instead (above). Turning the redirect on brings the check back.
+SILENCED_SYSTEM_CHECKS = [] if SECURE_SSL_REDIRECT else ["security.W008"]
+
 INSTALLED_APPS = [
     "django.contrib.admin",
     "django.contrib.auth",
