@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import os
 from pathlib import Path
 
@@ -39,6 +40,16 @@ def env_bool(name: str, default: bool) -> bool:
     if raw in {"0", "false", "no", "off"}:
         return False
     raise ImproperlyConfigured(f"{name} must be a boolean (1/0, true/false), got {raw!r}")
+
+
+def env_networks(name: str, default: tuple[str, ...]) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    """Comma-separated CIDRs (a bare address is a /32 or /128)."""
+    raw = os.environ.get(name, "").strip()
+    items = [part.strip() for part in raw.split(",") if part.strip()] if raw else list(default)
+    try:
+        return tuple(ipaddress.ip_network(item, strict=False) for item in items)
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"{name} must be comma-separated CIDRs: {exc}") from None
 
 
 DEBUG = env_bool("DJANGO_DEBUG", True)
@@ -190,6 +201,14 @@ AGENT_MEM_INDEX_MEMORY_MB = env_int("AGENT_MEM_INDEX_MEMORY_MB", 1024, minimum=1
 # The server's expiry sweep runs at most once per this many seconds across all workers; 0: never.
 AGENT_MEM_EXPIRE_INTERVAL_SECS = env_int("AGENT_MEM_EXPIRE_INTERVAL_SECS", 60, minimum=0)
 REDIS_URL = env_str("REDIS_URL")
+# Who may read /metrics (ops/access.py): a bearer token, or source networks (the scraper's pod
+# network; X-Forwarded-For is not trusted). Neither set: loopback in development, so `make run`
+# users can curl it, and nobody in production.
+AGENT_MEM_METRICS_TOKEN = env_str("AGENT_MEM_METRICS_TOKEN")
+AGENT_MEM_METRICS_ALLOW = env_networks(
+    "AGENT_MEM_METRICS_ALLOW", ("127.0.0.0/8", "::1/128") if DEBUG and not AGENT_MEM_METRICS_TOKEN else ())
+# /dashboard shows its aggregates to anyone only when this is on; else staff signed in to the admin.
+AGENT_MEM_PUBLIC_DASHBOARD = env_bool("AGENT_MEM_PUBLIC_DASHBOARD", False)
 # Set by gunicorn.conf.py: prometheus_client's multiprocess mode, summed by the /metrics view.
 PROMETHEUS_MULTIPROC_DIR = env_str("PROMETHEUS_MULTIPROC_DIR")
 if PROMETHEUS_MULTIPROC_DIR:
