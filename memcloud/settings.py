@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import os
 from pathlib import Path
 
@@ -41,6 +42,16 @@ def env_bool(name: str, default: bool) -> bool:
     raise ImproperlyConfigured(f"{name} must be a boolean (1/0, true/false), got {raw!r}")
 
 
+def env_networks(name: str, default: tuple[str, ...]) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    """Comma-separated CIDRs (a bare address is a /32 or /128)."""
+    raw = os.environ.get(name, "").strip()
+    items = [part.strip() for part in raw.split(",") if part.strip()] if raw else list(default)
+    try:
+        return tuple(ipaddress.ip_network(item, strict=False) for item in items)
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"{name} must be comma-separated CIDRs: {exc}") from None
+
+
 DEBUG = env_bool("DJANGO_DEBUG", True)
 SECRET_KEY = env_str("DJANGO_SECRET_KEY")
 if not SECRET_KEY:
@@ -53,6 +64,24 @@ if not SECRET_KEY:
     SECRET_KEY = _key_file.read_text().strip()
 
 ALLOWED_HOSTS = [h.strip() for h in env_str("DJANGO_ALLOWED_HOSTS", "*").split(",") if h.strip()]
+
+# --- HTTPS behind the ingress (docs/deploy.md, "HTTPS") ---
+# TLS ends at the ingress, which sets X-Forwarded-Proto on every request it forwards (and
+# overwrites a client's): Django then knows the original scheme, for CSRF's origin checks.
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# Cookies only over HTTPS in production; dev (`make run`) serves plain HTTP on loopback.
+SESSION_COOKIE_SECURE = env_bool("DJANGO_SECURE_COOKIES", not DEBUG)
+CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+# HSTS: a year in production, off in development (a browser would then refuse http://localhost).
+SECURE_HSTS_SECONDS = env_int("DJANGO_HSTS_SECONDS", 0 if DEBUG else 31536000, minimum=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("DJANGO_HSTS_INCLUDE_SUBDOMAINS", True)
+SECURE_HSTS_PRELOAD = env_bool("DJANGO_HSTS_PRELOAD", True)
+# The redirect to HTTPS is the ingress's job (ingress-nginx redirects whenever the host has TLS):
+# here it would also redirect the kubelet's plain-HTTP probes and in-cluster scrapes.
+SECURE_SSL_REDIRECT = env_bool("DJANGO_SSL_REDIRECT", False)
+# security.W008 says "SECURE_SSL_REDIRECT is off"; silenced only while it is, because the ingress
+# redirects instead (above). Turning the redirect on brings the check back.
+SILENCED_SYSTEM_CHECKS = [] if SECURE_SSL_REDIRECT else ["security.W008"]
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -181,6 +210,14 @@ AGENT_MEM_EMBEDDINGS_BATCH = env_int("AGENT_MEM_EMBEDDINGS_BATCH", 64, minimum=1
 AGENT_MEM_EMBEDDINGS_RETRIES = env_int("AGENT_MEM_EMBEDDINGS_RETRIES", 2, minimum=0)
 AGENT_MEM_EMBEDDINGS_BACKOFF_MS = env_int("AGENT_MEM_EMBEDDINGS_BACKOFF_MS", 500, minimum=0)
 REDIS_URL = env_str("REDIS_URL")
+# Who may read /metrics (ops/access.py): a bearer token, or source networks (the scraper's pod
+# network; X-Forwarded-For is not trusted). Neither set: loopback in development, so `make run`
+# users can curl it, and nobody in production.
+AGENT_MEM_METRICS_TOKEN = env_str("AGENT_MEM_METRICS_TOKEN")
+AGENT_MEM_METRICS_ALLOW = env_networks(
+    "AGENT_MEM_METRICS_ALLOW", ("127.0.0.0/8", "::1/128") if DEBUG and not AGENT_MEM_METRICS_TOKEN else ())
+# /dashboard shows its aggregates to anyone only when this is on; else staff signed in to the admin.
+AGENT_MEM_PUBLIC_DASHBOARD = env_bool("AGENT_MEM_PUBLIC_DASHBOARD", False)
 # Set by gunicorn.conf.py: prometheus_client's multiprocess mode, summed by the /metrics view.
 PROMETHEUS_MULTIPROC_DIR = env_str("PROMETHEUS_MULTIPROC_DIR")
 if PROMETHEUS_MULTIPROC_DIR:

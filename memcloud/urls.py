@@ -9,6 +9,7 @@ from core.errors import UNHANDLED, error_response, exception_response
 from memcloud import schema  # noqa: F401 - registers the OpenAPI extensions
 from ops import dashboard
 from ops import views as ops_views
+from ops.access import scrapers_only
 from ops.metrics import metrics_view
 
 urlpatterns = [
@@ -19,7 +20,7 @@ urlpatterns = [
     path("ready", ops_views.ready, name="ready"),
     path("docs", SpectacularSwaggerView.as_view(url_name="openapi"), name="docs"),
     path("admin/", admin.site.urls),
-    path("metrics", metrics_view, name="metrics"),
+    path("metrics", scrapers_only(metrics_view), name="metrics"),
     path("dashboard", dashboard.dashboard, name="dashboard"),
 ]
 

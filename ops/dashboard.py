@@ -1,5 +1,7 @@
-"""GET /dashboard: health, usage, config and charts of the last hour for everyone; a per-tenant
-table for staff signed in to the admin. Aggregates only otherwise, and never a key."""
+"""GET /dashboard: health, usage, config and charts of the last hour, and a per-tenant table, for
+staff signed in to the admin; anyone else is sent to the admin's login. With
+AGENT_MEM_PUBLIC_DASHBOARD on, everyone sees the aggregates, without the tenant table or any
+filesystem path. Never a key."""
 
 from __future__ import annotations
 
@@ -7,11 +9,14 @@ import time
 from datetime import UTC, datetime
 
 from django.conf import settings
+from django.contrib.auth.views import redirect_to_login
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
+from django.urls import reverse
 from django.views.decorators.http import require_GET
 
 from . import selectors
+from .access import is_staff as staff_request
 from .charts import bar_chart
 
 CHART_MINUTES = 60
@@ -24,11 +29,13 @@ def _clock(minute: int) -> str:
 
 @require_GET
 def dashboard(request: HttpRequest) -> HttpResponse:
+    is_staff = staff_request(request)
+    if not is_staff and not settings.AGENT_MEM_PUBLIC_DASHBOARD:
+        return redirect_to_login(request.get_full_path(), reverse("admin:login"))
     now_minute = int(time.time() // 60)
     first = now_minute - CHART_MINUTES + 1
     series = selectors.usage_per_minute(first_minute=first, last_minute=now_minute)
     labels = (f"{_clock(first)} UTC", f"{_clock(now_minute)} UTC")
-    is_staff = bool(getattr(request, "user", None) and request.user.is_active and request.user.is_staff)
     context = {
         "database_ok": selectors.database_ok(),
         "totals": selectors.usage_totals(since_minute=now_minute - TOTALS_MINUTES + 1),
@@ -40,7 +47,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
             "rate_window": settings.AGENT_MEM_RATE_WINDOW_SECS,
             "rate_backend": "Redis" if settings.REDIS_URL else "database",
             "audit": bool(settings.AGENT_MEM_AUDIT_LOG),
-            "data_dir": settings.AGENT_MEM_DATA_DIR,
+            "data_dir": settings.AGENT_MEM_DATA_DIR if is_staff else None,  # a path is for staff only
         },
         "requests_chart": bar_chart([r for _, r, _, _ in series], title="Requests per minute",
                                     css_id="chart-requests", x_labels=labels),

@@ -36,8 +36,8 @@ locals {
       enabled   = var.ingress_host != null
       className = var.ingress_class_name
       hosts = var.ingress_host == null ? [] : [{
-        host  = var.ingress_host
-        paths = [{ path = "/", pathType = "Prefix" }]
+        # No paths: the chart's public ones (ingress.paths), never /metrics.
+        host = var.ingress_host
       }]
       tls = var.ingress_tls_secret_name == null || var.ingress_host == null ? [] : [{
         hosts      = [var.ingress_host]
@@ -65,6 +65,7 @@ locals {
       { name = "secret.secretKey", value = var.django_secret_key },
     ],
     var.bootstrap_api_key == null ? [] : [{ name = "secret.apiKey", value = var.bootstrap_api_key }],
+    var.metrics_token == null ? [] : [{ name = "secret.metricsToken", value = var.metrics_token }],
   )
 }
 

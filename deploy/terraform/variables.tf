@@ -108,6 +108,13 @@ variable "bootstrap_api_key" {
   sensitive   = true
 }
 
+variable "metrics_token" {
+  description = "AGENT_MEM_METRICS_TOKEN, the bearer token /metrics asks of scrapers (the ServiceMonitor sends it), when existing_secret_name is null. Required then with service_monitor_enabled."
+  type        = string
+  default     = null
+  sensitive   = true
+}
+
 # Ingress
 variable "ingress_host" {
   description = "Public host name; null means no Ingress."

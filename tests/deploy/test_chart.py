@@ -135,3 +135,61 @@ def test_validation_rejects_a_broken_object(full):
     unknown["spec"]["portz"] = []
     with pytest.raises(AssertionError, match="invalid for Kubernetes"):
         chart_check.validate([unknown])
+
+
+def _routes_metrics(path: str, path_type: str) -> bool:
+    """Kubernetes path matching: Prefix by whole path elements, Exact as is."""
+    if path_type == "Exact":
+        return path == "/metrics"
+    trimmed = path.rstrip("/")
+    return trimmed in ("", "/metrics")
+
+
+def _ingress_paths(ingress: dict) -> list[tuple[str, str]]:
+    return [(p["path"], p["pathType"]) for rule in ingress["spec"]["rules"] for p in rule["http"]["paths"]]
+
+
+def test_the_ingress_routes_the_public_paths_and_never_metrics(helm, full, tmp_path):
+    values = tmp_path / "ingress.yaml"
+    values.write_text("ingress:\n  enabled: true\n")  # the default hosts and paths
+    rendered = {o["kind"]: o for o in chart_check.render(helm, values)}
+    for ingress in (full["Ingress"], rendered["Ingress"]):
+        paths = _ingress_paths(ingress)
+        assert ("/v1", "Prefix") in paths and ("/admin", "Prefix") in paths and ("/static", "Prefix") in paths
+        assert not any(_routes_metrics(path, kind) for path, kind in paths), paths
+        assert not any(path in ("/health", "/ready") for path, _ in paths)
+    hosts = {rule["host"]: rule["http"]["paths"] for rule in full["Ingress"]["spec"]["rules"]}
+    assert [p["path"] for p in hosts["admin.example.com"]] == ["/admin", "/static"]  # a host's own paths win
+
+
+@pytest.mark.parametrize("path", ["/", "/metrics", "/metrics/"])
+def test_a_path_that_would_route_metrics_is_refused(helm, tmp_path, path):
+    values = tmp_path / "bad.yaml"
+    values.write_text(f"ingress:\n  enabled: true\n  hosts:\n    - host: a.example.com\n      paths:\n"
+                      f"        - path: {path}\n          pathType: Prefix\n")
+    with pytest.raises(AssertionError, match="would route /metrics"):
+        chart_check.render(helm, values)
+    shared = tmp_path / "shared.yaml"  # the same path in the list every host defaults to
+    shared.write_text(f"ingress:\n  enabled: true\n  paths:\n    - path: {path}\n      pathType: Prefix\n")
+    with pytest.raises(AssertionError, match="would route /metrics"):
+        chart_check.render(helm, shared)
+
+
+def test_the_service_monitor_scrapes_with_the_token_the_pods_expect(full):
+    endpoint = full["ServiceMonitor"]["spec"]["endpoints"][0]
+    assert endpoint["path"] == "/metrics"
+    credentials = endpoint["authorization"]["credentials"]
+    assert endpoint["authorization"]["type"] == "Bearer"
+    assert credentials == {"name": full["Secret"]["metadata"]["name"], "key": "AGENT_MEM_METRICS_TOKEN"}
+    assert full["Secret"]["stringData"]["AGENT_MEM_METRICS_TOKEN"]
+    pod_token = _env(_container(full))["AGENT_MEM_METRICS_TOKEN"]["valueFrom"]["secretKeyRef"]
+    assert (pod_token["name"], pod_token["key"]) == (credentials["name"], credentials["key"])
+    env = _env(_container(full))
+    assert env["AGENT_MEM_METRICS_ALLOW"]["value"] == "10.42.0.0/16"
+    assert env["AGENT_MEM_PUBLIC_DASHBOARD"]["value"] == "1"
+
+
+def test_by_default_metrics_has_no_open_network_and_the_dashboard_is_for_staff(defaults):
+    env = _env(_container(defaults))
+    assert "AGENT_MEM_METRICS_ALLOW" not in env and "AGENT_MEM_PUBLIC_DASHBOARD" not in env
+    assert env["AGENT_MEM_METRICS_TOKEN"]["valueFrom"]["secretKeyRef"]["name"] == "memcloud-secrets"

@@ -80,7 +80,7 @@ def test_chart_values_set_by_the_module_exist_in_the_chart(module):
     for path, _ in leaves:
         assert _chart_has(path), f"the module sets {'.'.join(path)}, which charts/memcloud/values.yaml lacks"
     secret_paths = re.findall(r'name = \\?"(secret\.[A-Za-z]+)', _locals(module["main.tf"])["secret_values"])
-    assert set(secret_paths) == {"secret.databaseUrl", "secret.secretKey", "secret.apiKey"}
+    assert set(secret_paths) == {"secret.databaseUrl", "secret.secretKey", "secret.apiKey", "secret.metricsToken"}
     for dotted in secret_paths:
         assert _chart_has(tuple(dotted.split(".")))
 
@@ -93,7 +93,7 @@ def test_every_variable_is_declared_described_and_used(module):
     assert set(declared) <= used, f"declared but never used: {set(declared) - used}"
     for name, body in declared.items():
         assert _unquote(body.get("description", "")).strip(), f"variable {name} has no description"
-    for name in ("database_url", "django_secret_key", "bootstrap_api_key"):
+    for name in ("database_url", "django_secret_key", "bootstrap_api_key", "metrics_token"):
         assert declared[name]["sensitive"] is True
 
 

@@ -37,10 +37,12 @@ def browser():
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[LiveServer]:
-    """4 workers on a database of their own, so the dashboard's totals are exactly this test's."""
+    """4 workers on a database of their own, so the dashboard's totals are exactly this test's. The
+    public dashboard is on, so that visitors see the aggregates (without it they are sent to the
+    admin's login: tests/ops/test_dashboard.py, tests/e2e/test_metrics.py)."""
     env = fresh_database_env("dash")
     server = LiveServer(workers=4, env={**env, "AGENT_MEM_RATE_LIMIT": "1000", "DJANGO_SUPERUSER_PASSWORD":
-                                        STAFF_PASSWORD})
+                                        STAFF_PASSWORD, "AGENT_MEM_PUBLIC_DASHBOARD": "1"})
     server.migrate()
     server.manage("createsuperuser", "--noinput", "--username", STAFF_USER, "--email", "ops@example.com")
     with server:
@@ -97,6 +99,7 @@ def test_the_dashboard_shows_what_the_test_did(browser, server, traffic):
     assert page.goto(f"{server.url}/dashboard").status == 200
     check_figures(page, traffic)
     assert page.locator("#tenants").count() == 0  # aggregates only for visitors
+    assert page.locator("#config-data-dir").count() == 0  # and no filesystem path
     html = page.content()
     assert not any(slug in html for slug in traffic) and not any(t["key"] in html for t in traffic.values())
     page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
@@ -128,6 +131,7 @@ def test_staff_signed_in_to_the_admin_see_the_tenant_table(browser, server, traf
         assert cells[0] == slug and cells[1] == str(t["episodes"]) and cells[2] == str(t["requests"])
         assert (cells[3] == "never") == (t["requests"] == 0)
     assert not any(t["key"] in page.content() for t in traffic.values())
+    assert text(page, "#config-data-dir")  # staff see where the data lives
     page.screenshot(path=str(ARTIFACTS / "dashboard-staff.png"), full_page=True)
     context.close()
 

@@ -22,6 +22,7 @@ from tests.support.tenants import episode, fresh_client, unique_slug
 
 pytestmark = pytest.mark.e2e
 DIM = 8
+TOKEN = "e2e-scrape-token"  # scrapes carry it; no source network is allowed (the server has a token)
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +30,8 @@ def metrics_server() -> Iterator[LiveServer]:
     """4 workers on a database of its own, so that database-derived gauges are exact too."""
     env = fresh_database_env("metrics")
     prom_dir = tempfile.mkdtemp(prefix="memcloud-prom-test-")
-    server = LiveServer(workers=4, env={**env, "PROMETHEUS_MULTIPROC_DIR": prom_dir})
+    server = LiveServer(workers=4, env={**env, "PROMETHEUS_MULTIPROC_DIR": prom_dir,
+                                        "AGENT_MEM_METRICS_TOKEN": TOKEN, "AGENT_MEM_METRICS_ALLOW": ""})
     server.migrate()
     server.prom_dir = Path(prom_dir)
     with server:
@@ -39,7 +41,7 @@ def metrics_server() -> Iterator[LiveServer]:
 
 def scrape(url: str) -> dict[str, float]:
     """Samples by name and labels, e.g. 'agent_mem_query_total' or 'x{a="b"}'."""
-    r = httpx.get(f"{url}/metrics", timeout=30)  # a new connection: any worker may answer
+    r = httpx.get(f"{url}/metrics", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30)  # any worker
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain")
     out = {}
     for family in text_string_to_metric_families(r.text):
@@ -101,7 +103,7 @@ def test_counters_are_exact_whichever_worker_answers(metrics_server):
         assert m['agent_mem_request_duration_seconds_count{endpoint="query",method="POST",status="200"}'] == answered
         assert m['agent_mem_request_duration_seconds_count{endpoint="query",method="POST",status="400"}'] == 2
         assert m["agent_mem_index_cache_bytes"] > 0
-    text = httpx.get(f"{server.url}/metrics").text
+    text = httpx.get(f"{server.url}/metrics", headers={"Authorization": f"Bearer {TOKEN}"}).text
     assert not any(slug in text for slug in slugs) and not any(key in text for key in keys)
 
 
@@ -118,3 +120,14 @@ def test_counters_survive_a_worker_that_dies(metrics_server):
         after = scrape(server.url)
         for name in ("agent_mem_store_episodes_total", "agent_mem_query_total", "agent_mem_requests_total"):
             assert after[name] == before[name]
+
+
+def test_without_the_token_metrics_is_403_json_and_the_dashboard_asks_for_a_login(metrics_server):
+    """The server runs as in development (DJANGO_DEBUG on) but with a token: loopback is not enough."""
+    for headers in ({}, {"Authorization": "Bearer not-the-token"}):
+        r = httpx.get(f"{metrics_server.url}/metrics", headers=headers)
+        assert r.status_code == 403 and r.headers["content-type"] == "application/json"
+        assert "error" in r.json() and "agent_mem" not in r.text
+    r = httpx.get(f"{metrics_server.url}/dashboard", follow_redirects=False)
+    assert r.status_code == 302 and r.headers["location"] == "/admin/login/?next=/dashboard"
+    assert httpx.get(f"{metrics_server.url}/health").text == "ok"

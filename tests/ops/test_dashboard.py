@@ -1,4 +1,5 @@
-"""/dashboard in process: aggregates for everyone, the per-tenant table for staff only, no key."""
+"""/dashboard in process: staff only by default; with AGENT_MEM_PUBLIC_DASHBOARD aggregates for
+everyone; the per-tenant table and filesystem paths for staff only; never a key."""
 
 from __future__ import annotations
 
@@ -37,7 +38,16 @@ def traffic(api, make_tenant):
     return {"acme": key, "rival": rival}
 
 
-def test_everyone_sees_aggregates_and_charts(client, traffic):
+def test_visitors_are_sent_to_the_admin_login(client, traffic, django_user_model):
+    r = client.get("/dashboard")
+    assert r.status_code == 302 and r["Location"] == "/admin/login/?next=/dashboard"
+    client.force_login(django_user_model.objects.create_user("plain", password="pw-123456"))
+    r = client.get("/dashboard")
+    assert r.status_code == 302 and r["Location"] == "/admin/login/?next=/dashboard"
+
+
+def test_with_the_public_dashboard_everyone_sees_aggregates_and_charts(client, traffic, settings):
+    settings.AGENT_MEM_PUBLIC_DASHBOARD = True
     r = client.get("/dashboard")
     assert r.status_code == 200 and r["Content-Type"].startswith("text/html")
     html = r.content.decode()
@@ -55,15 +65,19 @@ def test_everyone_sees_aggregates_and_charts(client, traffic):
     assert 'id="tenants"' not in html and "acme" not in html and "rival" not in html
     assert not any(key in html or key.split("_", 2)[-1] in html for key in traffic.values())
     assert "<script" not in html
+    assert 'id="config-data-dir"' not in html and str(settings.AGENT_MEM_DATA_DIR) not in html
 
 
-def test_staff_also_see_the_per_tenant_table(client, traffic, django_user_model):
+def test_staff_also_see_the_per_tenant_table(client, traffic, django_user_model, settings):
     staff = django_user_model.objects.create_user("ops", password="pw-123456", is_staff=True)
     plain = django_user_model.objects.create_user("plain", password="pw-123456")
+    settings.AGENT_MEM_PUBLIC_DASHBOARD = True
     client.force_login(plain)
     assert 'id="tenants"' not in client.get("/dashboard").content.decode()
+    settings.AGENT_MEM_PUBLIC_DASHBOARD = False
     client.force_login(staff)
     html = client.get("/dashboard").content.decode()
+    assert figure(html, "config-data-dir") == str(settings.AGENT_MEM_DATA_DIR)
     rows = dict(re.findall(r'<tr data-tenant="([a-z0-9-]+)"><td>[^<]*</td><td class="num">(\d+)</td>', html))
     assert rows == {"acme": "5", "rival": "1", "idle": "0"}
     requests = dict(re.findall(r'<tr data-tenant="([a-z0-9-]+)">(?:<td[^>]*>[^<]*</td>\s*){2}<td class="num">(\d+)</td>',

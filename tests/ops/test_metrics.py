@@ -9,8 +9,18 @@ pytestmark = pytest.mark.django_db(transaction=True)
 DIM = 8
 
 
+TOKEN = "scrape-token-for-tests"
+
+
+@pytest.fixture(autouse=True)
+def scrape_token(settings):
+    """Scrapes carry the token; no source network is allowed, so it is the token that admits them."""
+    settings.AGENT_MEM_METRICS_TOKEN = TOKEN
+    settings.AGENT_MEM_METRICS_ALLOW = ()
+
+
 def samples(client) -> dict[str, float]:
-    r = client.get("/metrics")
+    r = client.get("/metrics", HTTP_AUTHORIZATION=f"Bearer {TOKEN}")
     assert r.status_code == 200
     return {s.name: s.value for f in text_string_to_metric_families(r.content.decode()) for s in f.samples
             if not s.labels}
@@ -34,5 +44,5 @@ def test_counts_move_by_exactly_what_was_done(client, api, make_tenant):
     assert after["agent_mem_requests_total"] - before["agent_mem_requests_total"] == 5
     assert after["agent_mem_tenants_active"] == 1
     assert after["agent_mem_index_cache_bytes"] > 0
-    text = client.get("/metrics").content.decode()
+    text = client.get("/metrics", HTTP_AUTHORIZATION=f"Bearer {TOKEN}").content.decode()
     assert "metered" not in text and key not in text

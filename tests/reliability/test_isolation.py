@@ -4,12 +4,17 @@ quoted in docs/reliability.md), not an assertion."""
 
 from __future__ import annotations
 
+import base64
 import collections
+import hashlib
+import hmac
+import json
 import math
 import socket
 import statistics
 import time
 import uuid
+import zlib
 from collections.abc import Iterator
 
 import httpx
@@ -262,3 +267,182 @@ def test_unknown_episode_ids_are_404_whatever_their_shape(two_tenants):
     for raw in (str(uuid.uuid4()), "not-a-uuid", "0" * 32, t["ids_a"][0].upper(), t["ids_a"][0].replace("-", "")):
         response = call(t["url"], "GET", f"/v1/episodes/{raw}", auth(t["key_b"]))
         assert response.status_code == 404, (raw, response.status_code)
+
+
+# ----- every route and method: the attacker's key on the victim's ids, names, cursors -----
+MATRIX: collections.Counter = collections.Counter()
+
+
+def _b64decode(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def _b64encode(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def forged_cursors(victim_cursor: str, victim_slug: str, attacker_slug: str) -> dict[str, str]:
+    """The victim's cursor replayed as is, and rewritten: its payload edited under the old signature
+    (tenant swapped, position moved), unsigned, re-signed with a guessed key, truncated."""
+    payload, stamp, signature = victim_cursor.split(":")
+    compressed = payload.startswith(".")
+    raw = _b64decode(payload.lstrip("."))
+    if compressed:
+        raw = zlib.decompress(raw)
+    slug, digest, timestamp, seq = json.loads(raw)
+    assert slug == victim_slug  # the cursor's layout is what this test forges
+
+    def encode(fields: list) -> str:
+        return _b64encode(json.dumps(fields, separators=(",", ":")).encode())
+
+    swapped = encode([attacker_slug, digest, timestamp, seq])
+    guessed_key = hmac.new(b"django-insecure-guess", f"{swapped}:{stamp}".encode(), hashlib.sha256).digest()
+    return {
+        "replayed": victim_cursor,
+        "tenant swapped, old signature": f"{swapped}:{stamp}:{signature}",
+        "position moved, old signature": f"{encode([victim_slug, digest, 0, 0])}:{stamp}:{signature}",
+        "tenant swapped, unsigned": swapped,
+        "tenant swapped, signed with a guessed key": f"{swapped}:{stamp}:{_b64encode(guessed_key)}",
+        "signature stripped": f"{payload}:{stamp}:",
+        "truncated": victim_cursor[:-3],
+    }
+
+
+@pytest.fixture(scope="module")
+def victim(memcloud_server) -> Iterator[dict]:
+    """Tenant V (the victim) with episodes, a snapshot and a listing cursor; tenant X (the attacker)
+    with episodes of its own, so that an answer of X's always has something to leak into."""
+    slug_v, slug_x = unique_slug("victim"), unique_slug("attacker")
+    key_v = memcloud_server.create_tenant(slug_v, "--dim", str(DIM))
+    key_x = memcloud_server.create_tenant(slug_x, "--dim", str(DIM))
+    url = memcloud_server.url
+    with httpx.Client(base_url=url, headers=auth(key_v), timeout=30) as v:
+        mine = [episode(task_id="victim-secret", tags=["victim-tag"], source="victim-src", user_id="victim-user")
+                for _ in range(6)]
+        ids_v = v.post("/v1/episodes/batch", json={"episodes": mine}).json()["ids"]
+        snapshot = f"victim-snap-{uuid.uuid4().hex[:8]}"
+        assert v.post("/v1/save", json={"path": snapshot}).json()["episodes"] == len(ids_v)
+        page = v.get("/v1/episodes", params={"limit": 2}).json()
+        filtered = v.get("/v1/episodes", params={"limit": 2, "tags_any": "victim-tag"}).json()
+    with httpx.Client(base_url=url, headers=auth(key_x), timeout=30) as x:
+        ids_x = x.post("/v1/episodes/batch", json={"episodes": [episode(task_id="attacker-own") for _ in range(3)]}
+                       ).json()["ids"]
+    yield {"url": url, "slug_v": slug_v, "slug_x": slug_x, "key_v": key_v, "key_x": key_x, "ids_v": ids_v,
+           "ids_x": ids_x, "snapshot": snapshot, "cursor": page["next_cursor"], "filtered_cursor":
+           filtered["next_cursor"]}
+    record("isolation_matrix", requests=MATRIX["requests"], server_errors=MATRIX["server_errors"],
+           leaks=MATRIX["leaks"], routes=MATRIX["routes"], route_methods=MATRIX["route_methods"],
+           forged_cursors=MATRIX["cursors"], command="pytest tests/reliability/test_isolation.py -k every_route")
+
+
+def attack(t: dict, method: str, path: str, **kwargs) -> httpx.Response:
+    """X's key on the request; the answer must be < 500 and hold none of V's ids or strings."""
+    response = httpx.request(method, t["url"] + path, headers=auth(t["key_x"]), timeout=30, **kwargs)
+    MATRIX["requests"] += 1
+    MATRIX["server_errors"] += response.status_code >= 500
+    assert response.status_code < 500, (method, path, response.text[:300])
+    if response.status_code >= 400:
+        error_message(response)
+    text = response.text
+    leaked = [s for s in (*t["ids_v"], t["slug_v"], "victim-secret", "victim-tag", "victim-src", "victim-user",
+                          t["snapshot"]) if s in text and not _echoed(s, method, path, kwargs)]
+    MATRIX["leaks"] += bool(leaked)
+    assert not leaked, (method, path, response.status_code, leaked, text[:300])
+    return response
+
+
+def _echoed(value: str, method: str, path: str, kwargs: dict) -> bool:
+    """A value the attacker sent itself may come back in its own answer (its own snapshot's name, an
+    error naming its own input); that is no leak."""
+    return value in path or value in json.dumps(kwargs.get("json")) or value in json.dumps(kwargs.get("params"))
+
+
+def victim_is_intact(t: dict) -> None:
+    with httpx.Client(base_url=t["url"], headers=auth(t["key_v"]), timeout=30) as v:
+        assert v.get("/v1/stats").json()["episodes"] == len(t["ids_v"])
+        for eid in t["ids_v"]:
+            got = v.get(f"/v1/episodes/{eid}").json()
+            assert (got["task_id"], got["reward"], got["tags"]) == ("victim-secret", 1.0, ["victim-tag"]), got
+        snaps = [s["path"] for s in v.get("/v1/snapshots").json()["snapshots"]]
+        assert t["snapshot"] in snaps
+        page = v.get("/v1/episodes", params={"limit": 2, "cursor": t["cursor"]})
+        assert page.status_code == 200 and len(page.json()["episodes"]) == 2  # V's own cursor still works
+
+
+def _cases(t: dict) -> dict[tuple[str, str], list[dict]]:
+    """Per (method, route template) the attacker's requests, each naming V's ids, names or cursors."""
+    v_id, v_ids = t["ids_v"][0], t["ids_v"]
+    v_filters = [{"tags_any": ["victim-tag"]}, {"task_id_prefix": "victim"}, {"source": "victim-src"},
+                 {"user_id": "victim-user"}]
+    cursors = {**forged_cursors(t["cursor"], t["slug_v"], t["slug_x"]),
+               "replayed with its own filters": t["filtered_cursor"]}
+    MATRIX["cursors"] = len(cursors)
+    listing = [{"params": {"limit": 2, "cursor": c}, "expect": (400,)} for c in cursors.values()]
+    listing[-1]["params"]["tags_any"] = "victim-tag"
+    listing += [{"params": {"limit": 1000, **{k: v[0] if isinstance(v, list) else v for k, v in f.items()}},
+                 "expect": (200,), "empty": "episodes"} for f in v_filters]
+    query = [{"json": {"query_embedding": [1, 2, 3, 4], "top_k": 1000, **f}, "expect": (200,), "empty": "episodes"}
+             for f in v_filters]
+    own_episode = {"task_id": "attacker-own", "state_embedding": [1, 2, 3, 4], "reward": -7.0}
+    return {
+        ("GET", "/v1/episodes"): listing,
+        ("GET", "/v1/episodes/{episode_id}"): [{"id": i, "expect": (404,)} for i in v_ids],
+        ("PATCH", "/v1/episodes/{episode_id}"): [{"id": v_id, "json": body, "expect": (404,)} for body in
+                                                 ({"reward": -9.0}, {"tags": ["pwned"]}, {"task_id": "pwned"},
+                                                  {"metadata": {"owned": True}})],
+        ("DELETE", "/v1/episodes/{episode_id}"): [{"id": i, "expect": (404,)} for i in v_ids],
+        ("POST", "/v1/episodes/delete"): [{"json": {"ids": v_ids}, "expect": (200,), "removed": 0}]
+        + [{"json": {"filter": f}, "expect": (200,), "removed": 0} for f in v_filters],
+        ("POST", "/v1/query"): query,
+        ("POST", "/v1/prune/older-than"): [{"json": {"timestamp_cutoff_ms": 1}, "expect": (200,)}],
+        ("POST", "/v1/prune/keep-newest"): [{"json": {"n": 10**6}, "expect": (200,), "removed": 0}],
+        ("POST", "/v1/prune/keep-highest-reward"): [{"json": {"n": 10**6}, "expect": (200,), "removed": 0}],
+        # Ids are per tenant: X storing under V's ids makes X's own episodes (after the reads above,
+        # which would otherwise find them), and V's stay V's.
+        ("POST", "/v1/episodes"): [{"json": {**own_episode, "id": v_id}, "expect": (201, 409)}],
+        ("POST", "/v1/episodes/batch"): [{"json": {"episodes": [{**own_episode, "id": i} for i in v_ids[1:3]]},
+                                          "expect": (201, 409)}],
+        ("GET", "/v1/stats"): [{"expect": (200,)}],
+        ("GET", "/v1/snapshots"): [{"expect": (200,)}],
+        # Load first: X has no snapshot of that name, so 404; then X saves its own under V's name.
+        ("POST", "/v1/load"): [{"json": {"path": t["snapshot"]}, "expect": (404,)}]
+        + [{"json": {"path": p}, "expect": (400,)} for p in (f"../{t['slug_v']}/snapshots/{t['snapshot']}",
+                                                             f"../../{t['slug_v']}/{t['snapshot']}")],
+        ("POST", "/v1/save"): [{"json": {"path": t["snapshot"]}, "expect": (200,)}],
+        ("POST", "/v1/checkpoint"): [{"json": {}, "expect": (200,)}],
+    }
+
+
+def test_every_route_and_method_with_the_victims_ids_names_and_cursors(victim):
+    """Every operation the served schema lists gets the attacker's key with the victim's identifiers;
+    an operation without attack cases here fails the test, so a new route cannot slip past."""
+    t = victim
+    schema = httpx.get(f"{t['url']}/v1/openapi.json", timeout=30).json()
+    served = {(method.upper(), route) for route, item in schema["paths"].items()
+              for method in item if method in {"get", "post", "put", "patch", "delete"}}
+    cases = _cases(t)
+    assert served - {("GET", "/v1/openapi.json")} <= set(cases), f"no attack cases for {served - set(cases)}"
+    MATRIX["routes"] = len({route for _, route in cases})
+    MATRIX["route_methods"] = len(cases)
+    for (method, route), requests in cases.items():
+        for case in requests:
+            path = route.replace("{episode_id}", case.get("id", ""))
+            kwargs = {k: case[k] for k in ("json", "params") if k in case}
+            response = attack(t, method, path, **kwargs)
+            assert response.status_code in case["expect"], (method, path, kwargs, response.status_code, response.text)
+            if response.status_code == 200 and "empty" in case:
+                assert response.json()[case["empty"]] == [], (method, path, kwargs)
+            if "removed" in case:
+                assert response.json()["removed"] == case["removed"], (method, path, kwargs, response.text)
+            if method == "GET" and route == "/v1/episodes" and response.status_code == 400:
+                assert "cursor" in error_message(response)
+        victim_is_intact(t)
+    # What X now holds is X's alone: its listing, stats and the snapshot it saved under V's name.
+    with httpx.Client(base_url=t["url"], headers=auth(t["key_x"]), timeout=30) as x:
+        held = x.get("/v1/episodes", params={"limit": 1000}).json()["episodes"]
+        assert all(e["task_id"] == "attacker-own" for e in held)
+        for eid in t["ids_v"][:3]:  # the ids X stored under: X's own episodes
+            got = x.get(f"/v1/episodes/{eid}")
+            assert got.status_code == 404 or (got.json()["task_id"], got.json()["reward"]) == ("attacker-own", -7.0)
+        assert x.post("/v1/load", json={"path": t["snapshot"]}).json()["episodes"] == len(held)
+    victim_is_intact(t)

@@ -98,6 +98,20 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
       key: {{ .Values.secret.keys.redisUrl }}
       optional: true
 {{- end }}
+- name: AGENT_MEM_METRICS_TOKEN
+  valueFrom:
+    secretKeyRef:
+      name: {{ $secret }}
+      key: {{ .Values.secret.keys.metricsToken }}
+      optional: true
+{{- with .Values.config.metricsAllow }}
+- name: AGENT_MEM_METRICS_ALLOW
+  value: {{ join "," . | quote }}
+{{- end }}
+{{- if .Values.config.publicDashboard }}
+- name: AGENT_MEM_PUBLIC_DASHBOARD
+  value: "1"
+{{- end }}
 - name: AGENT_MEM_DIM
   value: {{ .Values.config.dim | quote }}
 - name: AGENT_MEM_DATA_DIR
