@@ -1,6 +1,7 @@
 # Operations: rate limits, metrics, audit, dashboard, OpenAPI.
 .PHONY: test-ops openapi
-OPS_TESTS := tests/ops tests/e2e/test_rate_limits.py tests/e2e/test_metrics.py tests/e2e/test_audit.py \
+OPS_TESTS := tests/ops tests/tenants/test_throttling.py tests/core/test_counters.py tests/memcloud/test_schema.py \
+	tests/e2e/test_rate_limits.py tests/e2e/test_metrics.py tests/e2e/test_audit.py \
 	tests/e2e/test_quotas.py tests/e2e/test_dashboard_browser.py
 
 test-ops: venv  ## the operations tests (REDIS_URL_FOR_TESTS enables the Redis ones)

@@ -49,6 +49,12 @@ def other_tenant(make_tenant):
 
 
 @pytest.fixture
+def no_sweep_from_requests(settings):
+    """Sweeps run only where a test asks for one (a request's end could run it at any time)."""
+    settings.AGENT_MEM_EXPIRE_INTERVAL_SECS = 0
+
+
+@pytest.fixture
 def api():
     """DRF's test client; `api.as_key(raw)` sets the Authorization header."""
     from rest_framework.test import APIClient

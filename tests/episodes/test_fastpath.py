@@ -1,6 +1,6 @@
-"""The column-wise fast path of store validation (episodes/fastpath.py) against the serializers
-it stands in for: on every input it must either step aside (None) or return exactly what
-EpisodeInput returns, and a batch must answer exactly what the item-by-item path answers."""
+"""The fast paths of store and query validation (episodes/fastpath.py) against the serializers they
+stand in for: on every input each must either step aside (None) or return exactly what EpisodeInput
+(or QueryInput) returns, and a batch must answer exactly what the item-by-item path answers."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ import pytest
 from rest_framework.exceptions import ValidationError
 
 from core.errors import first_message
-from episodes.fastpath import fast_episodes
-from episodes.serializers import EpisodeBatchInput, EpisodeInput
+from episodes.fastpath import fast_episodes, fast_query
+from episodes.serializers import EpisodeBatchInput, EpisodeInput, QueryInput
 
 DIM = 4
 MISSING = object()
@@ -167,3 +167,84 @@ def test_a_bad_item_after_good_ones_is_named_by_its_index():
         data = EpisodeBatchInput(data={"episodes": items}, context=context)
         assert not data.is_valid()
         assert first_message(data.errors).startswith(where + ":"), first_message(data.errors)
+
+
+# ----- the query's fast path (fast_query, against QueryInput) -----
+MAX_TOP_K = 100
+TEXTS = [MISSING, None, "", "p", "x" * 256, "x" * 257, "x" * 512, "x" * 513, 3, "a\x00", "\udc00", "ü", ["p"]]
+TAGS = [MISSING, [], ["a", "a", "b"], "a", [1], [""], None, ["x" * 129], ["a\x00"], ["é", "\ud800"],
+        [f"t{i}" for i in range(1001)], ["t"] * 1500 + ["u"]]
+TIMES = [MISSING, None, 0, 5, 5.0, 5.5, -1, 2**63 - 1, 2**63, True, "5", float("inf")]
+QUERY_CHOICES = {
+    "query_embedding": CHOICES["state_embedding"],
+    "top_k": [MISSING, 1, 5, 5.0, 0, -1, 100, 101, 2**70, None, True, "5", 2.5, float("nan")],
+    "include_embedding": [MISSING, True, False, None, 1, 0, "true", "false"],
+    "min_reward": [MISSING, None, 0, 0.5, -3, True, "1", 1e308, 10**400, float("inf"), float("nan")],
+    "tags_any": TAGS,
+    "tags_all": TAGS,
+    "task_id_prefix": TEXTS,
+    "source": TEXTS,
+    "user_id": TEXTS,
+    "time_after": TIMES,
+    "time_before": TIMES,
+    "topk": [MISSING] * 12 + [5],
+}
+QUERY_VALID = {"query_embedding": [1.0, 0.5, -2.0, 0.25]}
+
+
+def slow_query(body: object, metric: str):
+    """What QueryInput answers without its fast path."""
+    one = QueryInput(data=body, context={"tenant": tenant(metric)})
+    try:
+        return super(QueryInput, one).run_validation(body)
+    except ValidationError as exc:
+        return ValidationError(first_message(exc.detail))
+
+
+def check(body: object, metric: str) -> bool:
+    """Whether the fast path decided; asserts that it agrees with the serializer when it did."""
+    reference = slow_query(body, metric)
+    fast = fast_query(body, dim=DIM, nonzero=metric == "cosine", max_top_k=MAX_TOP_K)
+    if isinstance(reference, ValidationError):
+        assert fast is None, (body, reference)
+    elif fast is not None:
+        assert same(fast, reference, embedding="query_embedding"), (body, fast, reference)
+    return fast is not None
+
+
+@pytest.mark.parametrize("metric", ["cosine", "l2"])
+def test_every_query_field_value_alone_agrees_with_the_serializer(metric, settings):
+    settings.AGENT_MEM_MAX_TOP_K = MAX_TOP_K
+    for name, values in QUERY_CHOICES.items():
+        for value in values:
+            body = {k: v for k, v in QUERY_VALID.items() if k != name}
+            if value is not MISSING:
+                body[name] = value
+            check(body, metric)
+    for body in ([], None, "x", 5, [QUERY_VALID]):
+        assert not check(body, metric)
+
+
+@pytest.mark.parametrize("metric", ["cosine", "dot"])
+def test_random_queries_agree_with_the_serializer(metric, settings):
+    settings.AGENT_MEM_MAX_TOP_K = MAX_TOP_K
+    rng = random.Random(3)
+    decided = 0
+    for _ in range(3000):
+        body = dict(QUERY_VALID)
+        for name, values in QUERY_CHOICES.items():
+            if rng.random() < 0.15:
+                value = rng.choice(values)
+                if value is MISSING:
+                    body.pop(name, None)
+                else:
+                    body[name] = value
+        decided += check(body, metric)
+    assert decided > 500
+
+
+def test_an_ordinary_query_takes_the_fast_path(settings):
+    settings.AGENT_MEM_MAX_TOP_K = MAX_TOP_K
+    body = {"query_embedding": [0.1, 0.2, 0.3, 0.4], "top_k": 10, "tags_any": ["a"], "min_reward": 0.5,
+            "time_after": 1, "source": "s", "include_embedding": True}
+    assert check(body, "cosine")

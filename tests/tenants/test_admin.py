@@ -158,3 +158,22 @@ def test_its_tenant_list_counts_each_tenants_episodes(admin_client, tenant, othe
     rows = dict(re.findall(r'<a href="/admin/tenants/tenant/\d+/change/">([^<]+)</a>.*?field-episodes">(\d+)<',
                            html, re.S))
     assert rows == {"acme": "0", "rival": "1"}
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("no_sweep_from_requests")
+def test_admin_roll_action(tenant, admin_client, capsys):
+    _, raw = tenant
+    prefix = raw[3:11]
+    key = ApiKey.objects.get(prefix=prefix)
+    r = admin_client.post("/admin/tenants/apikey/", {"action": "roll_keys", "_selected_action": [key.pk]},
+                          follow=True)
+    assert r.status_code == 200
+    keys = ApiKey.objects.filter(tenant=key.tenant)
+    assert keys.count() == 2
+    key.refresh_from_db()
+    assert key.expires_at is not None
+    new = keys.exclude(pk=key.pk).get()
+    assert new.scope == key.scope and new.expires_at is None
+    assert f"replacing {prefix}" in r.content.decode()
+

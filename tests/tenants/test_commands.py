@@ -5,7 +5,9 @@ changes nothing."""
 from __future__ import annotations
 
 import io
+import json
 import re
+import time
 from datetime import timedelta
 
 import pytest
@@ -16,6 +18,7 @@ from rest_framework.test import APIClient
 
 from tenants.keys import verify
 from tenants.models import ApiKey, Tenant
+from tenants.services import key_issue
 
 pytestmark = pytest.mark.django_db
 
@@ -160,3 +163,50 @@ def test_devtenant_issues_one_admin_key_and_nothing_on_a_second_run():
     assert (key.tenant.slug, key.scope) == ("dev", "admin")
     assert RAW_KEY.search(run("devtenant")) is None
     assert ApiKey.objects.filter(tenant__slug="dev").count() == 1
+
+
+# ----- issuekey --scope, rollkey through the API -----
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("no_sweep_from_requests")
+def test_issuekey_scope(tenant, capsys):
+    call_command("issuekey", "acme", "--scope", "read")
+    raw = capsys.readouterr().out.strip()
+    assert raw.startswith("mc_") and ApiKey.objects.get(prefix=raw[3:11]).scope == "read"
+    call_command("issuekey", "acme")
+    raw = capsys.readouterr().out.strip()
+    assert ApiKey.objects.get(prefix=raw[3:11]).scope == "write"
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("no_sweep_from_requests")
+def test_rollkey_keeps_both_keys_during_grace_then_only_the_new(api, tenant, settings, tmp_path, capsys):
+    settings.AGENT_MEM_AUDIT_LOG = str(tmp_path / "audit.jsonl")
+    t, _ = tenant
+    _, old = key_issue(tenant=t, scope="read")
+    call_command("rollkey", old[3:11], "--grace-hours", "0.0005")  # 1.8 s
+    new = capsys.readouterr().out.strip()
+    assert new.startswith("mc_") and new != old
+    assert ApiKey.objects.get(prefix=new[3:11]).scope == "read"
+    assert api.as_key(old).get("/v1/stats").status_code == 200
+    assert api.as_key(new).get("/v1/stats").status_code == 200
+    deadline = ApiKey.objects.get(prefix=old[3:11]).expires_at.timestamp()
+    time.sleep(max(0.0, deadline - time.time()) + 0.2)
+    r = api.as_key(old).get("/v1/stats")
+    assert r.status_code == 401 and "expired" in r.json()["error"]
+    assert api.as_key(new).get("/v1/stats").status_code == 200
+    lines = [json.loads(line) for line in (tmp_path / "audit.jsonl").read_text().splitlines()]
+    rolled = [e for e in lines if e["op"] == "key_rolled"]
+    assert rolled == [{**rolled[0], "tenant_id": "acme", "key_prefix": old[3:11], "new_key_prefix": new[3:11]}]
+    assert old[11:] not in (tmp_path / "audit.jsonl").read_text()
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("no_sweep_from_requests")
+def test_rollkey_refuses_unknown_or_dead_keys(tenant):
+    from django.core.management.base import CommandError
+
+    with pytest.raises(CommandError):
+        call_command("rollkey", "zzzzzzzz")
+    with pytest.raises(CommandError):
+        call_command("rollkey", tenant[1][3:11], "--grace-hours", "-1")
+

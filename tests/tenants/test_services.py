@@ -203,3 +203,14 @@ def test_it_refuses_to_roll_a_revoked_or_expired_key(tenant):
         with pytest.raises(NotFound, match="no usable key"):
             key_roll(prefix=prefix)
     assert ApiKey.objects.filter(tenant=t).count() == 2  # no new key
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("no_sweep_from_requests")
+def test_default_ttl_must_be_positive(db):
+    from core.errors import InvalidInput
+    from tenants.services import tenant_create
+
+    with pytest.raises(InvalidInput, match="default_ttl_secs"):
+        tenant_create(slug="bad-ttl", dim=4, default_ttl_secs=0)
+

@@ -1,4 +1,5 @@
-"""The /v1 episode API in process (DRF test client, real database)."""
+"""episodes/views.py: the /v1 episode endpoints in process, their answers and their 400s, and no 5xx for
+anything a client sends (DRF test client, real database)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import pytest
 
 from episodes.models import Episode
 from tests.episodes.bodies import DIM, ep, vec
+from tests.episodes.helpers import store
 from tests.support.tenants import RIVAL_TASK_ID
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -264,3 +266,93 @@ def test_tenants_are_isolated(api, tenant, other_tenant):
     a = api.as_key(key_a)
     assert a.get(f"/v1/episodes/{eid}").json()["reward"] == 1.0
     assert api.as_key(key_b).get(f"/v1/episodes/{eid}").json()["reward"] == 3.0
+
+
+# ----- GET /v1/episodes parameters, NUL in JSON on store -----
+@pytest.fixture
+def client(api, tenant):
+    return api.as_key(tenant[1])
+
+
+@pytest.mark.usefixtures("no_sweep_from_requests")
+@pytest.mark.parametrize(("query", "field"), [
+    ("limit=0", "limit"), ("limit=1001", "limit"), ("limit=abc", "limit"), ("limit=1.5", "limit"),
+    ("limit=", "limit"), ("limit=5&limit=6", "limit"), ("min_reward=abc", "min_reward"),
+    ("min_reward=nan", "min_reward"), ("min_reward=1e999", "min_reward"), ("time_after=-1", "time_after"),
+    ("time_before=9223372036854775808", "time_before"), ("time_after=x", "time_after"),
+    ("tags_any=a,,b", "tags_any"), ("include_embedding=yes", "include_embedding"),
+    ("topk=5", "topk"), ("bogus=1&limit=5&zzz=2", "bogus, zzz"), ("cursor=abc", "cursor"),
+    ("source=a&source=b", "source"),
+])
+def test_bad_list_parameters_are_a_400_naming_them(client, query, field):
+    r = client.get(f"/v1/episodes?{query}")
+    assert r.status_code == 400, r.content
+    assert r.json()["error"].startswith(f"{field}:"), r.json()
+
+
+@pytest.mark.usefixtures("no_sweep_from_requests")
+def test_limit_bounds_are_accepted(client):
+    store(client, ep())
+    assert client.get("/v1/episodes?limit=1").status_code == 200
+    assert client.get("/v1/episodes?limit=1000").status_code == 200
+    assert client.get("/v1/episodes?limit=5&cursor=").status_code == 200  # empty cursor: first page
+
+
+@pytest.mark.usefixtures("no_sweep_from_requests")
+def test_nul_in_json_fields_is_a_400_on_store(client):
+    for body in (ep(metadata={"a": "\u0000"}), ep(steps=[{"s": "x\u0000"}])):
+        r = client.post("/v1/episodes", body, format="json")
+        assert r.status_code == 400 and "NUL" in r.json()["error"], r.content
+    r = client.post("/v1/episodes", ep(metadata={"a": "\\u0000 is text"}), format="json")
+    assert r.status_code == 201  # a backslash followed by u0000 is ordinary text
+    assert client.get(f"/v1/episodes/{r.json()['id']}").json()["metadata"] == {"a": "\\u0000 is text"}
+
+
+
+# ----- no 5xx for anything a client sends -----
+from hypothesis import HealthCheck, given  # noqa: E402
+from hypothesis import settings as hsettings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+PARAM_NAMES = ["limit", "cursor", "include_embedding", "min_reward", "tags_any", "tags_all", "task_id_prefix",
+               "source", "user_id", "time_after", "time_before", "bogus"]
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4),
+    max_leaves=10,
+)
+
+FUZZ = hsettings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+
+
+@pytest.mark.usefixtures("no_sweep_from_requests")
+@FUZZ
+@given(params=st.dictionaries(st.sampled_from(PARAM_NAMES), st.text(max_size=30), max_size=5))
+def test_fuzzed_list_parameters_never_5xx(client, params):
+    r = client.get("/v1/episodes", params)
+    assert r.status_code in (200, 400), (params, r.content)
+    assert set(r.json()) == ({"episodes", "next_cursor"} if r.status_code == 200 else {"error"})
+
+
+@pytest.mark.usefixtures("no_sweep_from_requests")
+@FUZZ
+@given(body=st.dictionaries(st.sampled_from(["metadata", "metadata_merge", "tags", "reward", "task_id", "source",
+                                             "user_id", "expires_at", "state_embedding", "x"]),
+                            json_values, max_size=3))
+def test_fuzzed_patch_never_5xx(client, body):
+    eid = client.post("/v1/episodes", ep(), format="json").json()["id"]
+    r = client.patch(f"/v1/episodes/{eid}", body, format="json")
+    assert r.status_code in (200, 400), (body, r.content)
+
+
+@pytest.mark.usefixtures("no_sweep_from_requests")
+@FUZZ
+@given(body=st.dictionaries(st.sampled_from(["ids", "filter", "x"]), json_values, max_size=2)
+       | st.fixed_dictionaries({"filter": st.dictionaries(st.sampled_from(PARAM_NAMES[3:]), json_values,
+                                                          max_size=3)}))
+def test_fuzzed_delete_never_5xx(client, body):
+    r = client.post("/v1/episodes/delete", body, format="json")
+    assert r.status_code in (200, 400), (body, r.content)
+

@@ -1,5 +1,5 @@
-"""/v1/openapi.json is valid OpenAPI 3, covers every /v1 endpoint, and what the service answers
-matches it (SPEC section 4)."""
+"""memcloud/schema.py: /v1/openapi.json is valid OpenAPI 3, covers every /v1 endpoint, and what the
+service answers matches it (docs/api.md §4)."""
 
 from __future__ import annotations
 
