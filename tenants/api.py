@@ -51,6 +51,7 @@ class TenantApi(APIView):
         usage.begin_request()
         super().perform_authentication(request)
         if isinstance(request.user, Tenant):
+            usage.acting_user(request.auth.user_id)
             self.rate_state = rate_limit_hit(tenant=request.user)
             if self.rate_state is not None and not self.rate_state.allowed:
                 raise refusal(self.rate_state)

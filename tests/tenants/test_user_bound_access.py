@@ -191,3 +191,43 @@ def test_issuekey_binds_a_user_and_refuses_an_admin_binding(make_tenant):
         command("issuekey", SLUG, "--user-id", "x" * 257)
     new, _ = key_roll(prefix=key.prefix)
     assert (new.user_id, new.scope) == ("carol", "read")  # a rolled key keeps its binding
+
+
+def test_usage_is_recorded_per_user_within_the_tenant(world):
+    from django.db.models import Sum
+
+    from core.models import UsageMinute
+
+    def requests_of(user: str) -> int:
+        return UsageMinute.objects.filter(user_id=user).aggregate(n=Sum("requests"))["n"] or 0
+
+    before = {u: requests_of(u) for u in ("alice", "bob", "")}
+    for kind in KINDS:
+        alice = client(world.credential(kind, "alice"))
+        alice.get("/v1/stats")
+        alice.post("/v1/query", {"query_embedding": [1, 0, 0, 0], "top_k": 3}, format="json")
+    world.admin.get("/v1/stats")
+    assert requests_of("alice") - before["alice"] == 4
+    assert requests_of("bob") == before["bob"]
+    assert requests_of("") - before[""] == 1
+    # Rate limits and quotas stay per tenant: one tenant row set, whoever the user.
+    assert set(UsageMinute.objects.values_list("tenant__slug", flat=True)) == {SLUG}
+
+
+def test_audit_lines_name_the_user_and_the_credential(world, settings, tmp_path):
+    import orjson
+
+    settings.AGENT_MEM_AUDIT_LOG = str(tmp_path / "audit.jsonl")
+    kid = world.signing_key.split(".")[0]
+    client(world.keys["alice"]).post("/v1/episodes", body(60), format="json")
+    client(world.credential("token", "bob")).post("/v1/query", {"query_embedding": [1, 0, 0, 0], "top_k": 2},
+                                                  format="json")
+    world.admin.get(f"/v1/episodes/{world.ids['alice'][0]}")
+    world.admin.post("/v1/prune/older-than", {"timestamp_cutoff_ms": 0}, format="json")
+    lines = [orjson.loads(line) for line in (tmp_path / "audit.jsonl").read_bytes().splitlines()]
+    by_op = {line["op"]: line for line in lines}
+    assert by_op["store_episode"]["user_id"] == "alice"
+    assert by_op["store_episode"]["key_prefix"] == world.keys["alice"][3:11]
+    assert by_op["query"]["user_id"] == "bob" and by_op["query"]["key_prefix"] == kid
+    assert "user_id" not in by_op["prune_older_than"]  # a tenant-wide key
+    assert world.signing_key.split(".")[1].encode() not in (tmp_path / "audit.jsonl").read_bytes()
