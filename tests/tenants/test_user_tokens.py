@@ -77,8 +77,16 @@ def test_wrong_audience(world, make_tenant):
     refused(world, signed(world, aud=["rival"]), "audience")
 
 
-def test_unknown_kid(world):
-    refused(world, signed(world, kid="sk_nosuchkid0"), "unknown signing key")
+def test_unknown_kid(world, settings, tmp_path):
+    import orjson
+
+    settings.AGENT_MEM_AUDIT_LOG = str(tmp_path / "audit.jsonl")
+    refused(world, signed(world, kid="sk_nosuchkid0"), "unknown signing key 'sk_nosuchkid0'")
+    refused(world, signed(world, kid="x" * 5000), "unknown signing key")
+    failed = [orjson.loads(line) for line in (tmp_path / "audit.jsonl").read_bytes().splitlines()]
+    assert {line["op"] for line in failed} == {"auth_failed"}
+    # The sender's kid is audited only when it has the kid format.
+    assert {line["key_prefix"] for line in failed} == {"sk_nosuchkid0", None}
 
 
 def test_revoked_signing_key(world):
