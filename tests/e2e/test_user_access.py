@@ -103,3 +103,16 @@ def test_a_forged_token_is_a_401_json(memcloud_server, tenant):
     r = httpx.post(f"{memcloud_server.url}/v1/episodes", headers={"Authorization": f"Bearer {forged}"},
                    json=episode(DIM, np.random.default_rng(9)))
     assert r.status_code == 401 and r.json() == {"error": "token has a bad signature"}
+
+
+def test_no_signing_secret_or_token_in_any_log_line_or_database_column(memcloud_server, tenant):
+    slug, _, signing_key, _ = tenant
+    secret = signing_key.split(".", 1)[1]
+    token = mint_user_token(signing_key, slug, "alice", "write", 600)
+    with fresh_client(memcloud_server.url, token) as alice:
+        alice.post("/v1/episodes", json=episode(DIM, np.random.default_rng(10))).raise_for_status()
+    dump = memcloud_server.manage("dumpdata", "tenants", "core")
+    log = memcloud_server.log()
+    for text in (dump, log):
+        assert secret not in text and token not in text and token.split(".")[2] not in text
+    assert signing_key.split(".")[0] in dump  # the public kid is stored
