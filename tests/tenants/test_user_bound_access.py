@@ -231,3 +231,30 @@ def test_audit_lines_name_the_user_and_the_credential(world, settings, tmp_path)
     assert by_op["query"]["user_id"] == "bob" and by_op["query"]["key_prefix"] == kid
     assert "user_id" not in by_op["prune_older_than"]  # a tenant-wide key
     assert world.signing_key.split(".")[1].encode() not in (tmp_path / "audit.jsonl").read_bytes()
+
+
+def test_the_admin_binds_keys_and_creates_signing_keys_shown_once(make_tenant, admin_client):
+    import re
+
+    from tenants.models import ApiKey, SigningKey
+
+    tenant, _ = make_tenant(SLUG, dim=DIM)
+    base = {"tenant": tenant.pk, "name": "", "expires_at_0": "", "expires_at_1": ""}
+    r = admin_client.post("/admin/tenants/apikey/add/", {**base, "scope": "admin", "user_id": "dora"})
+    assert r.status_code == 200 and b"never &#x27;admin&#x27;" in r.content  # the form shows the error
+    assert not ApiKey.objects.filter(user_id="dora").exists()
+    r = admin_client.post("/admin/tenants/apikey/add/", {**base, "scope": "read", "user_id": "dora"}, follow=True)
+    raw = re.search(rb"(mc_[a-z0-9]{8}_[A-Za-z0-9_-]{43})", r.content).group(1).decode()
+    assert client(raw).get("/v1/stats").json()["episodes"] == 0
+    assert ApiKey.objects.get(prefix=raw[3:11]).user_id == "dora"
+    r = admin_client.post("/admin/tenants/signingkey/add/", {"tenant": tenant.pk, "name": "app"}, follow=True)
+    printed = re.search(rb"(sk_[a-z0-9]{10}\.[A-Za-z0-9_-]{43})", r.content).group(1).decode()
+    from memcloud_client import mint_user_token
+
+    assert client(mint_user_token(printed, SLUG, "dora", "read", 60)).get("/v1/stats").status_code == 200
+    kid = printed.split(".")[0]
+    assert printed.split(".")[1].encode() not in admin_client.get(
+        f"/admin/tenants/signingkey/{SigningKey.objects.get(kid=kid).pk}/change/").content
+    admin_client.post("/admin/tenants/signingkey/", {"action": "revoke_signing_keys",
+                                                     "_selected_action": [SigningKey.objects.get(kid=kid).pk]})
+    assert client(mint_user_token(printed, SLUG, "dora", "read", 60)).get("/v1/stats").status_code == 401
