@@ -1,7 +1,7 @@
 """User-bound keys and tenant-signed tokens through a real 3-worker gunicorn (docs/api.md §2).
 
 Requests go over fresh connections, so they land on different workers: a token minted by the SDK
-helper works on every worker with no registration anywhere (the server holds only the signing
+function works on every worker with no registration anywhere (the server holds only the signing
 key's salt), a revoked signing key is refused by every worker at once, and user A's credentials
 never reach user B's episodes."""
 

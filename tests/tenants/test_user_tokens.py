@@ -136,7 +136,7 @@ def test_missing_or_bad_claims(world):
     refused(world, "eyJhbGciOiJIUzI1NiJ9.not-base64!.x", "invalid token")
 
 
-def test_sdk_helper_mints_a_working_token_of_each_scope(world):
+def test_the_clients_mint_user_token_works_for_each_scope(world):
     reader = client(mint_user_token(world.signing_key, SLUG, "bob", "read", 60))
     assert reader.get("/v1/stats").json()["episodes"] == len(world.ids["bob"])
     assert reader.post("/v1/episodes", body(91), format="json").status_code == 403
