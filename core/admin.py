@@ -9,8 +9,9 @@ from .models import UsageMinute
 
 @admin.register(UsageMinute)
 class UsageMinuteAdmin(admin.ModelAdmin):
-    list_display = ("tenant", "minute", "slot", "requests", "stores", "queries")
+    list_display = ("tenant", "minute", "slot", "user_id", "requests", "stores", "queries")
     list_filter = ("tenant",)
+    search_fields = ("user_id",)
     ordering = ("-minute",)
     list_select_related = ("tenant",)
 

@@ -25,8 +25,8 @@ class RateCounter(models.Model):
 
 
 class UsageMinute(models.Model):
-    """What one worker process served for a tenant in one clock minute. One row per worker (`slot`)
-    so that workers never wait on each other's row lock; readers sum the slots."""
+    """What one worker process served for a tenant (and end user) in one clock minute. One row per
+    worker (`slot`) so that workers never wait on each other's row lock; readers sum the rows."""
 
     tenant = models.ForeignKey("tenants.Tenant", on_delete=models.DO_NOTHING, db_constraint=False, related_name="+")
     minute = models.BigIntegerField()  # floor(unix seconds / 60)
@@ -34,10 +34,14 @@ class UsageMinute(models.Model):
     requests = models.IntegerField(default=0)
     stores = models.IntegerField(default=0)
     queries = models.IntegerField(default=0)
+    # The end user of a user-bound key or token (docs/api.md §2); "" for a tenant-wide key. Not
+    # NULL: the upsert's unique key must match on it, and NULLs are never equal.
+    user_id = models.CharField(max_length=256, default="", db_default="", blank=True)
 
     class Meta:
         db_table = "ops_usage_minute"
         constraints = [
-            models.UniqueConstraint(fields=["tenant", "minute", "slot"], name="usage_minute_tenant_minute_slot")
+            models.UniqueConstraint(fields=["tenant", "minute", "slot", "user_id"],
+                                    name="usage_minute_tenant_minute_slot_user")
         ]
         indexes = [models.Index(fields=["minute"], name="usage_minute_minute")]

@@ -33,13 +33,13 @@ _TABLE = UsageMinute._meta.db_table
 def _upsert_sql(rows: str) -> str:
     """The upsert of one request's usage, its row given by `rows` (VALUES or a SELECT)."""
     return (
-        f"INSERT INTO {_TABLE} (tenant_id, minute, slot, requests, stores, queries) {rows} "
-        f"ON CONFLICT (tenant_id, minute, slot) DO UPDATE SET requests = {_TABLE}.requests + 1, "
+        f"INSERT INTO {_TABLE} (tenant_id, minute, slot, user_id, requests, stores, queries) {rows} "
+        f"ON CONFLICT (tenant_id, minute, slot, user_id) DO UPDATE SET requests = {_TABLE}.requests + 1, "
         f"stores = {_TABLE}.stores + excluded.stores, queries = {_TABLE}.queries + excluded.queries"
     )
 
 
-_UPSERT_SQL = _upsert_sql("VALUES (%s, %s, %s, 1, %s, %s)")
+_UPSERT_SQL = _upsert_sql("VALUES (%s, %s, %s, %s, 1, %s, %s)")
 
 
 @dataclass
@@ -48,6 +48,7 @@ class Pending:
     tenant_id: int | None = None  # set once the request has been answered for an authenticated tenant
     query: bool = False
     recorded: bool = False  # already counted by a statement of the request's own (with_usage)
+    user_id: str = ""  # the end user of a user-bound key or token, "" for a tenant-wide key
 
 
 _pending: contextvars.ContextVar[Pending | None] = contextvars.ContextVar("memcloud_usage", default=None)
@@ -67,6 +68,13 @@ def note_stored(count: int) -> None:
         pending.stores += count
 
 
+def acting_user(user_id: str | None) -> None:
+    """Called once the request is authenticated: whose usage it is, within the tenant."""
+    pending = _pending.get()
+    if pending is not None:
+        pending.user_id = user_id or ""
+
+
 def answered(*, tenant_id: int, query: bool) -> None:
     """Called when the tenant's request has its answer: record it once the answer is sent."""
     pending = _pending.get()
@@ -79,7 +87,8 @@ def record_answered(**_kwargs) -> None:
     pending = _pending.get()
     _pending.set(None)
     if pending is not None and pending.tenant_id is not None and not pending.recorded:
-        record_request(tenant_id=pending.tenant_id, query=pending.query, stores=pending.stores)
+        record_request(tenant_id=pending.tenant_id, query=pending.query, stores=pending.stores,
+                       user_id=pending.user_id)
 
 
 def with_usage(sql: str, params: list, *, tenant_id: int) -> tuple[str, list] | None:
@@ -100,12 +109,13 @@ def query_upsert_params(tenant_id: int) -> list[int] | None:
     pending = _pending.get()
     if pending is None or pending.recorded or pending.stores or connection.vendor != "postgresql":
         return None
-    return _upsert_params(tenant_id=tenant_id, minute=int(time.time() // 60), stores=0, query=True)
+    return _upsert_params(tenant_id=tenant_id, minute=int(time.time() // 60), stores=0, query=True,
+                          user_id=pending.user_id)
 
 
-def _upsert_params(*, tenant_id: int, minute: int, stores: int, query: bool) -> list[int]:
-    """_UPSERT_SQL's parameters: this worker's row (slot = pid) of the tenant's minute."""
-    return [tenant_id, minute, os.getpid(), stores, int(query)]
+def _upsert_params(*, tenant_id: int, minute: int, stores: int, query: bool, user_id: str = "") -> list:
+    """_UPSERT_SQL's parameters: this worker's row (slot = pid) of the tenant's (and user's) minute."""
+    return [tenant_id, minute, os.getpid(), user_id, stores, int(query)]
 
 
 def counted_as_query() -> None:
@@ -120,13 +130,15 @@ _last_clean = 0.0
 _last_warning = 0.0
 
 
-def record_request(*, tenant_id: int, query: bool, stores: int = 0, now: float | None = None) -> None:
+def record_request(*, tenant_id: int, query: bool, stores: int = 0, now: float | None = None,
+                   user_id: str = "") -> None:
     """Add one request (and what it stored) to the tenant's current minute. Never raises: usage
     figures are not worth failing a request that has already been served."""
     now = time.time() if now is None else now
     minute = int(now // 60)
     try:
-        db.execute(_UPSERT_SQL, _upsert_params(tenant_id=tenant_id, minute=minute, stores=stores, query=query))
+        db.execute(_UPSERT_SQL, _upsert_params(tenant_id=tenant_id, minute=minute, stores=stores, query=query,
+                                               user_id=user_id))
     except DatabaseError as exc:
         warn_not_recorded(exc)
         return

@@ -24,6 +24,7 @@ from .changes import uuid_str
 from .cursors import make_cursor, read_cursor
 from .filtering import matching
 from .models import Episode
+from .restriction import narrowed, own
 from .services import now_ms
 
 OUTPUT_FIELDS = ("id", "task_id", "reward", "metadata", "timestamp", "tags", "source", "user_id", "steps",
@@ -48,8 +49,9 @@ def episode_json(row: dict[str, Any], *, embedding: bytes | None = None) -> dict
     return out
 
 
-def episode_get(*, tenant: Tenant, episode_id: uuid.UUID) -> dict[str, Any]:
-    row = live(Episode.objects.filter(tenant=tenant, id=episode_id), now_ms()).values(
+def episode_get(*, tenant: Tenant, episode_id: uuid.UUID, user: str | None = None) -> dict[str, Any]:
+    """One live episode; another user's (for a bound `user`) is as absent as a missing one."""
+    row = live(own(Episode.objects.filter(tenant=tenant, id=episode_id), user), now_ms()).values(
         *OUTPUT_FIELDS, "embedding").first()
     if row is None:
         raise NotFound(f"episode {episode_id} not found")
@@ -57,15 +59,17 @@ def episode_get(*, tenant: Tenant, episode_id: uuid.UUID) -> dict[str, Any]:
 
 
 def episodes_list(*, tenant: Tenant, filters: Filters, limit: int, cursor: str | None = None,
-                  include_embedding: bool = False) -> dict[str, Any]:
+                  include_embedding: bool = False, user: str | None = None) -> dict[str, Any]:
     """One page, newest first, by keyset on (timestamp, seq) straight from the database.
 
     (timestamp, seq) is unique per tenant and never changes for a stored episode, so pages never
     overlap, and an episode that exists for the whole walk sits at one fixed place in the order:
-    whatever others store or delete meanwhile, it is on exactly one page."""
+    whatever others store or delete meanwhile, it is on exactly one page. A bound `user` lists only
+    their episodes, with cursors bound to them."""
+    filters = narrowed(filters, user)
     rows = matching(live(Episode.objects.filter(tenant=tenant), now_ms()), filters)
     if cursor:
-        timestamp, seq = read_cursor(cursor, tenant_slug=tenant.slug, flt=filters)
+        timestamp, seq = read_cursor(cursor, tenant_slug=tenant.slug, flt=filters, user=user)
         # The redundant bound lets the (tenant, timestamp, seq) index start the scan at the cursor.
         rows = rows.filter(Q(timestamp__lt=timestamp) | Q(timestamp=timestamp, seq__lt=seq),
                            timestamp__lte=timestamp)
@@ -76,7 +80,7 @@ def episodes_list(*, tenant: Tenant, filters: Filters, limit: int, cursor: str |
         page = page[:limit]
         last = page[-1]
         next_cursor = make_cursor(tenant_slug=tenant.slug, flt=filters, timestamp=last["timestamp"],
-                                  seq=last["seq"])
+                                  seq=last["seq"], user=user)
     return {
         "episodes": [episode_json(r, embedding=r["embedding"] if include_embedding else None) for r in page],
         "next_cursor": next_cursor,
@@ -85,8 +89,10 @@ def episodes_list(*, tenant: Tenant, filters: Filters, limit: int, cursor: str |
 
 def episodes_query(*, tenant: Tenant, state: TenantState, query_embedding: np.ndarray, top_k: int,
                    filters: Filters, include_embedding: bool = False,
-                   key_prefix: str | None = None) -> list[dict[str, Any]]:
-    """Exact filtered top-k from the worker's index, then the winners' fields from the database."""
+                   key_prefix: str | None = None, user: str | None = None) -> list[dict[str, Any]]:
+    """Exact filtered top-k from the worker's index, then the winners' fields from the database. A
+    bound `user` is one more exact filter of the index (user_id), so the top k are all theirs."""
+    filters = narrowed(filters, user)
     at = now_ms()
     for _ in range(MAX_RACE_RETRIES):
         cached = cache.current(tenant, state)
@@ -103,7 +109,7 @@ def episodes_query(*, tenant: Tenant, state: TenantState, query_embedding: np.nd
         if hit is not None:
             hit["score"] = score
             hits.append(hit)
-    audit("query", tenant_id=tenant.slug, key_prefix=key_prefix, episode_count=len(hits))
+    audit("query", tenant_id=tenant.slug, key_prefix=key_prefix, episode_count=len(hits), user_id=user)
     return hits
 
 
@@ -188,13 +194,17 @@ def _uuid_array(ids: list[str]) -> str:
     return "{" + ",".join(ids) + "}"
 
 
-def tenant_stats(*, tenant: Tenant) -> dict[str, Any]:
+def tenant_stats(*, tenant: Tenant, user: str | None = None) -> dict[str, Any]:
+    """The tenant's settings and its live episodes; for a bound `user`, their live episodes only
+    (a count of their rows: the tenant's stored counter counts everyone's)."""
     rate_limit = tenant.rate_limit or settings.AGENT_MEM_RATE_LIMIT
+    episodes = (live_count(tenant=tenant) if user is None
+                else live(Episode.objects.filter(tenant=tenant, user_id=user), now_ms()).count())
     return {
         "tenant": tenant.slug,
         "dim": tenant.dim,
         "metric": tenant.metric,
-        "episodes": live_count(tenant=tenant),
+        "episodes": episodes,
         "rate_limit": rate_limit,
         "max_episodes": tenant.max_episodes,
         "embedder": tenant.embedder or None,

@@ -23,6 +23,7 @@ from tenants.models import Tenant, TenantState
 
 from .filtering import is_empty, matching, not_expired
 from .models import Episode, Tombstone
+from .restriction import narrowed, own, patchable, stamped
 from .rows import EpisodeRow, expires_at_from, insert_episodes, row_of
 from .spec import MAX_METADATA_BYTES
 
@@ -102,8 +103,11 @@ def _known_hashes(tenant: Tenant, ids: list[uuid.UUID]) -> dict[uuid.UUID, str]:
     return dict(db.fetch_all(_KNOWN_SQL, [tenant.pk, "{" + ",".join(map(str, ids)) + "}"]))
 
 
-def episodes_store(*, tenant: Tenant, episodes: Sequence[dict], key_prefix: str | None = None) -> StoreResult:
-    """Store one or more validated episodes, all or nothing; client-chosen ids make it idempotent."""
+def episodes_store(*, tenant: Tenant, episodes: Sequence[dict], key_prefix: str | None = None,
+                   user: str | None = None) -> StoreResult:
+    """Store one or more validated episodes, all or nothing; client-chosen ids make it idempotent.
+    `user`: the bound user (restriction.py), stamped on every episode."""
+    episodes = stamped(episodes, user)
     stamp = now_ms()
     n = len(episodes)
     vectors = [np.asarray(e["state_embedding"], dtype="<f4").tobytes() for e in episodes]
@@ -150,9 +154,9 @@ def episodes_store(*, tenant: Tenant, episodes: Sequence[dict], key_prefix: str 
     note_stored(fresh)  # metrics and usage count new episodes, not idempotent retries
     if n == 1:
         audit("store_episode", tenant_id=tenant.slug, key_prefix=key_prefix, task_id=episodes[0]["task_id"],
-              episode_count=1)
+              episode_count=1, user_id=user)
     else:
-        audit("store_episodes", tenant_id=tenant.slug, key_prefix=key_prefix, episode_count=n)
+        audit("store_episodes", tenant_id=tenant.slug, key_prefix=key_prefix, episode_count=n, user_id=user)
     return StoreResult(ids=ids, created=created)
 
 
@@ -200,50 +204,57 @@ def remove_episodes(*, tenant: Tenant, state: TenantState, doomed: QuerySet) -> 
     return len(ids)
 
 
-def episode_delete(*, tenant: Tenant, episode_id: uuid.UUID, key_prefix: str | None = None) -> int:
+def episode_delete(*, tenant: Tenant, episode_id: uuid.UUID, key_prefix: str | None = None,
+                   user: str | None = None) -> int:
     with transaction.atomic():
         state = lock_state(tenant)
         removed = remove_episodes(tenant=tenant, state=state,
-                                  doomed=Episode.objects.filter(tenant=tenant, id=episode_id))
+                                  doomed=own(Episode.objects.filter(tenant=tenant, id=episode_id), user))
     if removed:
-        audit("delete_episode", tenant_id=tenant.slug, key_prefix=key_prefix, episode_count=removed)
+        audit("delete_episode", tenant_id=tenant.slug, key_prefix=key_prefix, episode_count=removed, user_id=user)
     return removed
 
 
-def episodes_prune_older_than(*, tenant: Tenant, cutoff_ms: int, key_prefix: str | None = None) -> int:
+def episodes_prune_older_than(*, tenant: Tenant, cutoff_ms: int, key_prefix: str | None = None,
+                              user: str | None = None) -> int:
     with transaction.atomic():
         state = lock_state(tenant)
-        removed = remove_episodes(tenant=tenant, state=state,
-                                  doomed=Episode.objects.filter(tenant=tenant, timestamp__lt=cutoff_ms))
-    audit("prune_older_than", tenant_id=tenant.slug, key_prefix=key_prefix, episode_count=removed)
+        doomed = own(Episode.objects.filter(tenant=tenant, timestamp__lt=cutoff_ms), user)
+        removed = remove_episodes(tenant=tenant, state=state, doomed=doomed)
+    audit("prune_older_than", tenant_id=tenant.slug, key_prefix=key_prefix, episode_count=removed, user_id=user)
     return removed
 
 
-def _prune_keep(*, tenant: Tenant, n: int, order: tuple[str, ...], op: str, key_prefix: str | None) -> int:
+def _prune_keep(*, tenant: Tenant, n: int, order: tuple[str, ...], op: str, key_prefix: str | None,
+                user: str | None) -> int:
     with transaction.atomic():
         state = lock_state(tenant)
         # Everything after the first n in keep order; OFFSET inside the subquery, not in Python.
-        beyond = Episode.objects.filter(tenant=tenant).order_by(*order).values("pk_id")[n:]
+        # A bound user keeps n of their own episodes and removes only theirs.
+        beyond = own(Episode.objects.filter(tenant=tenant), user).order_by(*order).values("pk_id")[n:]
         doomed = Episode.objects.filter(tenant=tenant, pk_id__in=Subquery(beyond))
         removed = remove_episodes(tenant=tenant, state=state, doomed=doomed)
-    audit(op, tenant_id=tenant.slug, key_prefix=key_prefix, episode_count=removed)
+    audit(op, tenant_id=tenant.slug, key_prefix=key_prefix, episode_count=removed, user_id=user)
     return removed
 
 
-def episodes_prune_keep_newest(*, tenant: Tenant, n: int, key_prefix: str | None = None) -> int:
+def episodes_prune_keep_newest(*, tenant: Tenant, n: int, key_prefix: str | None = None,
+                               user: str | None = None) -> int:
     return _prune_keep(tenant=tenant, n=n, order=("-timestamp", "-seq"), op="prune_keep_newest",
-                       key_prefix=key_prefix)
+                       key_prefix=key_prefix, user=user)
 
 
-def episodes_prune_keep_highest_reward(*, tenant: Tenant, n: int, key_prefix: str | None = None) -> int:
+def episodes_prune_keep_highest_reward(*, tenant: Tenant, n: int, key_prefix: str | None = None,
+                                       user: str | None = None) -> int:
     return _prune_keep(tenant=tenant, n=n, order=("-reward", "-timestamp", "-seq"),
-                       op="prune_keep_highest_reward", key_prefix=key_prefix)
+                       op="prune_keep_highest_reward", key_prefix=key_prefix, user=user)
 
 
 def episode_update(*, tenant: Tenant, episode_id: uuid.UUID, changes: dict,
-                   key_prefix: str | None = None) -> Episode:
+                   key_prefix: str | None = None, user: str | None = None) -> Episode:
     """Change some fields of a live episode. The row is stamped with the new version, so every
     worker's next catch-up re-reads it and updates its filter columns in place."""
+    patchable(changes, user)
     changes = dict(changes)
     merge = changes.pop("metadata_merge", None)
     unknown = set(changes) - set(PATCHABLE)
@@ -251,7 +262,7 @@ def episode_update(*, tenant: Tenant, episode_id: uuid.UUID, changes: dict,
         raise InvalidInput(f"{sorted(unknown)[0]}: cannot be changed")
     with transaction.atomic():
         state = lock_state(tenant)
-        row = Episode.objects.filter(not_expired(now_ms()), tenant=tenant, id=episode_id).first()
+        row = own(Episode.objects.filter(not_expired(now_ms()), tenant=tenant, id=episode_id), user).first()
         if row is None:
             raise NotFound(f"episode {episode_id} not found")
         if merge is not None:
@@ -265,23 +276,26 @@ def episode_update(*, tenant: Tenant, episode_id: uuid.UUID, changes: dict,
         row.version = state.version
         row.save(update_fields=[*changes, "version"])
         state.save(update_fields=["version"])
-    audit("update_episode", tenant_id=tenant.slug, key_prefix=key_prefix, task_id=row.task_id, episode_count=1)
+    audit("update_episode", tenant_id=tenant.slug, key_prefix=key_prefix, task_id=row.task_id, episode_count=1,
+          user_id=user)
     return row
 
 
 def episodes_delete(*, tenant: Tenant, ids: Sequence[uuid.UUID] | None = None, filters: Filters | None = None,
-                    key_prefix: str | None = None) -> int:
+                    key_prefix: str | None = None, user: str | None = None) -> int:
     """Delete live episodes by id or by filter (never an empty filter: that is a prune)."""
     if (ids is None) == (filters is None):
         raise InvalidInput("give either ids or filter")
     if filters is not None and is_empty(filters):
         raise InvalidInput("filter: an empty filter would delete every episode: use a prune")
+    if filters is not None:
+        filters = narrowed(filters, user, field="filter.user_id")
     with transaction.atomic():
         state = lock_state(tenant)
-        doomed = Episode.objects.filter(not_expired(now_ms()), tenant=tenant)
+        doomed = own(Episode.objects.filter(not_expired(now_ms()), tenant=tenant), user)
         doomed = doomed.filter(id__in=list(ids)) if ids is not None else matching(doomed, filters)
         removed = remove_episodes(tenant=tenant, state=state, doomed=doomed)
-    audit("delete_episodes", tenant_id=tenant.slug, key_prefix=key_prefix, episode_count=removed)
+    audit("delete_episodes", tenant_id=tenant.slug, key_prefix=key_prefix, episode_count=removed, user_id=user)
     return removed
 
 

@@ -50,6 +50,7 @@ class SnapshotListResponse(serializers.Serializer):
 
 
 class SnapshotSaveApi(TenantApi):
+    allows_bound_user = False  # acts on the whole tenant
     required_scope = Scope.ADMIN
 
     @extend_schema(request=SnapshotPathInput, responses={200: SaveResponse})
@@ -62,6 +63,7 @@ class SnapshotSaveApi(TenantApi):
 
 
 class SnapshotLoadApi(TenantApi):
+    allows_bound_user = False  # acts on the whole tenant
     required_scope = Scope.ADMIN
 
     @extend_schema(request=SnapshotPathInput, responses={200: LoadResponse})
@@ -74,6 +76,7 @@ class SnapshotLoadApi(TenantApi):
 
 
 class SnapshotListApi(TenantApi):
+    allows_bound_user = False  # acts on the whole tenant
     required_scope = Scope.READ
 
     @extend_schema(responses={200: SnapshotListResponse})
@@ -82,6 +85,7 @@ class SnapshotListApi(TenantApi):
 
 
 class CheckpointApi(TenantApi):
+    allows_bound_user = False  # acts on the whole tenant
     required_scope = Scope.ADMIN
 
     @extend_schema(request=CheckpointInput, responses={200: LoadResponse})

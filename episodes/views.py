@@ -83,7 +83,8 @@ class EpisodeCollectionApi(TenantApi):
         data.is_valid(raise_exception=True)
         v = data.validated_data
         page = selectors.episodes_list(tenant=self.tenant, filters=filters_from(v), limit=v["limit"],
-                                       cursor=v.get("cursor"), include_embedding=v["include_embedding"])
+                                       cursor=v.get("cursor"), include_embedding=v["include_embedding"],
+                                       user=self.bound_user)
         return Response(page)
 
     @extend_schema(request=EpisodeInput, responses={201: EpisodeIdResponse, 200: EpisodeIdResponse})
@@ -91,7 +92,7 @@ class EpisodeCollectionApi(TenantApi):
         data = EpisodeInput(data=request.data, context={"tenant": self.tenant})
         data.is_valid(raise_exception=True)
         result = services.episodes_store(tenant=self.tenant, episodes=[data.validated_data],
-                                         key_prefix=self.key_prefix)
+                                         key_prefix=self.key_prefix, user=self.bound_user)
         return Response({"id": str(result.ids[0])}, status=201 if result.any_created else 200)
 
 
@@ -103,7 +104,7 @@ class EpisodeBatchCreateApi(TenantApi):
         data = EpisodeBatchInput(data=request.data, context={"tenant": self.tenant})
         data.is_valid(raise_exception=True)
         result = services.episodes_store(tenant=self.tenant, episodes=data.validated_data["episodes"],
-                                         key_prefix=self.key_prefix)
+                                         key_prefix=self.key_prefix, user=self.bound_user)
         return Response({"ids": [str(i) for i in result.ids]}, status=201 if result.any_created else 200)
 
 
@@ -112,21 +113,23 @@ class EpisodeDetailApi(TenantApi):
 
     @extend_schema(responses={200: EpisodeOutput})
     def get(self, request: Request, episode_id: str) -> Response:
-        return Response(selectors.episode_get(tenant=self.tenant, episode_id=parse_episode_id(episode_id)))
+        return Response(selectors.episode_get(tenant=self.tenant, episode_id=parse_episode_id(episode_id),
+                                              user=self.bound_user))
 
     @extend_schema(request=EpisodePatchInput, responses={200: EpisodeOutput})
     def patch(self, request: Request, episode_id: str) -> Response:
         data = EpisodePatchInput(data=request.data)
         data.is_valid(raise_exception=True)
         row = services.episode_update(tenant=self.tenant, episode_id=parse_episode_id(episode_id),
-                                      changes=data.validated_data, key_prefix=self.key_prefix)
+                                      changes=data.validated_data, key_prefix=self.key_prefix,
+                                      user=self.bound_user)
         return Response(selectors.episode_json(
             {name: getattr(row, name) for name in selectors.OUTPUT_FIELDS}, embedding=row.embedding))
 
     @extend_schema(responses={200: RemovedResponse})
     def delete(self, request: Request, episode_id: str) -> Response:
         removed = services.episode_delete(tenant=self.tenant, episode_id=parse_episode_id(episode_id),
-                                          key_prefix=self.key_prefix)
+                                          key_prefix=self.key_prefix, user=self.bound_user)
         if not removed:
             raise NotFound(f"episode {episode_id} not found")
         return Response({"removed": removed})
@@ -142,7 +145,7 @@ class EpisodesDeleteApi(TenantApi):
         v = data.validated_data
         removed = services.episodes_delete(
             tenant=self.tenant, ids=v.get("ids"), filters=filters_from(v["filter"]) if "filter" in v else None,
-            key_prefix=self.key_prefix)
+            key_prefix=self.key_prefix, user=self.bound_user)
         return Response({"removed": removed})
 
 
@@ -157,7 +160,7 @@ class EpisodeQueryApi(TenantApi):
         hits = selectors.episodes_query(
             tenant=self.tenant, state=self.tenant.state, query_embedding=v["query_embedding"],
             top_k=v["top_k"], filters=filters_from(v), include_embedding=v["include_embedding"],
-            key_prefix=self.key_prefix,
+            key_prefix=self.key_prefix, user=self.bound_user,
         )
         return Response({"episodes": hits})
 
@@ -170,7 +173,8 @@ class PruneOlderThanApi(TenantApi):
         data = PruneOlderThanInput(data=request.data)
         data.is_valid(raise_exception=True)
         removed = services.episodes_prune_older_than(
-            tenant=self.tenant, cutoff_ms=data.validated_data["timestamp_cutoff_ms"], key_prefix=self.key_prefix)
+            tenant=self.tenant, cutoff_ms=data.validated_data["timestamp_cutoff_ms"], key_prefix=self.key_prefix,
+            user=self.bound_user)
         return Response({"removed": removed})
 
 
@@ -184,7 +188,8 @@ class _PruneKeepApi(TenantApi):
     def post(self, request: Request) -> Response:
         data = PruneKeepInput(data=request.data)
         data.is_valid(raise_exception=True)
-        removed = self.prune(tenant=self.tenant, n=data.validated_data["n"], key_prefix=self.key_prefix)
+        removed = self.prune(tenant=self.tenant, n=data.validated_data["n"], key_prefix=self.key_prefix,
+                             user=self.bound_user)
         return Response({"removed": removed})
 
 
@@ -201,4 +206,4 @@ class StatsApi(TenantApi):
 
     @extend_schema(responses={200: StatsResponse})
     def get(self, request: Request) -> Response:
-        return Response(selectors.tenant_stats(tenant=self.tenant))
+        return Response(selectors.tenant_stats(tenant=self.tenant, user=self.bound_user))

@@ -8,11 +8,12 @@ from django.db import transaction
 from django.utils import timezone
 
 from core.audit import audit
-from core.errors import MemcloudError
+from core.errors import InvalidInput, MemcloudError
 
 from .keys import make_key
-from .models import ApiKey, Tenant, TenantState
-from .services import embedder_and_dim, key_revoke, key_roll
+from .models import ApiKey, SigningKey, Tenant, TenantState
+from .services import embedder_and_dim, key_revoke, key_roll, signing_key_revoke, validate_bound_user
+from .tokens import make_signing_key
 
 
 class TenantAddForm(forms.ModelForm):
@@ -45,7 +46,7 @@ class ApiKeyInline(admin.TabularInline):
     model = ApiKey
     extra = 0
     can_delete = False
-    fields = ("prefix", "name", "scope", "created", "expires_at", "revoked_at", "last_used_at")
+    fields = ("prefix", "name", "scope", "user_id", "created", "expires_at", "revoked_at", "last_used_at")
     readonly_fields = fields
     show_change_link = True
 
@@ -81,23 +82,42 @@ class TenantAdmin(admin.ModelAdmin):
             TenantState.objects.get_or_create(tenant=obj)
 
 
+class ApiKeyForm(forms.ModelForm):
+    class Meta:
+        model = ApiKey
+        fields = "__all__"
+
+    def clean(self):
+        cleaned = super().clean()
+        if self.instance.pk is None:  # the binding is set once, at issue
+            try:
+                cleaned["user_id"] = validate_bound_user(cleaned.get("user_id") or None, cleaned.get("scope"))
+            except InvalidInput as exc:
+                raise forms.ValidationError(str(exc)) from None
+        return cleaned
+
+
 @admin.register(ApiKey)
 class ApiKeyAdmin(admin.ModelAdmin):
-    list_display = ("prefix", "tenant", "name", "scope", "created", "expires_at", "revoked_at", "last_used_at")
+    form = ApiKeyForm
+    list_display = ("prefix", "tenant", "name", "scope", "user_id", "created", "expires_at", "revoked_at",
+                    "last_used_at")
     list_filter = ("scope", "tenant")
-    search_fields = ("prefix", "name", "tenant__slug")
+    search_fields = ("prefix", "name", "tenant__slug", "user_id")
     actions = ["revoke_keys", "roll_keys"]
 
     def get_fields(self, request, obj=None):
         if obj is None:
-            return ("tenant", "name", "scope", "expires_at")
-        return ("tenant", "name", "prefix", "scope", "created", "expires_at", "revoked_at", "last_used_at")
+            return ("tenant", "name", "scope", "user_id", "expires_at")
+        return ("tenant", "name", "prefix", "scope", "user_id", "created", "expires_at", "revoked_at",
+                "last_used_at")
 
     def get_readonly_fields(self, request, obj=None):
         if obj is None:
             return ()
-        # A revoked key stays revoked: revoke with the action, never by editing the field back.
-        return ("tenant", "prefix", "scope", "created", "revoked_at", "last_used_at")
+        # A revoked key stays revoked: revoke with the action, never by editing the field back. The
+        # user binding is fixed: issue a new key for another user.
+        return ("tenant", "prefix", "scope", "user_id", "created", "revoked_at", "last_used_at")
 
     def save_model(self, request, obj: ApiKey, form, change):
         if change:
@@ -121,3 +141,34 @@ class ApiKeyAdmin(admin.ModelAdmin):
             if key.revoked_at is None and (key.expires_at is None or key.expires_at > now):
                 new, raw = key_roll(prefix=key.prefix, grace_hours=24)
                 messages.warning(request, f"New key replacing {key.prefix} (shown only once): {raw}")
+
+
+@admin.register(SigningKey)
+class SigningKeyAdmin(admin.ModelAdmin):
+    """Signing keys of tenant user tokens: the secret is shown once, at creation."""
+
+    list_display = ("kid", "tenant", "name", "created", "revoked_at")
+    list_filter = ("tenant",)
+    search_fields = ("kid", "name", "tenant__slug")
+    actions = ["revoke_signing_keys"]
+
+    def get_fields(self, request, obj=None):
+        return ("tenant", "name") if obj is None else ("tenant", "name", "kid", "created", "revoked_at")
+
+    def get_readonly_fields(self, request, obj=None):
+        return () if obj is None else ("tenant", "kid", "created", "revoked_at")
+
+    def save_model(self, request, obj: SigningKey, form, change):
+        if change:
+            super().save_model(request, obj, form, change)
+            return
+        obj.kid, obj.salt, printed = make_signing_key()
+        super().save_model(request, obj, form, change)
+        audit("signing_key_created", tenant_id=obj.tenant.slug, key_prefix=obj.kid)
+        messages.warning(request, f"New signing key for {obj.tenant.slug} (shown only once, copy it now): {printed}")
+
+    @admin.action(description="Revoke selected signing keys")
+    def revoke_signing_keys(self, request, queryset):
+        for signing_key in queryset.filter(revoked_at__isnull=True):
+            signing_key_revoke(kid=signing_key.kid)
+        messages.success(request, "revoked")

@@ -11,6 +11,7 @@ from core import usage
 from .authentication import ApiKeyAuthentication
 from .models import ApiKey, Scope, Tenant
 from .permissions import HasScope
+from .principal import Principal
 from .throttling import RateState, rate_limit_hit, refusal
 
 
@@ -18,6 +19,8 @@ class TenantApi(APIView):
     authentication_classes = [ApiKeyAuthentication]
     permission_classes = [HasScope]
     required_scope: str | dict[str, str] = Scope.WRITE
+    # False: the endpoint acts on the whole tenant, so a user-bound key or token is refused (403).
+    allows_bound_user = True
     rate_state: RateState | None = None
 
     @property
@@ -25,12 +28,22 @@ class TenantApi(APIView):
         return self.request.user
 
     @property
-    def api_key(self) -> ApiKey:
+    def principal(self) -> Principal:
         return self.request.auth
+
+    @property
+    def api_key(self) -> ApiKey | None:
+        return self.request.auth.api_key
 
     @property
     def key_prefix(self) -> str | None:
         return self.request.auth.prefix if self.request.auth is not None else None
+
+    @property
+    def bound_user(self) -> str | None:
+        """The end user this request is restricted to (a user-bound key or token), else None.
+        Views pass it to every selector and service, which apply it (docs/api.md §2)."""
+        return self.request.auth.user_id if self.request.auth is not None else None
 
     def perform_authentication(self, request: Request) -> None:
         """Authenticate, then count the request against the tenant's window before the scope
@@ -38,6 +51,7 @@ class TenantApi(APIView):
         usage.begin_request()
         super().perform_authentication(request)
         if isinstance(request.user, Tenant):
+            usage.acting_user(request.auth.user_id)
             self.rate_state = rate_limit_hit(tenant=request.user)
             if self.rate_state is not None and not self.rate_state.allowed:
                 raise refusal(self.rate_state)

@@ -1,9 +1,11 @@
-"""DRF authentication: `Authorization: Bearer <key>` or `X-API-Key: <key>` (SPEC section 2)."""
+"""DRF authentication: `Authorization: Bearer <key>` or `X-API-Key: <key>`, where the key is an API key
+or a tenant-signed user token (docs/api.md §2)."""
 
 from __future__ import annotations
 
 import hmac
 from functools import cache
+from typing import NoReturn
 
 from django.conf import settings
 from django.utils import timezone
@@ -13,9 +15,11 @@ from rest_framework.authentication import BaseAuthentication
 from core.audit import audit
 from core.errors import Forbidden
 
+from . import tokens
 from .keys import hash_key, parse_prefix, verify
-from .models import ApiKey, Scope
-from .selectors import key_with_tenant
+from .models import ApiKey, Scope, Tenant
+from .principal import Principal
+from .selectors import key_with_tenant, signing_key_with_tenant
 from .services import key_touch, tenant_get_or_create_default
 
 
@@ -53,7 +57,11 @@ class ApiKeyAuthentication(BaseAuthentication):
         bootstrap = settings.AGENT_MEM_API_KEY
         if bootstrap and hmac.compare_digest(hash_key(raw), _bootstrap_hash(bootstrap)):
             tenant = tenant_get_or_create_default()
-            return self._accept(request, tenant, ApiKey(tenant=tenant, prefix="bootstrap", scope=Scope.ADMIN))
+            return self._accept(request, tenant, Principal(scope=Scope.ADMIN, prefix="bootstrap",
+                                                           api_key=ApiKey(tenant=tenant, prefix="bootstrap",
+                                                                          scope=Scope.ADMIN)))
+        if prefix is None and tokens.looks_like_token(raw):
+            return self._token(request, raw)
         api_key = None
         if prefix is not None:
             # One round trip: key, tenant and the tenant's change counter (for cache catch-up).
@@ -72,19 +80,37 @@ class ApiKeyAuthentication(BaseAuthentication):
         if not tenant.is_active:
             raise Forbidden(f"tenant {tenant.slug!r} is inactive")
         key_touch(api_key=api_key)
-        return self._accept(request, tenant, api_key)
+        return self._accept(request, tenant, Principal.of_key(api_key))
+
+    def _token(self, request, raw: str):
+        """A tenant-signed token: its signing key, tenant and change counter in one round trip (by
+        kid, never a lookup of the token itself), then PyJWT checks it with the re-derived secret."""
+        kid = None
+        try:
+            kid = tokens.unverified_kid(raw)
+            signing_key = signing_key_with_tenant(kid=kid)
+            if signing_key is None:
+                raise tokens.TokenError(f"unknown signing key {kid!r}")
+            if signing_key.revoked_at is not None:
+                raise tokens.TokenError(f"signing key {kid!r} has been revoked")
+            tenant: Tenant = signing_key.tenant
+            claims = tokens.verify(raw, kid=kid, secret=tokens.derive_secret(kid, signing_key.salt),
+                                   audience=tenant.slug)
+        except tokens.TokenError as exc:
+            self._fail(kid, str(exc))
+        return self._accept(request, tenant, Principal(scope=claims.scope, prefix=kid, user_id=claims.user_id))
 
     def authenticate_header(self, request) -> str:
         return 'Bearer realm="memcloud"'
 
     @staticmethod
-    def _accept(request, tenant, api_key):
+    def _accept(request, tenant: Tenant, principal: Principal):
         if not tenant.is_active:
             raise Forbidden(f"tenant {tenant.slug!r} is inactive")
         request._request.tenant_slug = tenant.slug  # for the request log line
-        return tenant, api_key
+        return tenant, principal
 
     @staticmethod
-    def _fail(prefix: str | None, message: str):
+    def _fail(prefix: str | None, message: str) -> NoReturn:
         audit("auth_failed", tenant_id=None, key_prefix=prefix)
         raise exceptions.AuthenticationFailed(message)

@@ -66,6 +66,9 @@ class ApiKey(models.Model):
     expires_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
     last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
+    # A user-bound key sees and changes only the episodes of this end user (docs/api.md §2).
+    user_id = models.CharField(max_length=256, null=True, blank=True,
+                               help_text="Empty: the key acts on every user's episodes.")
 
     class Meta:
         ordering = ["-created"]
@@ -79,6 +82,25 @@ class ApiKey(models.Model):
         if self.revoked_at is not None:
             return False
         return self.expires_at is None or self.expires_at > now
+
+
+class SigningKey(models.Model):
+    """A tenant's secret for signing its own user tokens (docs/api.md §2, docs/design.md "User-level
+    access"). Only `salt` is stored: the secret is HMAC(server key, kid + salt), re-derived by the
+    server on each use, so the database alone cannot mint a token."""
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="signing_keys")
+    kid = models.CharField(max_length=32, unique=True, editable=False)
+    salt = models.CharField(max_length=64, editable=False)
+    name = models.CharField(max_length=200, blank=True)
+    created = models.DateTimeField(default=timezone.now, editable=False)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created"]
+
+    def __str__(self) -> str:
+        return f"{self.kid} ({self.tenant.slug})"
 
 
 class TenantState(models.Model):

@@ -10,20 +10,19 @@ from django.utils.dateparse import parse_datetime
 
 from core import db
 
-from .models import ApiKey, Tenant, TenantState
+from .models import ApiKey, SigningKey, Tenant, TenantState
 
-_JOINED = (ApiKey, Tenant, TenantState)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 @cache
-def _lookup_sql() -> str:
-    """The key, its tenant and the tenant's change counter in one statement. Written once: the
-    ORM would compile this three-table join on every request (about a millisecond each); and
-    prepared once per connection (memcloud/db.py)."""
+def _lookup_sql(key_model: type[models.Model] = ApiKey, column: str = "prefix") -> str:
+    """The key (an API key by prefix, or a signing key by kid), its tenant and the tenant's change
+    counter in one statement. Written once: the ORM would compile this three-table join on every
+    request (about a millisecond each); and prepared once per connection (memcloud/db.py)."""
     q = connection.ops.quote_name
 
-    def column(model, field) -> str:
+    def column_sql(model, field) -> str:
         name = f"{q(model._meta.db_table)}.{q(field.column)}"
         # Datetimes as integer microseconds on PostgreSQL: Django's timestamptz loader parses text
         # in Python, about 8 µs a column on every request.
@@ -31,14 +30,16 @@ def _lookup_sql() -> str:
             return f"(extract(epoch FROM {name}) * 1000000)::bigint"
         return name
 
-    columns = ", ".join(column(m, f) for m in _JOINED for f in m._meta.concrete_fields)
-    return f"SELECT {columns} {keys_joined('LEFT JOIN')} WHERE {q(ApiKey._meta.db_table)}.{q('prefix')} = %s"
+    joined = (key_model, Tenant, TenantState)
+    columns = ", ".join(column_sql(m, f) for m in joined for f in m._meta.concrete_fields)
+    return (f"SELECT {columns} {keys_joined('LEFT JOIN', key_model)} "
+            f"WHERE {q(key_model._meta.db_table)}.{q(column)} = %s")
 
 
-def keys_joined(state_join: str) -> str:
+def keys_joined(state_join: str, key_model: type[models.Model] = ApiKey) -> str:
     """`FROM` the key table, joined to each key's tenant and (by `state_join`) the tenant's state."""
     q = connection.ops.quote_name
-    key, tenant, state = (q(m._meta.db_table) for m in _JOINED)
+    key, tenant, state = (q(m._meta.db_table) for m in (key_model, Tenant, TenantState))
     return (f"FROM {key} JOIN {tenant} ON {tenant}.{q('id')} = {key}.{q('tenant_id')} "
             f"{state_join} {state} ON {state}.{q('tenant_id')} = {tenant}.{q('id')}")
 
@@ -62,18 +63,28 @@ def model_from_row(model: type[models.Model], row) -> models.Model:
     return model.from_db("default", [f.attname for f in fields], values)
 
 
-def key_with_tenant(*, prefix: str) -> ApiKey | None:
-    """The key of this prefix with `.tenant` and `.tenant.state` loaded, or None."""
-    row = db.fetch_one(_lookup_sql(), [prefix])
+def _with_tenant(key_model: type[models.Model], column: str, value: str):
+    row = db.fetch_one(_lookup_sql(key_model, column), [value])
     if row is None:
         return None
     objects, offset = [], 0
-    for model in _JOINED:
+    for model in (key_model, Tenant, TenantState):
         part = row[offset : offset + len(model._meta.concrete_fields)]
         offset += len(part)
         objects.append(None if part[0] is None else model_from_row(model, part))
-    api_key, tenant, state = objects
-    api_key.tenant = tenant
+    key, tenant, state = objects
+    key.tenant = tenant
     if state is not None:
         tenant.state = state
-    return api_key
+    return key
+
+
+def key_with_tenant(*, prefix: str) -> ApiKey | None:
+    """The key of this prefix with `.tenant` and `.tenant.state` loaded, or None."""
+    return _with_tenant(ApiKey, "prefix", prefix)
+
+
+def signing_key_with_tenant(*, kid: str) -> SigningKey | None:
+    """The signing key of this kid with `.tenant` and `.tenant.state` loaded, or None: the one round
+    trip a token request makes, as a key request makes key_with_tenant's."""
+    return _with_tenant(SigningKey, "kid", kid)

@@ -15,7 +15,8 @@ from core.errors import Conflict, InvalidInput, NotFound
 from embedders import dim_of, parse_spec
 
 from .keys import make_key
-from .models import SLUG_PATTERN, ApiKey, Metric, Scope, Tenant, TenantState
+from .models import SLUG_PATTERN, ApiKey, Metric, Scope, SigningKey, Tenant, TenantState
+from .tokens import MAX_USER_ID, make_signing_key
 
 
 def tenant_create(
@@ -86,25 +87,68 @@ def key_issue(
     name: str = "",
     scope: str = Scope.WRITE,
     expires_at: datetime | None = None,
+    user_id: str | None = None,
 ) -> tuple[ApiKey, str]:
-    """Issue a key; the raw key is returned once and never stored."""
+    """Issue a key; the raw key is returned once and never stored. `user_id`: a user-bound key,
+    restricted to that end user's episodes (docs/api.md §2)."""
     if scope not in Scope.values:
         raise InvalidInput(f"scope: must be one of {', '.join(Scope.values)}")
+    user_id = validate_bound_user(user_id, scope)
     for _ in range(5):  # prefixes are random: retry the rare collision
         raw, prefix, key_hash = make_key()
         try:
             with transaction.atomic():
                 api_key = ApiKey.objects.create(
                     tenant=tenant, name=name, prefix=prefix, key_hash=key_hash, scope=scope,
-                    expires_at=expires_at,
+                    expires_at=expires_at, user_id=user_id,
                 )
             break
         except IntegrityError:
             continue
     else:  # pragma: no cover - 36^8 prefixes
         raise Conflict("could not allocate a unique key prefix")
-    audit("key_issued", tenant_id=tenant.slug, key_prefix=prefix)
+    audit("key_issued", tenant_id=tenant.slug, key_prefix=prefix, user_id=user_id)
     return api_key, raw
+
+
+def validate_bound_user(user_id: str | None, scope: str) -> str | None:
+    """The user id of a user-bound key (None: a tenant-wide key); such a key is read or write only."""
+    if user_id is None:
+        return None
+    if not isinstance(user_id, str) or not user_id or len(user_id) > MAX_USER_ID:
+        raise InvalidInput(f"user_id: must be 1 to {MAX_USER_ID} characters")
+    if scope == Scope.ADMIN:
+        raise InvalidInput("scope: a user-bound key is 'read' or 'write', never 'admin'")
+    return user_id
+
+
+def signing_key_create(*, tenant: Tenant, name: str = "") -> tuple[SigningKey, str]:
+    """A new signing key; `<kid>.<secret>` is returned once and never stored (only a salt is)."""
+    for _ in range(5):  # kids are random: retry the rare collision
+        kid, salt, printed = make_signing_key()
+        try:
+            with transaction.atomic():
+                signing_key = SigningKey.objects.create(tenant=tenant, kid=kid, salt=salt, name=name)
+            break
+        except IntegrityError:
+            continue
+    else:  # pragma: no cover - 36^10 kids
+        raise Conflict("could not allocate a unique kid")
+    audit("signing_key_created", tenant_id=tenant.slug, key_prefix=kid)
+    return signing_key, printed
+
+
+def signing_key_revoke(*, kid: str) -> SigningKey:
+    """Revoke a signing key: its tokens are refused from the next request on (each is checked
+    against the key's row)."""
+    signing_key = SigningKey.objects.select_related("tenant").filter(kid=kid).first()
+    if signing_key is None:
+        raise NotFound(f"no signing key {kid!r}")
+    if signing_key.revoked_at is None:
+        signing_key.revoked_at = timezone.now()
+        signing_key.save(update_fields=["revoked_at"])
+        audit("signing_key_revoked", tenant_id=signing_key.tenant.slug, key_prefix=kid)
+    return signing_key
 
 
 def key_revoke(*, prefix: str) -> ApiKey:
@@ -125,7 +169,8 @@ def key_roll(*, prefix: str, grace_hours: float = 24) -> tuple[ApiKey, str]:
     old = ApiKey.objects.select_related("tenant").filter(prefix=prefix).first()
     if old is None or not old.is_usable():
         raise NotFound(f"no usable key with prefix {prefix!r}")
-    new, raw = key_issue(tenant=old.tenant, name=old.name, scope=old.scope, expires_at=old.expires_at)
+    new, raw = key_issue(tenant=old.tenant, name=old.name, scope=old.scope, expires_at=old.expires_at,
+                         user_id=old.user_id)
     grace_end = timezone.now() + timedelta(hours=grace_hours)
     if old.expires_at is None or old.expires_at > grace_end:
         old.expires_at = grace_end

@@ -1,5 +1,6 @@
-"""A plain-Python model of one tenant's episodes (SPEC sections 4 and 9), the oracle of the
-model-based test. Embeddings are small integer vectors, so every score has an exact comparison
+"""A plain-Python model of one tenant's episodes (docs/api.md §2, §4 and §9), the oracle of the
+model-based test. Removals take an optional `user`: what a user-bound key may remove, only that
+user's episodes. Embeddings are small integer vectors, so every score has an exact comparison
 key: ties are real ties and the SPEC's tie-break (score, then newer timestamp, then later stored)
 decides the order, with no float rounding in the model."""
 
@@ -50,11 +51,18 @@ class TenantModel:
         fields = {k: tuple(dict.fromkeys(v)) if k == "tags" else v for k, v in changes.items()}
         self.episodes[episode_id] = replace(self.episodes[episode_id], patched=True, **fields)
 
-    def delete_ids(self, ids: list[str]) -> int:
-        return self._remove([i for i in dict.fromkeys(ids) if i in self.episodes])
+    def delete_ids(self, ids: list[str], user: str | None = None) -> int:
+        return self._remove([i for i in dict.fromkeys(ids) if i in self.episodes and self.owns(user, i)])
 
     def delete_matching(self, flt: dict[str, Any]) -> int:
         return self._remove([e.id for e in self.episodes.values() if self.matches(e, flt)])
+
+    def owns(self, user: str | None, episode_id: str) -> bool:
+        """Whether a key bound to `user` (None: a tenant-wide key) may see and change the episode."""
+        return user is None or self.episodes[episode_id].user_id == user
+
+    def of(self, user: str | None) -> list[Ep]:
+        return [e for e in self.episodes.values() if user is None or e.user_id == user]
 
     def snapshot(self) -> list[Ep]:
         return sorted(self.episodes.values(), key=lambda e: e.seq)
@@ -67,18 +75,18 @@ class TenantModel:
             self.episodes[e.id] = replace(e, seq=self.next_seq, patched=True)
             self.next_seq += 1
 
-    def newest_first(self) -> list[Ep]:
-        return sorted(self.episodes.values(), key=lambda e: (-e.timestamp, -e.seq))
+    def newest_first(self, user: str | None = None) -> list[Ep]:
+        return sorted(self.of(user), key=lambda e: (-e.timestamp, -e.seq))
 
-    def prune_older_than(self, cutoff: int) -> int:
-        doomed = [e.id for e in self.episodes.values() if e.timestamp < cutoff]
+    def prune_older_than(self, cutoff: int, user: str | None = None) -> int:
+        doomed = [e.id for e in self.of(user) if e.timestamp < cutoff]
         return self._remove(doomed)
 
-    def prune_keep_newest(self, n: int) -> int:
-        return self._remove([e.id for e in self.newest_first()[n:]])
+    def prune_keep_newest(self, n: int, user: str | None = None) -> int:
+        return self._remove([e.id for e in self.newest_first(user)[n:]])
 
-    def prune_keep_highest_reward(self, n: int) -> int:
-        ranked = sorted(self.episodes.values(), key=lambda e: (-e.reward, -e.timestamp, -e.seq))
+    def prune_keep_highest_reward(self, n: int, user: str | None = None) -> int:
+        ranked = sorted(self.of(user), key=lambda e: (-e.reward, -e.timestamp, -e.seq))
         return self._remove([e.id for e in ranked[n:]])
 
     def _remove(self, ids: list[str]) -> int:

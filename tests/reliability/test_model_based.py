@@ -1,5 +1,7 @@
 """Model-based test: random store / batch / delete / prune / query / list / patch / save / load sequences over three tenants on a
 real 3-worker gunicorn, checked after every step against a plain-Python model (tests/reliability/model.py).
+Beside each tenant's tenant-wide key act two end users: u1 through a user-bound key, u2 through a
+tenant-signed token (docs/api.md §2); they must only ever see and change their own episodes.
 
 Embeddings are integer vectors of dim 4 with entries in [-2, 2], rewards and timestamps come from
 tiny ranges: ties in score, reward and timestamp are frequent, so the SPEC's tie-break is exercised.
@@ -16,6 +18,7 @@ import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule, run_state_machine_as_test
+from memcloud_client import mint_user_token
 
 from tests.support.tenants import fresh_client, unique_slug
 
@@ -27,6 +30,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 DIM = 4
 METRICS = ("cosine", "dot", "l2")
 TIMESTAMPS = (1_000, 1_001, 1_002, 1_003)
+USERS = ("u1", "u2")  # u1: a user-bound key; u2: a tenant-signed token
 
 vector = st.lists(st.integers(-2, 2), min_size=DIM, max_size=DIM).filter(any)
 episode_body = st.fixed_dictionaries(
@@ -57,6 +61,7 @@ class Tally:
 
 class MemcloudMachine(RuleBasedStateMachine):
     clients: list[httpx.Client] = []
+    user_clients: list[dict[str, httpx.Client]] = []  # per tenant: user -> the user's bound client
     slugs: list[str] = []
 
     def __init__(self) -> None:
@@ -65,8 +70,10 @@ class MemcloudMachine(RuleBasedStateMachine):
         self.saved: list[dict[str, list]] = [{} for _ in self.models]  # per tenant: snapshot name -> episodes
 
     # ----- plumbing -----
-    def call(self, t: int, method: str, path: str, body: Any = None, params: dict | None = None) -> httpx.Response:
-        response = self.clients[t].request(method, path, json=body, params=params)
+    def call(self, t: int, method: str, path: str, body: Any = None, params: dict | None = None,
+             user: str | None = None) -> httpx.Response:
+        client = self.clients[t] if user is None else self.user_clients[t][user]
+        response = client.request(method, path, json=body, params=params)
         Tally.requests += 1
         if response.status_code >= 500:
             Tally.server_errors += 1
@@ -266,6 +273,119 @@ class MemcloudMachine(RuleBasedStateMachine):
             Tally.leaks += 1
         Tally.lenient += check_query(self.models[t], tuple(q), flt, top_k, answer)
 
+    # ----- end users: a user-bound key (u1) and a token (u2) beside the tenant key -----
+    def refused(self, r: httpx.Response, status: int, field: str | None = None) -> None:
+        Tally.leaks += r.status_code < 400
+        assert r.status_code == status, (r.status_code, r.text)
+        if field is not None:
+            assert error_message(r).startswith(f"{field}: "), r.text
+
+    def pick_own(self, t: int, user: str, i: int, *, own: bool = True) -> str | None:
+        ids = sorted(e.id for e in self.models[t].episodes.values() if (e.user_id == user) == own)
+        return ids[i % len(ids)] if ids else None
+
+    @rule(t=st.integers(0, 2), user=st.sampled_from(USERS), bodies=st.lists(episode_body, min_size=1, max_size=4))
+    def store_as_user(self, t: int, user: str, bodies: list[dict]) -> None:
+        one = len(bodies) == 1
+        r = (self.call(t, "POST", "/v1/episodes", bodies[0], user=user) if one
+             else self.call(t, "POST", "/v1/episodes/batch", {"episodes": bodies}, user=user))
+        bad = [i for i, b in enumerate(bodies) if b.get("user_id", user) != user]
+        if bad:
+            self.refused(r, 403, "user_id" if one else f"episodes[{bad[0]}].user_id")
+            return
+        assert r.status_code == 201, r.text
+        for episode_id, body in zip([r.json()["id"]] if one else r.json()["ids"], bodies, strict=True):
+            self.models[t].add(episode_id, {**body, "user_id": user}, self.learn_timestamp(t, episode_id, body))
+
+    @rule(t=st.integers(0, 2), user=st.sampled_from(USERS), i=st.integers(0, 10**6),
+          verb=st.sampled_from(["GET", "DELETE", "PATCH"]))
+    def touch_another_users_episode(self, t: int, user: str, i: int, verb: str) -> None:
+        episode_id = self.pick_own(t, user, i, own=False) or str(uuid.uuid4())
+        r = self.call(t, verb, f"/v1/episodes/{episode_id}", {"reward": 2} if verb == "PATCH" else None, user=user)
+        self.refused(r, 404)
+
+    @rule(t=st.integers(0, 2), user=st.sampled_from(USERS), i=st.integers(0, 10**6),
+          changes=st.fixed_dictionaries({}, optional={"reward": st.integers(-1, 2),
+                                                      "user_id": st.sampled_from([None, *USERS])}).filter(bool))
+    def patch_as_user(self, t: int, user: str, i: int, changes: dict) -> None:
+        episode_id = self.pick_own(t, user, i)
+        if episode_id is None:
+            return
+        r = self.call(t, "PATCH", f"/v1/episodes/{episode_id}", changes, user=user)
+        if changes.get("user_id", user) != user:
+            self.refused(r, 403, "user_id")
+            return
+        assert r.status_code == 200 and r.json()["user_id"] == user, r.text
+        self.models[t].patch(episode_id, changes)
+
+    @rule(t=st.integers(0, 2), user=st.sampled_from(USERS), limit=st.integers(1, 4), flt=query_filters)
+    def list_as_user(self, t: int, user: str, limit: int, flt: dict) -> None:
+        params = {k: ",".join(v) if isinstance(v, list) else v for k, v in flt.items()}
+        if flt.get("user_id", user) != user:
+            self.refused(self.call(t, "GET", "/v1/episodes", params=params, user=user), 403, "user_id")
+            return
+        seen, cursor = [], None
+        for _ in range(100):
+            page = self.call(t, "GET", "/v1/episodes", params={**params, "limit": limit,
+                                                                **({"cursor": cursor} if cursor else {})}, user=user)
+            assert page.status_code == 200, page.text
+            seen += [e["id"] for e in page.json()["episodes"]]
+            cursor = page.json()["next_cursor"]
+            if cursor is None:
+                break
+        model = self.models[t]
+        Tally.leaks += len([i for i in seen if i not in model.episodes or not model.owns(user, i)])
+        assert seen == [e.id for e in model.newest_first(user) if model.matches(e, flt)], (user, flt, limit)
+
+    @rule(t=st.integers(0, 2), user=st.sampled_from(USERS), q=vector, top_k=st.integers(1, 8), flt=query_filters)
+    def query_as_user(self, t: int, user: str, q: list[int], top_k: int, flt: dict) -> None:
+        r = self.call(t, "POST", "/v1/query", {"query_embedding": q, "top_k": top_k, **flt}, user=user)
+        if flt.get("user_id", user) != user:
+            self.refused(r, 403, "user_id")
+            return
+        assert r.status_code == 200, r.text
+        answer = r.json()["episodes"]
+        Tally.leaks += len([h for h in answer if h["user_id"] != user])
+        Tally.lenient += check_query(self.models[t], tuple(q), {**flt, "user_id": user}, top_k, answer)
+
+    @rule(t=st.integers(0, 2), user=st.sampled_from(USERS), picks=st.lists(st.integers(0, 10**6), min_size=1,
+                                                                             max_size=4))
+    def delete_by_ids_as_user(self, t: int, user: str, picks: list[int]) -> None:
+        ids = [i for i in (self.pick(t, p) for p in picks) if i is not None]  # any user's
+        if not ids:
+            return
+        r = self.call(t, "POST", "/v1/episodes/delete", {"ids": ids}, user=user)
+        assert r.json() == {"removed": self.models[t].delete_ids(ids, user)}, r.text
+
+    @rule(t=st.integers(0, 2), user=st.sampled_from(USERS), flt=query_filters.filter(bool))
+    def delete_by_filter_as_user(self, t: int, user: str, flt: dict) -> None:
+        r = self.call(t, "POST", "/v1/episodes/delete", {"filter": flt}, user=user)
+        if not any(v not in (None, [], "") for v in flt.values()):
+            assert r.status_code == 400
+        elif flt.get("user_id", user) != user:
+            self.refused(r, 403, "filter.user_id")
+        else:
+            assert r.json() == {"removed": self.models[t].delete_matching({**flt, "user_id": user})}, (flt, r.text)
+
+    @rule(t=st.integers(0, 2), user=st.sampled_from(USERS), n=st.integers(0, 3),
+          cutoff=st.sampled_from((*TIMESTAMPS, 1_004)), op=st.sampled_from(["older-than", "keep-newest",
+                                                                            "keep-highest-reward"]))
+    def prune_as_user(self, t: int, user: str, n: int, cutoff: int, op: str) -> None:
+        body = {"timestamp_cutoff_ms": cutoff} if op == "older-than" else {"n": n}
+        r = self.call(t, "POST", f"/v1/prune/{op}", body, user=user)
+        model = self.models[t]
+        expected = (model.prune_older_than(cutoff, user) if op == "older-than"
+                    else model.prune_keep_newest(n, user) if op == "keep-newest"
+                    else model.prune_keep_highest_reward(n, user))
+        assert r.json() == {"removed": expected}, r.text
+
+    @rule(t=st.integers(0, 2), user=st.sampled_from(USERS))
+    def tenant_wide_refused_to_users(self, t: int, user: str) -> None:
+        self.refused(self.call(t, "POST", "/v1/save", {"path": f"mb-{uuid.uuid4().hex[:10]}"}, user=user), 403)
+        names = sorted(self.saved[t])
+        if names:
+            self.refused(self.call(t, "POST", "/v1/load", {"path": names[0]}, user=user), 403)
+
     # ----- after every step -----
     @invariant()
     def every_tenant_holds_exactly_its_model(self) -> None:
@@ -278,6 +398,8 @@ class MemcloudMachine(RuleBasedStateMachine):
             Tally.lost += len(set(model.episodes) - seen)
             assert seen == set(model.episodes), (model.slug, seen ^ set(model.episodes))
             Tally.lenient += check_query(model, (1, 0, 0, 0), {}, 1000, r.json()["episodes"])
+            for user in USERS:
+                assert self.call(t, "GET", "/v1/stats", user=user).json()["episodes"] == len(model.of(user)), user
 
 
 def test_api_matches_the_model(memcloud_server):
@@ -285,13 +407,17 @@ def test_api_matches_the_model(memcloud_server):
     keys = [memcloud_server.create_tenant(slug, "--dim", str(DIM), "--metric", metric)
             for slug, metric in zip(slugs, METRICS, strict=True)]
     clients = [fresh_client(memcloud_server.url, key) for key in keys]
-    MemcloudMachine.clients, MemcloudMachine.slugs = clients, slugs
+    user_clients = [{"u1": fresh_client(memcloud_server.url, memcloud_server.manage("issuekey", slug, "--user-id", "u1")),
+                     "u2": fresh_client(memcloud_server.url, mint_user_token(
+                         memcloud_server.manage("signingkey", slug), slug, "u2", "write", 6 * 3600))}
+                    for slug in slugs]
+    MemcloudMachine.clients, MemcloudMachine.slugs, MemcloudMachine.user_clients = clients, slugs, user_clients
     try:
         run_state_machine_as_test(MemcloudMachine, settings=settings(
             max_examples=16, stateful_step_count=25, deadline=None, database=None,
             suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much]))
     finally:
-        for client in clients:
+        for client in [*clients, *(c for users in user_clients for c in users.values())]:
             client.close()
         record("model_based", requests=Tally.requests, server_errors=Tally.server_errors, leaks=Tally.leaks,
                episodes_lost=Tally.lost, steps=Tally.steps, float_lenient_positions=Tally.lenient,

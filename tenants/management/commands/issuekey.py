@@ -16,6 +16,8 @@ class Command(BaseCommand):
         parser.add_argument("--name", default="")
         parser.add_argument("--expires-days", type=float, default=None)
         parser.add_argument("--scope", choices=Scope.values, default=Scope.WRITE)
+        parser.add_argument("--user-id", default=None,
+                            help="bind the key to this end user: it sees and changes only their episodes")
 
     def handle(self, *args, **opts):
         tenant = Tenant.objects.filter(slug=opts["slug"]).first()
@@ -26,7 +28,8 @@ class Command(BaseCommand):
             raise CommandError("--expires-days must be > 0")
         expires = timezone.now() + timedelta(days=days) if days else None
         try:
-            _, raw = key_issue(tenant=tenant, name=opts["name"], scope=opts["scope"], expires_at=expires)
+            _, raw = key_issue(tenant=tenant, name=opts["name"], scope=opts["scope"], expires_at=expires,
+                                user_id=opts["user_id"])
         except MemcloudError as exc:
             raise CommandError(str(exc)) from None
         return raw

@@ -20,6 +20,7 @@ from .errors import (
     ValidationError,
 )
 from .models import Episode, Page, QueryHit, Snapshot, Stats
+from .tokens import mint_user_token
 
 __version__ = "0.1.0"
 __all__ = [
@@ -47,4 +48,5 @@ __all__ = [
     "Snapshot",
     "Stats",
     "ValidationError",
+    "mint_user_token",
 ]
