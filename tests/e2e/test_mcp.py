@@ -7,6 +7,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
+import subprocess
+import sys
 import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -207,3 +210,15 @@ def test_tool_calls_count_against_the_rate_limit_and_are_audited_and_measured(se
         assert delta('agent_mem_mcp_tool_calls_total{outcome="ok",tool="remember"}') == 3
         assert delta('agent_mem_mcp_tool_calls_total{outcome="rate_limited",tool="remember"}') == 1
         assert delta("agent_mem_store_episodes_total") == 3
+
+
+def test_the_readme_example_runs_against_a_live_server(memcloud_server):
+    key = memcloud_server.create_tenant(unique_slug("mcpex"), "--dim", "32")
+    example = Path(__file__).resolve().parents[2] / "examples" / "mcp_memory.py"
+    env = {**os.environ, "MEMCLOUD_URL": memcloud_server.url, "MEMCLOUD_API_KEY": key}
+    done = subprocess.run([sys.executable, str(example)], env=env, capture_output=True, text=True, timeout=120,
+                          check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    lines = done.stdout.splitlines()
+    assert lines[0] == "tools: remember, recall, forget, list_memories, memory_stats"
+    assert lines[3].startswith("1 memories, best first") and "flaky-test/pinned-seed" in lines[4]
