@@ -7,6 +7,7 @@ from __future__ import annotations
 import time
 
 from django.http import HttpResponse
+from drf_spectacular.utils import extend_schema
 from rest_framework.request import Request
 
 from core import metrics
@@ -30,6 +31,7 @@ class McpApi(TenantApi):
     required_scope = Scope.READ  # any key may connect; each tool checks its own scope
     counts_every_request = False  # tools/call counts itself: the handshake and the listing are free
 
+    @extend_schema(exclude=True)  # JSON-RPC, not REST: its contract is docs/api.md §11, not the OpenAPI document
     def post(self, request: Request) -> HttpResponse:
         headers = {name.lower(): value for name, value in request.headers.items()}
         body = request.body
