@@ -132,7 +132,8 @@ def _fit(memories: list[dict[str, Any]], budget: int) -> int:
     """How many of `memories`, in order, fit in `budget` bytes with their rendered lines."""
     used = 0
     for index, memory in enumerate(memories):
-        used += len(orjson.dumps(memory)) + 1 + len(_render_line(index + 1, memory).encode()) + 1
+        # Each as it will be encoded: the line inside a JSON string, escapes and all.
+        used += len(orjson.dumps(memory)) + 1 + len(orjson.dumps(_render_line(index + 1, memory)))
         if used > budget:
             return index
     return len(memories)

@@ -235,3 +235,12 @@ def test_a_recall_counts_as_a_query_in_the_usage(rpc, tenant):
     rpc.result("recall", {"embedding": vec(1)})
     rows = UsageMinute.objects.filter(tenant=tenant[0])
     assert sum(r.queries for r in rows) == 1 and sum(r.stores for r in rows) == 1
+
+
+def test_the_cap_counts_escaped_characters(rpc):
+    tags = [f"{i:03d}" + "\u0001" * 125 for i in range(64)]  # each byte becomes six in JSON
+    for i in range(30):
+        rpc.result("remember", {"embedding": vec(i), "tags": tags})
+    r = rpc.call("recall", {"embedding": vec(0), "top_k": 30})
+    assert len(r.content) <= MAX_RESULT_BYTES
+    assert r.json()["result"]["structuredContent"]["omitted"] > 0
