@@ -14,12 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from mcp.shared.inbound import (
-    ERROR_CODE_HTTP_STATUS,
-    InboundLadderRejection,
-    classify_inbound_request,
-    find_duplicated_routing_header,
-)
+from mcp.shared.inbound import ERROR_CODE_HTTP_STATUS, InboundLadderRejection, classify_inbound_request
 from mcp.types import (
     CallToolResult,
     DiscoverResult,
@@ -89,7 +84,7 @@ class Message:
         return self.id is None
 
 
-def _status(code: int, modern: bool) -> int:
+def status_for(code: int, modern: bool) -> int:
     """The modern transport maps error codes to HTTP statuses; the handshake era answers errors of a
     well-formed request with 200, as its clients expect."""
     if modern or code in (PARSE_ERROR, INVALID_REQUEST):
@@ -107,8 +102,10 @@ def request_id_of(body: bytes) -> int | str | None:
     return value if isinstance(value, (int, str)) and not isinstance(value, bool) else None
 
 
-def read_message(body: bytes, headers: Mapping[str, str], raw_headers: list[tuple[str, str]]) -> Message:
-    """Parse and validate one POSTed message. `headers`: lowercase names. Raises RpcError.
+def read_message(body: bytes, headers: Mapping[str, str]) -> Message:
+    """Parse and validate one POSTed message. `headers`: lowercase names (WSGI joins a repeated
+    header's values with commas, so a repeated routing header no longer matches the body). Raises
+    RpcError.
 
     Not split: the checks run in the order the transport defines (frame, era, envelope, method,
     parameters) and each needs what the one before it established."""
@@ -129,11 +126,9 @@ def read_message(body: bytes, headers: Mapping[str, str], raw_headers: list[tupl
     header = headers.get(VERSION_HEADER)
     modern = header in MODERN_PROTOCOL_VERSIONS
     if modern and not notification:
-        duplicated = find_duplicated_routing_header(raw_headers)
-        verdict = (InboundLadderRejection(code=-32020, message=f"{duplicated} header appears more than once")
-                   if duplicated else classify_inbound_request(decoded, headers=headers))
+        verdict = classify_inbound_request(decoded, headers=headers)
         if isinstance(verdict, InboundLadderRejection):
-            raise RpcError(verdict.code, verdict.message, data=verdict.data, status=_status(verdict.code, True))
+            raise RpcError(verdict.code, verdict.message, data=verdict.data, status=status_for(verdict.code, True))
         version = verdict.protocol_version
     elif header is None or header in HANDSHAKE_PROTOCOL_VERSIONS:
         version = header or ASSUMED_VERSION
@@ -150,10 +145,10 @@ def read_message(body: bytes, headers: Mapping[str, str], raw_headers: list[tupl
         parsed = methods.parse_client_request(frame.method, version, frame.params)
     except KeyError:
         raise RpcError(METHOD_NOT_FOUND, f"Method not found: {frame.method}",
-                       status=_status(METHOD_NOT_FOUND, modern)) from None
+                       status=status_for(METHOD_NOT_FOUND, modern)) from None
     except ValidationError as exc:
         raise RpcError(INVALID_PARAMS, f"Invalid params: {_first_error(exc)}",
-                       status=_status(INVALID_PARAMS, modern)) from None
+                       status=status_for(INVALID_PARAMS, modern)) from None
     return Message(id=message.id, method=message.method, params=message.params, version=version, modern=modern,
                    parsed=parsed)
 

@@ -36,7 +36,7 @@ class McpApi(TenantApi):
         headers = {name.lower(): value for name, value in request.headers.items()}
         body = request.body
         try:
-            message = protocol.read_message(body, headers, list(headers.items()))
+            message = protocol.read_message(body, headers)
             if message.is_notification:
                 return HttpResponse(status=202)
             return self._json(protocol.response_body(message, self._answer(message)), 200)
@@ -60,7 +60,7 @@ class McpApi(TenantApi):
         if method == "ping":
             return protocol.empty_result()
         raise RpcError(protocol.METHOD_NOT_FOUND, f"Method not found: {method} (this server offers tools only)",
-                       status=404 if message.modern else 200)
+                       status=protocol.status_for(protocol.METHOD_NOT_FOUND, message.modern))
 
     def _call_tool(self, message: Message):
         """Scope, then the rate limit, then the tool; every outcome is audited and counted."""
@@ -68,7 +68,7 @@ class McpApi(TenantApi):
         tool = tools.TOOLS.get(name)
         if tool is None:
             raise RpcError(protocol.INVALID_PARAMS, f"Unknown tool: {name}; tools: {', '.join(tools.TOOLS)}",
-                           status=400 if message.modern else 200)
+                           status=protocol.status_for(protocol.INVALID_PARAMS, message.modern))
         scope = self.api_key.scope
         if not tools.allowed(tool, scope):
             self._record(tool.name, "forbidden")
@@ -81,14 +81,18 @@ class McpApi(TenantApi):
             raise RpcError(protocol.RATE_LIMITED, str(exc), status=429) from None
         started = time.perf_counter()
         try:
-            outcome = tools.run(tool, tools.Call(tenant=self.tenant, key_prefix=self.key_prefix, arguments=arguments))
+            try:
+                outcome = tools.run(tool, tools.Call(tenant=self.tenant, key_prefix=self.key_prefix,
+                                                     arguments=arguments))
+            except MemcloudError as exc:
+                if exc.status != 400:  # a refusal of a valid call: the model reads it
+                    raise tools.ToolFailed(str(exc)) from None
+                raise tools.InvalidArguments(str(exc)) from None  # the service's own argument check
         except tools.InvalidArguments as exc:
             self._record(tool.name, "invalid_params", started)
-            raise RpcError(protocol.INVALID_PARAMS, str(exc), status=400 if message.modern else 200) from None
-        except (tools.ToolFailed, MemcloudError) as exc:
-            if isinstance(exc, MemcloudError) and exc.status == 400:  # the service's own argument check
-                self._record(tool.name, "invalid_params", started)
-                raise RpcError(protocol.INVALID_PARAMS, str(exc), status=400 if message.modern else 200) from None
+            raise RpcError(protocol.INVALID_PARAMS, str(exc),
+                           status=protocol.status_for(protocol.INVALID_PARAMS, message.modern)) from None
+        except tools.ToolFailed as exc:
             self._record(tool.name, "tool_error", started)
             return protocol.call_result(structured=None, text=str(exc), is_error=True)
         self._record(tool.name, "ok", started)
