@@ -18,6 +18,12 @@ LATENCY = Histogram(
     ["endpoint", "method", "status"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
 )
+MCP_TOOL_CALLS = Counter("agent_mem_mcp_tool_calls", "MCP tool calls by tool and outcome (ok, tool_error, "
+                         "invalid_params, forbidden, rate_limited).", ["tool", "outcome"])
+MCP_TOOL_DURATION = Histogram(
+    "agent_mem_mcp_tool_duration_seconds", "MCP tool call latency by tool.", ["tool"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+)
 RATE_LIMITED = Counter("agent_mem_rate_limited", "Requests answered 429 by the rate limit.", ["backend"])
 CACHE_BYTES = Gauge("agent_mem_index_cache_bytes", "Bytes of tenant indexes cached, summed over live workers.",
                     multiprocess_mode="livesum")

@@ -6,6 +6,7 @@ from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.views import SpectacularJSONAPIView, SpectacularSwaggerView
 
 from core.errors import UNHANDLED, error_response, exception_response
+from mcpserver.views import McpApi
 from memcloud import schema  # noqa: F401 - registers the OpenAPI extensions
 from ops import dashboard
 from ops import views as ops_views
@@ -16,6 +17,7 @@ urlpatterns = [
     # The API first: Django tries patterns in order, and these take nearly every request.
     path("v1/openapi.json", SpectacularJSONAPIView.as_view(), name="openapi"),
     path("v1/", include("episodes.urls")),
+    path("mcp", McpApi.as_view(), name="mcp"),
     path("health", ops_views.health, name="health"),
     path("ready", ops_views.ready, name="ready"),
     path("docs", SpectacularSwaggerView.as_view(url_name="openapi"), name="docs"),

@@ -22,6 +22,9 @@ class TenantApi(APIView):
     # False: the endpoint acts on the whole tenant, so a user-bound key or token is refused (403).
     allows_bound_user = True
     rate_state: RateState | None = None
+    # False where the view counts its own units of work instead (an MCP tool call: docs/api.md §11).
+    counts_every_request = True
+    answered_query = False  # set by a view whose answer is a query that is not the /v1 query route
 
     @property
     def tenant(self) -> Tenant:
@@ -47,14 +50,19 @@ class TenantApi(APIView):
 
     def perform_authentication(self, request: Request) -> None:
         """Authenticate, then count the request against the tenant's window before the scope
-        check: a request refused for its scope was still an authenticated request (SPEC section 9)."""
+        check: a request refused for its scope was still an authenticated request (docs/api.md §9)."""
         usage.begin_request()
         super().perform_authentication(request)
         if isinstance(request.user, Tenant):
             usage.acting_user(request.auth.user_id)
-            self.rate_state = rate_limit_hit(tenant=request.user)
-            if self.rate_state is not None and not self.rate_state.allowed:
-                raise refusal(self.rate_state)
+            if self.counts_every_request:
+                self.count_request()
+
+    def count_request(self) -> None:
+        """Count one unit of work against the tenant's window; RateLimited (429) past the limit."""
+        self.rate_state = rate_limit_hit(tenant=self.request.user)
+        if self.rate_state is not None and not self.rate_state.allowed:
+            raise refusal(self.rate_state)
 
     def finalize_response(self, request: Request, response: Response, *args, **kwargs) -> Response:
         response = super().finalize_response(request, response, *args, **kwargs)
@@ -66,6 +74,7 @@ class TenantApi(APIView):
             match = request._request.resolver_match
             usage.answered(
                 tenant_id=user.pk,
-                query=response.status_code == 200 and match is not None and match.url_name == "query",
+                query=response.status_code == 200 and (
+                    self.answered_query or (match is not None and match.url_name == "query")),
             )
         return response

@@ -116,6 +116,25 @@ def test_ingress_routes_a_tenant_by_its_key_hash(full):
     assert annotations["nginx.ingress.kubernetes.io/upstream-hash-by"] == "$http_x_api_key$http_authorization"
 
 
+def _routed(ingress: dict, path: str) -> bool:
+    """Whether some rule's path takes `path` to the chart's Service (Kubernetes rules: Prefix by
+    whole path elements, Exact as is)."""
+    service = ingress["metadata"]["name"]
+    for rule in ingress["spec"]["rules"]:
+        for p in rule["http"]["paths"]:
+            prefix = p["path"].rstrip("/")
+            matches = (p["pathType"] == "Exact" and path == p["path"]) or (
+                p["pathType"] == "Prefix" and (path == prefix or path.startswith(prefix + "/")))
+            if matches and p["backend"]["service"] == {"name": service, "port": {"name": "http"}}:
+                return True
+    return False
+
+
+@pytest.mark.parametrize("path", ["/v1/query", "/mcp"])
+def test_ingress_routes_the_api_and_the_mcp_endpoint_to_the_service(full, path):
+    assert _routed(full["Ingress"], path)
+
+
 def test_migrate_job_is_a_hook_that_runs_after_its_secret(full):
     job, secret = full["Job"], full["Secret"]
     assert job["metadata"]["annotations"]["helm.sh/hook"] == "pre-install,pre-upgrade"
