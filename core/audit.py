@@ -1,4 +1,4 @@
-"""Audit log (SPEC section 6): one JSON object per line, one write() per line with O_APPEND, so
+"""Audit log (docs/api.md §6): one JSON object per line, one write() per line with O_APPEND, so
 lines from many workers never interleave."""
 
 from __future__ import annotations

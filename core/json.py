@@ -1,4 +1,4 @@
-"""orjson-backed DRF parser and renderer: the /v1 hot paths parse and render JSON (PERF.md)."""
+"""orjson-backed DRF parser and renderer: the /v1 hot paths parse and render JSON (docs/design.md)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Our Prometheus metrics (SPEC section 6), declared once. Under gunicorn prometheus_client runs in
+"""Our Prometheus metrics (docs/api.md §6), declared once. Under gunicorn prometheus_client runs in
 multiprocess mode (PROMETHEUS_MULTIPROC_DIR, set in gunicorn.conf.py): each worker writes its own
 files and the /metrics view (ops/metrics.py) sums them, so a scrape answered by any worker shows the whole server.
 Labels come from small fixed sets: route names, methods, status codes; never slugs, keys or paths."""

@@ -1,4 +1,4 @@
-"""Per-request counters: rate-limit windows and per-minute usage (SPEC sections 5 and 6).
+"""Per-request counters: rate-limit windows and per-minute usage (docs/api.md §5 and §6).
 
 Both tables take a write on every request, so on PostgreSQL they are UNLOGGED (migration 0002):
 no WAL traffic, and after a crash they come back empty, which for a rate-limit window or a

@@ -1,4 +1,4 @@
-"""The /v1 save, load, snapshot list and checkpoint endpoints (SPEC sections 4 and 8)."""
+"""The /v1 save, load, snapshot list and checkpoint endpoints (docs/api.md §4 and §8)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Snapshot files (SPEC section 4): names, paths confined to the tenant's folder, and the JSON Lines
+"""Snapshot files (docs/api.md §4): names, paths confined to the tenant's folder, and the JSON Lines
 format, written and read as streams.
 
 A snapshot is a header line `{"format": "memcloud-snapshot", "version": 1, "tenant", "dim",

@@ -7,7 +7,7 @@ import tempfile
 # Set before anything imports prometheus_client, so every worker writes its own metric files
 # and /metrics sums them, whichever worker answers the scrape.
 os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="memcloud-prom-"))
-# One BLAS thread per worker: with one worker per core, more threads only fight (PERF.md).
+# One BLAS thread per worker: with one worker per core, more threads only fight (docs/design.md).
 for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(var, "1")
 

@@ -1,5 +1,5 @@
 """OpenAPI details drf-spectacular cannot infer: our key authentication, our custom fields, the
-{"error": ...} answers every endpoint can give, and the rate-limit headers (SPEC sections 2, 4, 5)."""
+{"error": ...} answers every endpoint can give, and the rate-limit headers (docs/api.md §2, §4, §5)."""
 
 from __future__ import annotations
 
@@ -106,7 +106,7 @@ def add_errors_and_headers(result: dict, generator, request, public) -> dict:
     headers["Retry-After"] = {"description": "Whole seconds until the window ends.", "schema": {"type": "integer"}}
     for name, body in components["schemas"].items():
         if name.endswith("Request") and body.get("type") == "object":
-            body["additionalProperties"] = False  # unknown fields are a 400 (SPEC section 9)
+            body["additionalProperties"] = False  # unknown fields are a 400 (docs/api.md §9)
     batch = components["schemas"].get("EpisodeBatchInputRequest")
     if batch and "EpisodeInputRequest" in components["schemas"]:
         batch["properties"]["episodes"].update(

@@ -1,4 +1,4 @@
-"""Memcloud settings: the only module that reads the environment (SPEC section 1)."""
+"""Memcloud settings: the only module that reads the environment (docs/api.md §1)."""
 
 from __future__ import annotations
 
@@ -188,7 +188,7 @@ STORAGES = {
 }
 WHITENOISE_USE_FINDERS = True  # dev: serve app static files without collectstatic
 
-# --- Memcloud (SPEC section 1) ---
+# --- Memcloud (docs/api.md §1) ---
 AGENT_MEM_API_KEY = env_str("AGENT_MEM_API_KEY")
 AGENT_MEM_DIM = env_int("AGENT_MEM_DIM", 384, minimum=1)
 AGENT_MEM_DATA_DIR = Path(env_str("AGENT_MEM_DATA_DIR", str(BASE_DIR / "data")))

@@ -1,4 +1,4 @@
-"""Tenants and their API keys. Only a hash of each key is stored (SPEC section 2)."""
+"""Tenants and their API keys. Only a hash of each key is stored (docs/api.md §2)."""
 
 from __future__ import annotations
 

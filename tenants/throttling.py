@@ -1,4 +1,4 @@
-"""Per-tenant fixed-window rate limit (SPEC sections 5, 8 and 9).
+"""Per-tenant fixed-window rate limit (docs/api.md §5, §8 and §9).
 
 The window is aligned to the clock (`floor(now / window)`); every authenticated /v1 request
 counts except those answered 429 (the counter refuses to count past the limit). Without a limit

@@ -134,7 +134,7 @@ variable "ingress_tls_secret_name" {
   default     = null
 }
 
-# Service settings (SPEC section 1)
+# Service settings (docs/api.md §1)
 variable "allowed_hosts" {
   description = "Extra DJANGO_ALLOWED_HOSTS (the ingress host and cluster names are added by the chart)."
   type        = list(string)

@@ -1,4 +1,4 @@
-"""On PostgreSQL the per-request counter tables skip the WAL (SPEC section 7: per-request counters
+"""On PostgreSQL the per-request counter tables skip the WAL (docs/api.md §7: per-request counters
 belong in an UNLOGGED table). Other databases keep ordinary tables."""
 
 from django.db import migrations

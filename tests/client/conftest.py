@@ -18,7 +18,7 @@ from .helpers import DIM
 
 
 def pytest_configure(config):
-    config.addinivalue_line("markers", "needs(feature): xfail when the server lacks that SPEC feature")
+    config.addinivalue_line("markers", "needs(feature): xfail when the server lacks that contract feature (docs/api.md)")
 
 
 @dataclass
@@ -130,7 +130,7 @@ def limited_client(make_limited_client) -> MemcloudClient:
     return make_limited_client()
 
 
-# Features of the SPEC that may not be served yet: a test that needs one is an
+# Features of the contract (docs/api.md) that may not be served yet: a test that needs one is an
 # expected failure until the server answers it, and a real test from then on.
 PROBES: dict[str, Callable[[httpx.Client, Callable[..., str]], bool]] = {
     "list": lambda http, key: _served(http.get("/v1/episodes", params={"limit": 1}, headers=auth(key()))),
@@ -173,4 +173,4 @@ def _needs(request, server_features) -> None:
     for mark in request.node.iter_markers("needs"):
         feature, where = mark.args[0], mark.kwargs.get("on", "server")
         if not server_features(feature, where):
-            pytest.xfail(f"the server does not serve '{feature}' (SPEC) yet: this test runs once it does")
+            pytest.xfail(f"the server does not serve '{feature}' (docs/api.md) yet: this test runs once it does")

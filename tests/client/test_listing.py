@@ -1,4 +1,4 @@
-"""Listing with cursors, PATCH, batch delete and TTL (SPEC section 8) through the client."""
+"""Listing with cursors, PATCH, batch delete and TTL (docs/api.md §8) through the client."""
 
 import time
 

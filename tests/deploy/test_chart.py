@@ -8,7 +8,7 @@ import pytest
 
 from deploy import chart_check
 
-SPEC_ENV = {
+CONTRACT_ENV = {
     "DATABASE_URL", "DJANGO_SECRET_KEY", "DJANGO_ALLOWED_HOSTS", "DJANGO_DEBUG", "REDIS_URL",
     "AGENT_MEM_API_KEY", "AGENT_MEM_DIM", "AGENT_MEM_DATA_DIR", "AGENT_MEM_RATE_LIMIT",
     "AGENT_MEM_RATE_WINDOW_SECS", "AGENT_MEM_AUDIT_LOG", "AGENT_MEM_MAX_BATCH",
@@ -63,7 +63,7 @@ def test_full_values_turn_every_optional_object_on(full):
 
 def test_every_spec_variable_is_set_from_values(full):
     env = _env(_container(full))
-    assert set(env) >= SPEC_ENV
+    assert set(env) >= CONTRACT_ENV
     assert env["AGENT_MEM_DIM"]["value"] == "768"
     assert env["AGENT_MEM_RATE_LIMIT"]["value"] == "600"
     assert env["AGENT_MEM_MAX_BODY_BYTES"]["value"] == "16777216"

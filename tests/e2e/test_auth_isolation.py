@@ -1,4 +1,4 @@
-"""Keys and tenant isolation through a real server (SPEC section 2)."""
+"""Keys and tenant isolation through a real server (docs/api.md §2)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Read-your-writes on every worker of a real gunicorn (SPEC sections 3 and 7)."""
+"""Read-your-writes on every worker of a real gunicorn (docs/api.md §3 and §7)."""
 
 from __future__ import annotations
 

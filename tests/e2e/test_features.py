@@ -1,4 +1,4 @@
-"""SPEC section 8 through real gunicorn workers: paging under concurrent writes, PATCH seen by
+"""docs/api.md §8 through real gunicorn workers: paging under concurrent writes, PATCH seen by
 every worker, TTL expiry and both sweeps, read-only keys, key rotation."""
 
 from __future__ import annotations

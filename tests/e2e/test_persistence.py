@@ -1,4 +1,4 @@
-"""Snapshots, checkpoints and crash durability against a real gunicorn (SPEC sections 3 and 4)."""
+"""Snapshots, checkpoints and crash durability against a real gunicorn (docs/api.md §3 and §4)."""
 
 from __future__ import annotations
 

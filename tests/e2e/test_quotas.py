@@ -1,4 +1,4 @@
-"""max_episodes under concurrent batch stores through 4 workers: no overshoot (SPEC section 5)."""
+"""max_episodes under concurrent batch stores through 4 workers: no overshoot (docs/api.md §5)."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """A plain-Python model of one tenant's episodes (docs/api.md §2, §4 and §9), the oracle of the
 model-based test. Removals take an optional `user`: what a user-bound key may remove, only that
 user's episodes. Embeddings are small integer vectors, so every score has an exact comparison
-key: ties are real ties and the SPEC's tie-break (score, then newer timestamp, then later stored)
+key: ties are real ties and the tie-break of docs/api.md §9.4 (score, then newer timestamp, then later stored)
 decides the order, with no float rounding in the model."""
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ Beside each tenant's tenant-wide key act two end users: u1 through a user-bound 
 tenant-signed token (docs/api.md §2); they must only ever see and change their own episodes.
 
 Embeddings are integer vectors of dim 4 with entries in [-2, 2], rewards and timestamps come from
-tiny ranges: ties in score, reward and timestamp are frequent, so the SPEC's tie-break is exercised.
+tiny ranges: ties in score, reward and timestamp are frequent, so the tie-break of docs/api.md §9.4 is exercised.
 Every request uses a new connection, so consecutive steps land on different workers.
 """
 
@@ -171,7 +171,7 @@ class MemcloudMachine(RuleBasedStateMachine):
         assert (got["id"], got["state_embedding"], got["reward"], got["timestamp"]) == (
             e.id, [float(x) for x in e.emb], e.reward, e.timestamp)
 
-    # ----- listing, PATCH and delete by ids or filter (SPEC section 8) -----
+    # ----- listing, PATCH and delete by ids or filter (docs/api.md §8) -----
     @rule(t=st.integers(0, 2), limit=st.integers(1, 4), flt=query_filters)
     def list_every_page(self, t: int, limit: int, flt: dict) -> None:
         params = {k: ",".join(v) if isinstance(v, list) else v for k, v in flt.items()}
@@ -223,7 +223,7 @@ class MemcloudMachine(RuleBasedStateMachine):
             return
         assert r.json() == {"removed": self.models[t].delete_matching(flt)}, (flt, r.text)
 
-    # ----- snapshots (SPEC section 4) -----
+    # ----- snapshots (docs/api.md §4) -----
     @rule(t=st.integers(0, 2))
     def save(self, t: int) -> None:
         name = f"mb-{uuid.uuid4().hex[:10]}"

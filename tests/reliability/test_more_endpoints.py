@@ -1,5 +1,5 @@
 """Isolation, hostile input and faults for the endpoints beyond the episode core: listing, PATCH,
-delete by ids or filter (SPEC section 8), snapshots and checkpoints (section 4), rate limits with
+delete by ids or filter (docs/api.md §8), snapshots and checkpoints (section 4), rate limits with
 Redis unreachable (section 5). Each test runs when its endpoint or setting is served."""
 
 from __future__ import annotations

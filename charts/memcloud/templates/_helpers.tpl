@@ -65,7 +65,7 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- $hosts | uniq | join "," }}
 {{- end }}
 
-{{/* Environment shared by the app and the migrate Job (SPEC section 1). */}}
+{{/* Environment shared by the app and the migrate Job (docs/api.md §1). */}}
 {{- define "memcloud.env" -}}
 {{- $secret := include "memcloud.secretName" . -}}
 - name: DJANGO_DEBUG
