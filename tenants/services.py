@@ -144,22 +144,23 @@ def signing_key_revoke(*, kid: str) -> SigningKey:
     signing_key = SigningKey.objects.select_related("tenant").filter(kid=kid).first()
     if signing_key is None:
         raise NotFound(f"no signing key {kid!r}")
-    if signing_key.revoked_at is None:
-        signing_key.revoked_at = timezone.now()
-        signing_key.save(update_fields=["revoked_at"])
-        audit("signing_key_revoked", tenant_id=signing_key.tenant.slug, key_prefix=kid)
-    return signing_key
+    return _revoked(signing_key, op="signing_key_revoked", key_prefix=kid)
+
+
+def _revoked(credential: ApiKey | SigningKey, *, op: str, key_prefix: str) -> ApiKey | SigningKey:
+    """Mark a key or signing key revoked, and audit it, once: revoking again keeps the first time."""
+    if credential.revoked_at is None:
+        credential.revoked_at = timezone.now()
+        credential.save(update_fields=["revoked_at"])
+        audit(op, tenant_id=credential.tenant.slug, key_prefix=key_prefix)
+    return credential
 
 
 def key_revoke(*, prefix: str) -> ApiKey:
     api_key = ApiKey.objects.select_related("tenant").filter(prefix=prefix).first()
     if api_key is None:
         raise NotFound(f"no key with prefix {prefix!r}")
-    if api_key.revoked_at is None:
-        api_key.revoked_at = timezone.now()
-        api_key.save(update_fields=["revoked_at"])
-        audit("key_revoked", tenant_id=api_key.tenant.slug, key_prefix=prefix)
-    return api_key
+    return _revoked(api_key, op="key_revoked", key_prefix=prefix)
 
 
 def key_roll(*, prefix: str, grace_hours: float = 24) -> tuple[ApiKey, str]:

@@ -87,6 +87,20 @@ def is_kid(kid: str) -> bool:
     return kid.startswith(KID_START) and len(body) == KID_LENGTH and all(c in ALPHABET for c in body)
 
 
+def _why(exc: jwt.InvalidTokenError, audience: str) -> str:
+    """What a refused token is told: PyJWT's failure, in the contract's words (docs/api.md §2.2)."""
+    if isinstance(exc, jwt.MissingRequiredClaimError):
+        return f"token lacks the '{exc.claim}' claim"
+    reasons = (
+        (jwt.ExpiredSignatureError, "token has expired"),
+        (jwt.ImmatureSignatureError, "token is not yet valid (nbf)"),
+        (jwt.InvalidAudienceError, f"token has the wrong audience: 'aud' must be the tenant's slug {audience!r}"),
+        (jwt.InvalidSignatureError, "token has a bad signature"),
+        (jwt.InvalidAlgorithmError, f"invalid token: algorithm must be {ALGORITHM}"),
+    )
+    return next((why for kind, why in reasons if isinstance(exc, kind)), f"invalid token: {exc}")
+
+
 def verify(token: str, *, kid: str, secret: str, audience: str) -> TokenClaims:
     """The token's claims if its signature, times, audience and claims are right; else TokenError
     saying why. PyJWT checks signature, exp, nbf and aud with the algorithm pinned to HS256."""
@@ -95,20 +109,8 @@ def verify(token: str, *, kid: str, secret: str, audience: str) -> TokenClaims:
             token, secret, algorithms=[ALGORITHM], audience=audience, leeway=LEEWAY_SECS,
             options={"require": ["exp", "sub", "aud", "scope"], "verify_iat": False},
         )
-    except jwt.ExpiredSignatureError:
-        raise TokenError("token has expired") from None
-    except jwt.ImmatureSignatureError:
-        raise TokenError("token is not yet valid (nbf)") from None
-    except jwt.InvalidAudienceError:
-        raise TokenError(f"token has the wrong audience: 'aud' must be the tenant's slug {audience!r}") from None
-    except jwt.MissingRequiredClaimError as exc:
-        raise TokenError(f"token lacks the '{exc.claim}' claim") from None
-    except jwt.InvalidSignatureError:
-        raise TokenError("token has a bad signature") from None
-    except jwt.InvalidAlgorithmError:
-        raise TokenError(f"invalid token: algorithm must be {ALGORITHM}") from None
     except jwt.InvalidTokenError as exc:
-        raise TokenError(f"invalid token: {exc}") from None
+        raise TokenError(_why(exc, audience)) from None
     return _claims(claims, kid=kid)
 
 
