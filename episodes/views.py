@@ -24,6 +24,7 @@ from .serializers import (
     EpisodeListResponse,
     EpisodeOutput,
     EpisodePatchInput,
+    EpisodePutResponse,
     EpisodesDeleteInput,
     PruneKeepInput,
     PruneOlderThanInput,
@@ -114,7 +115,7 @@ class EpisodeDetailApi(TenantApi):
     def get(self, request: Request, episode_id: str) -> Response:
         return Response(selectors.episode_get(tenant=self.tenant, episode_id=parse_episode_id(episode_id)))
 
-    @extend_schema(request=EpisodeInput, responses={201: EpisodeIdResponse, 200: EpisodeIdResponse})
+    @extend_schema(request=EpisodeInput, responses={201: EpisodePutResponse, 200: EpisodePutResponse})
     def put(self, request: Request, episode_id: str) -> Response:
         """Create or replace the whole episode under this id, atomically (docs/api.md §8.7)."""
         eid = parse_episode_id(episode_id)
@@ -125,7 +126,7 @@ class EpisodeDetailApi(TenantApi):
             raise InvalidInput("id: must be the id in the path, or absent")
         created = services.episode_put(tenant=self.tenant, episode_id=eid, episode=episode,
                                        key_prefix=self.key_prefix)
-        return Response({"id": str(eid)}, status=201 if created else 200)
+        return Response({"id": str(eid), "created": created}, status=201 if created else 200)
 
     @extend_schema(request=EpisodePatchInput, responses={200: EpisodeOutput})
     def patch(self, request: Request, episode_id: str) -> Response:

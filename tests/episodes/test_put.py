@@ -32,12 +32,12 @@ def query(client, embedding: list[float], **flt) -> list[dict]:
 def test_put_creates_then_replaces_every_field(client, tenant):
     eid = str(uuid.uuid4())
     r = client.put(f"/v1/episodes/{eid}", ep(metadata={"v": 1}, tags=["a"], ttl_secs=3600), format="json")
-    assert r.status_code == 201 and r.json() == {"id": eid}
+    assert r.status_code == 201 and r.json() == {"id": eid, "created": True}
     assert [h["id"] for h in query(client, vec(1.0), tags_all=["a"])] == [eid]  # warm the cache
     count = TenantState.objects.get(tenant=tenant[0]).episode_count
     r = client.put(f"/v1/episodes/{eid}", ep(task_id="other", state_embedding=vec(0.0, 1.0), reward=-1.0,
                                              metadata={"v": 2}, timestamp=5), format="json")
-    assert r.status_code == 200 and r.json() == {"id": eid}
+    assert r.status_code == 200 and r.json() == {"id": eid, "created": False}
     body = client.get(f"/v1/episodes/{eid}").json()
     assert body["metadata"] == {"v": 2} and body["tags"] == [] and body["task_id"] == "other"
     assert body["state_embedding"] == vec(0.0, 1.0) and body["reward"] == -1.0 and body["timestamp"] == 5
