@@ -117,7 +117,8 @@ class EpisodeDetailApi(TenantApi):
 
     @extend_schema(request=EpisodeInput, responses={201: EpisodePutResponse, 200: EpisodePutResponse})
     def put(self, request: Request, episode_id: str) -> Response:
-        """Create or replace the whole episode under this id, atomically (docs/api.md §8.7)."""
+        """Create or replace the whole episode under this id, atomically: a concurrent reader sees the
+        old episode or the new one, never neither."""
         eid = parse_episode_id(episode_id)
         data = EpisodeInput(data=request.data, context={"tenant": self.tenant})
         data.is_valid(raise_exception=True)

@@ -41,7 +41,10 @@ export interface paths {
             cookie?: never;
         };
         get: operations["v1_episodes_retrieve"];
-        /** @description Create or replace the whole episode under this id, atomically (docs/api.md §8.7). */
+        /**
+         * @description Create or replace the whole episode under this id, atomically: a concurrent reader sees the
+         *     old episode or the new one, never neither.
+         */
         put: operations["v1_episodes_update"];
         post?: never;
         delete: operations["v1_episodes_destroy"];
