@@ -92,7 +92,8 @@ class MemcloudStore(BaseStore):
         self._fields: list[tuple[str, str | list[str]]] = []
         if self.index_config:
             if self.index_config.get("embed") is None:
-                # The tenant's own server-side embedder (texts instead of vectors) plugs in here.
+                # Where a tenant's server-side embedder plugs in: without `embed`, _vectors and
+                # _ranked would send the texts (`text`, `query_text`) instead of vectors.
                 raise ValueError("index: 'embed' is required (the store embeds texts on this side)")
             self.embeddings = ensure_embeddings(self.index_config["embed"])
             self._fields = [(p, p if p == "$" else tokenize_path(p)) for p in self.index_config.get("fields") or ["$"]]
@@ -254,7 +255,7 @@ class MemcloudStore(BaseStore):
     def _ranked(self, op: SearchOp, prefix: tuple[str, ...], passes: Callable[[Episode], bool]) -> Step:
         """The best `limit` after `offset` by similarity among indexed items, then (as LangGraph's
         in-memory store) items without an embedding in listing order if there are too few."""
-        # Server-side embedding (`query_text` on a tenant with an embedder) plugs in here.
+        # Server-side embedding (see __init__): `query_text` instead of this vector.
         vector = yield Embed([cast(str, op.query)], query=True)
         want = op.offset + op.limit
         top_k = min(MAX_TOP_K, want if not op.filter else 4 * want)
@@ -305,7 +306,7 @@ class MemcloudStore(BaseStore):
 
     def _vectors(self, puts: list[PutOp]) -> Step:
         """One embedding per put (None: not indexed): the mean of its texts' unit embeddings, all
-        texts of the batch embedded in one call."""
+        texts of the batch embedded in one call (server-side embedding: see __init__)."""
         texts_of: list[list[str]] = []
         for put in puts:
             texts: list[str] = []
