@@ -338,6 +338,11 @@ class EpisodeIdResponse(serializers.Serializer):
     id = serializers.UUIDField()
 
 
+class EpisodePutResponse(serializers.Serializer):
+    id = serializers.UUIDField()
+    created = serializers.BooleanField(help_text="true: stored anew (201); false: replaced an episode (200)")
+
+
 class EpisodeIdsResponse(serializers.Serializer):
     ids = serializers.ListField(child=serializers.UUIDField())
 

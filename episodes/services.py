@@ -160,6 +160,43 @@ def episodes_store(*, tenant: Tenant, episodes: Sequence[dict], key_prefix: str 
     return StoreResult(ids=ids, created=created)
 
 
+def episode_put(*, tenant: Tenant, episode_id: uuid.UUID, episode: dict, key_prefix: str | None = None,
+                user: str | None = None) -> bool:
+    """Store `episode` under `episode_id`, replacing an existing one whole (docs/api.md §8.7); True if
+    created. One transaction: a reader sees the old or the new content, never neither. A replace is
+    stored anew (new store position, timestamp as given or now) and leaves a tombstone at the same
+    version as the row, so a cached index drops the old embedding and takes the new one (cache.py
+    keeps a row stamped no earlier than its tombstone). A bound `user` replaces only its own."""
+    episode = stamped([episode], user)[0]
+    stamp = now_ms()
+    vector = np.asarray(episode["state_embedding"], dtype="<f4").tobytes()
+    digest = content_hash(episode, vector)
+    with transaction.atomic():
+        version, seq, before = _claim(tenant, 1)
+        row = _episode_row(tenant, episode, episode_id, vector, digest, seq, version, stamp)
+        found = Episode.objects.filter(tenant=tenant, id=episode_id).values_list("pk_id", "user_id").first()
+        if found is not None and user is not None and found[1] != user:
+            # Ids are unique per tenant: as a store with another user's id, a conflict that says no more.
+            raise Conflict(f"id: episode {episode_id} already exists")
+        if found is None:
+            if tenant.max_episodes is not None and before + 1 > tenant.max_episodes:
+                raise QuotaExceeded(f"max_episodes: storing 1 more would exceed the tenant's quota of "
+                                    f"{tenant.max_episodes} episodes ({before} stored)")
+            insert_episodes([row])
+        else:
+            fields = row._asdict()
+            for fixed in ("id", "tenant_id"):
+                fields.pop(fixed)
+            Episode.objects.filter(tenant=tenant, pk_id=found[0]).update(**fields)
+            Tombstone.objects.create(tenant=tenant, episode_id=episode_id, version=version)
+            db.execute(_UNCLAIM_SQL, [0, 1, tenant.pk])  # the seq is the new position; the count is unchanged
+    if found is None:
+        note_stored(1)
+    audit("put_episode", tenant_id=tenant.slug, key_prefix=key_prefix, task_id=episode["task_id"], episode_count=1,
+          user_id=user)
+    return found is None
+
+
 def _episode_row(tenant: Tenant, episode: dict, episode_id: uuid.UUID, embedding: bytes, digest: str, seq: int,
                  version: int, stamp: int) -> EpisodeRow:
     """The row of one new episode."""

@@ -9,7 +9,7 @@ from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from core.errors import NotFound
+from core.errors import InvalidInput, NotFound
 from memindex.columns import Filters
 from tenants.api import TenantApi
 from tenants.models import Scope
@@ -24,6 +24,7 @@ from .serializers import (
     EpisodeListResponse,
     EpisodeOutput,
     EpisodePatchInput,
+    EpisodePutResponse,
     EpisodesDeleteInput,
     PruneKeepInput,
     PruneOlderThanInput,
@@ -109,12 +110,26 @@ class EpisodeBatchCreateApi(TenantApi):
 
 
 class EpisodeDetailApi(TenantApi):
-    required_scope = {"GET": Scope.READ, "DELETE": Scope.WRITE, "PATCH": Scope.WRITE}
+    required_scope = {"GET": Scope.READ, "DELETE": Scope.WRITE, "PATCH": Scope.WRITE, "PUT": Scope.WRITE}
 
     @extend_schema(responses={200: EpisodeOutput})
     def get(self, request: Request, episode_id: str) -> Response:
         return Response(selectors.episode_get(tenant=self.tenant, episode_id=parse_episode_id(episode_id),
                                               user=self.bound_user))
+
+    @extend_schema(request=EpisodeInput, responses={201: EpisodePutResponse, 200: EpisodePutResponse})
+    def put(self, request: Request, episode_id: str) -> Response:
+        """Create or replace the whole episode under this id, atomically: a concurrent reader sees the
+        old episode or the new one, never neither."""
+        eid = parse_episode_id(episode_id)
+        data = EpisodeInput(data=request.data, context={"tenant": self.tenant})
+        data.is_valid(raise_exception=True)
+        episode = data.validated_data
+        if episode.get("id", eid) != eid:
+            raise InvalidInput("id: must be the id in the path, or absent")
+        created = services.episode_put(tenant=self.tenant, episode_id=eid, episode=episode,
+                                       key_prefix=self.key_prefix, user=self.bound_user)
+        return Response({"id": str(eid), "created": created}, status=201 if created else 200)
 
     @extend_schema(request=EpisodePatchInput, responses={200: EpisodeOutput})
     def patch(self, request: Request, episode_id: str) -> Response:

@@ -402,6 +402,8 @@ def _cases(t: dict) -> dict[tuple[str, str], list[dict]]:
         ("POST", "/v1/episodes"): [{"json": {**own_episode, "id": v_id}, "expect": (201, 409)}],
         ("POST", "/v1/episodes/batch"): [{"json": {"episodes": [{**own_episode, "id": i} for i in v_ids[1:3]]},
                                           "expect": (201, 409)}],
+        # A whole replace under V's id creates or replaces X's own episode of that id, never V's.
+        ("PUT", "/v1/episodes/{episode_id}"): [{"id": v_id, "json": own_episode, "expect": (200, 201)}],
         ("GET", "/v1/stats"): [{"expect": (200,)}],
         ("GET", "/v1/snapshots"): [{"expect": (200,)}],
         # Load first: X has no snapshot of that name, so 404; then X saves its own under V's name.

@@ -68,7 +68,7 @@ def test_every_v1_view_declares_its_scope():
         "episodes": {"GET": "read", "POST": "write"},
         "episodes-batch": "write",
         "episodes-delete": "write",
-        "episode-detail": {"GET": "read", "DELETE": "write", "PATCH": "write"},
+        "episode-detail": {"GET": "read", "DELETE": "write", "PATCH": "write", "PUT": "write"},
         "query": "read",
         "prune-older-than": "write",
         "prune-keep-newest": "write",

@@ -106,6 +106,21 @@ def test_writes_are_stamped_and_never_name_another_user(world, alice):
     untouched(world, before)
 
 
+def test_put_replaces_only_the_users_own_episodes(world, alice):
+    before = world.snapshot()
+    for other in (*world.ids["bob"], *world.ids[None]):
+        r = alice.put(f"/v1/episodes/{other}", body(60), format="json")
+        assert r.status_code == 409 and "bob" not in r.json()["error"], (r.status_code, r.content)
+    fresh = str(uuid.uuid4())
+    assert alice.put(f"/v1/episodes/{fresh}", body(61), format="json").status_code == 201
+    assert world.admin.get(f"/v1/episodes/{fresh}").json()["user_id"] == "alice"
+    error(alice.put(f"/v1/episodes/{fresh}", body(62, user_id="bob"), format="json"), 403, "user_id")
+    own = world.ids["alice"][0]
+    r = alice.put(f"/v1/episodes/{own}", body(63), format="json")
+    assert r.status_code == 200 and world.admin.get(f"/v1/episodes/{own}").json()["task_id"] == "task_63"
+    untouched(world, before)
+
+
 def test_patch_cannot_reach_or_move_to_another_user(world, alice):
     before = world.snapshot()
     for other in (*world.ids["bob"], *world.ids[None]):

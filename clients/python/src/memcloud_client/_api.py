@@ -114,6 +114,15 @@ def store(task_id: str, state_embedding: Any, reward: float, fields: EpisodeFiel
     return str(answer["id"])
 
 
+def put(episode_id: str, task_id: str, state_embedding: Any, reward: float, fields: EpisodeFields) -> Plan[bool]:
+    """Create or replace the whole episode `episode_id` atomically; True if it was created."""
+    body = episode_body({**fields, "id": str(episode_id), "task_id": task_id, "state_embedding": state_embedding,
+                         "reward": reward})
+    body.pop("id")
+    answer = yield Call("PUT", f"/v1/episodes/{episode_id}", body)
+    return bool(answer["created"])
+
+
 def store_batch(episodes: Iterable[Mapping[str, Any] | Episode], batch_size: int) -> Plan[list[str]]:
     """Stores in chunks of `batch_size`; each chunk is all-or-nothing, the whole is not: an error
     carries `stored_ids`, the ids of the chunks stored before it (calling again with the same

@@ -56,6 +56,11 @@ class AsyncMemcloudClient:
         """Store one episode; returns its id."""
         return await self._run(_api.store(task_id, state_embedding, reward, fields))
 
+    async def put(self, episode_id: str, task_id: str, state_embedding: Any, reward: float,
+                  **fields: Unpack[EpisodeFields]) -> bool:
+        """Create or replace the whole episode `episode_id` in one step; True if it was created."""
+        return await self._run(_api.put(episode_id, task_id, state_embedding, reward, fields))
+
     async def store_batch(
         self, episodes: Iterable[Mapping[str, Any] | Episode], *, batch_size: int | None = None
     ) -> list[str]:

@@ -56,6 +56,12 @@ class MemcloudClient:
         """Store one episode; returns its id."""
         return self._run(_api.store(task_id, state_embedding, reward, fields))
 
+    def put(self, episode_id: str, task_id: str, state_embedding: Any, reward: float,
+            **fields: Unpack[EpisodeFields]) -> bool:
+        """Create or replace the whole episode `episode_id` in one step (readers see the old or the new
+        one, never neither); True if it was created. Safe to retry."""
+        return self._run(_api.put(episode_id, task_id, state_embedding, reward, fields))
+
     def store_batch(
         self, episodes: Iterable[Mapping[str, Any] | Episode], *, batch_size: int | None = None
     ) -> list[str]:
