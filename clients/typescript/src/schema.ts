@@ -392,6 +392,8 @@ export interface components {
             episodes: number;
             rate_limit: number | null;
             max_episodes: number | null;
+            /** @description The tenant's embedder spec; null: none. */
+            embedder: string | null;
         };
         Error: {
             /** @description What is wrong, in words; names the field. */
