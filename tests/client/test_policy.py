@@ -47,6 +47,19 @@ def test_no_retry_after_max_retries_or_for_client_errors():
         assert policy.delay(0, error, STORE) is None
 
 
+@pytest.mark.parametrize("status", [502, 504])
+def test_a_gateways_502_or_504_is_retried_for_replayable_calls_only(status):
+    gateway = error_for(status, "<html>Bad Gateway</html>", {"Content-Type": "text/html"})
+    assert 0.25 <= RetryPolicy().delay(0, gateway, STORE) <= 0.5
+    assert RetryPolicy().delay(0, gateway, PRUNE) is None  # it may have been acted on
+
+
+def test_the_services_own_502_is_not_retried():
+    # The service answers 502 for its embedder's failure: JSON, and asking again changes nothing.
+    own = error_for(502, "embedder: openai:m: answered vectors of width 3", {"Content-Type": "application/json"})
+    assert RetryPolicy().delay(0, own, STORE) is None
+
+
 def test_a_prune_is_resent_only_if_it_never_reached_the_server():
     policy = RetryPolicy()
     sent = APIConnectionError("read timed out")

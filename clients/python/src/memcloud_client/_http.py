@@ -41,7 +41,7 @@ class Call:
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """Exponential backoff with jitter on 429, 503 and connection errors."""
+    """Exponential backoff with jitter on 429, 503, connection errors, and a gateway's 502 or 504."""
 
     max_retries: int = 3
     backoff_base: float = 0.5
@@ -60,6 +60,10 @@ class RetryPolicy:
             return error.retry_after + random.uniform(0, 0.25)  # spread clients over the new window
         if error.status == 503:
             return self._backoff(attempt)
+        if error.status in (502, 504) and call.replayable and not _from_memcloud(error):
+            # An ingress whose upstream died mid-request (a replica killed, restarted): the request
+            # may have been served, but replaying it is safe (reads; stores carry client ids).
+            return self._backoff(attempt)
         if isinstance(error, APIConnectionError) and (call.replayable or getattr(error, "unsent", False)):
             return self._backoff(attempt)
         return None
@@ -67,6 +71,13 @@ class RetryPolicy:
     def _backoff(self, attempt: int) -> float:
         cap = min(self.backoff_max, self.backoff_base * 2**attempt)
         return random.uniform(cap / 2, cap)
+
+
+def _from_memcloud(error: MemcloudError) -> bool:
+    """Whether the answer is the service's own JSON error (its 502 is an embedder's failure, not
+    worth repeating), not a gateway's page."""
+    content_type = next((v for k, v in error.headers.items() if k.lower() == "content-type"), "")
+    return content_type.split(";")[0].strip() == "application/json"
 
 
 def encode(body: Any) -> bytes:
