@@ -105,7 +105,7 @@ def _has_non_finite(value: Any) -> bool:
 
 def decode(response: httpx.Response) -> Any:
     if response.headers.get("content-type", "").startswith("application/json"):
-        return response.json()
+        return orjson.loads(response.content) if orjson is not None else response.json()
     return response.text
 
 
