@@ -133,6 +133,24 @@ def make_queries(n_queries: int, *, dim: int = DIM, seed: int = 7, n_clusters: i
     return _mixture(rng, centers, clusters, spread)
 
 
+# An agent repeating its tasks: many small clusters of near-duplicates (an episode within about
+# cos 0.99 of its task's others), and queries drawn inside them. The int8 bounds of such rows
+# overlap the most, so the exact search re-scores the most candidates here.
+DENSE = {"n_clusters_per": 50, "spread": 0.08}
+
+
+def make_dense_dataset(n: int, *, dim: int = DIM, seed: int = 11) -> Dataset:
+    """n episodes in n // 50 tight clusters of near-duplicates (same columns as make_dataset)."""
+    return make_dataset(n, dim=dim, seed=seed, n_clusters=max(1, n // DENSE["n_clusters_per"]),
+                        spread=DENSE["spread"])
+
+
+def make_dense_queries(n_queries: int, n: int, *, dim: int = DIM, seed: int = 11) -> np.ndarray:
+    """Queries inside make_dense_dataset(n)'s clusters (fresh draws of the same mixture)."""
+    return make_queries(n_queries, dim=dim, seed=seed, n_clusters=max(1, n // DENSE["n_clusters_per"]),
+                        spread=DENSE["spread"])
+
+
 def slice_dataset(ds: Dataset, start: int, stop: int) -> Dataset:
     """Rows [start, stop) as their own Dataset (masks sliced too)."""
     return Dataset(

@@ -131,6 +131,27 @@ def exact_targets(res: dict) -> list[tuple[str, str, str, str]]:
     return rows
 
 
+def ingest_targets(res: dict) -> list[tuple[str, str, str, str]]:
+    """(target, measured, margin, verdict) rows for ingest on the user's path, at the largest N."""
+    rec = res["records"]
+    rows = []
+    for system, limit, what in (("sdk", 20_000, "SDK `store_batch` end to end (numpy rows, encoding on the clock)"),
+                                ("http-binary", 30_000, "server, pre-encoded binary bodies, one connection a worker")):
+        runs = find(rec, system=system, op="ingest")
+        best = max(runs, key=lambda r: r["n"]) if runs else None
+        rate = best and best["episodes_per_s"]
+        peers = {p: one(rec, system=p, op="ingest", n=best["n"]) for p in ("chroma", "pgvector")} if best else {}
+        beside = ", ".join(f"{p} {fmt(r['episodes_per_s'], 0)}/s" for p, r in peers.items() if r)
+        rows.append((f"Ingest ≥ {limit:,} episodes/s: {what}, N={best['n']:,}" if best else
+                     f"Ingest ≥ {limit:,} episodes/s: {what}",
+                     f"{fmt(rate, 0)} episodes/s (load average {fmt(best and best.get('loadavg_1m'))})"
+                     + (f"; beside {beside}" if beside else ""),
+                     "–" if rate is None else (f"{100 * (rate / limit - 1):.0f} % above" if rate >= limit
+                                               else f"{rate / limit:.2f}× the target"),
+                     verdict(None if rate is None else rate >= limit)))
+    return rows
+
+
 def table(header: list[str], rows: list[list]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(fmt(c) for c in row) + " |" for row in rows]
@@ -163,7 +184,9 @@ def section(res: dict, plot: Path | None, report: Path) -> str:
                    f"{m['cores']} cores (above {m['cores']}, other jobs shared the machine and skew the figures)")
     out += ["", "### Targets", "", table(["target", "measured", "verdict"], [list(r) for r in targets(res)]), "",
             "### Targets of the exact quantised search", "",
-            table(["target", "measured", "margin", "verdict"], [list(r) for r in exact_targets(res)]), ""]
+            table(["target", "measured", "margin", "verdict"], [list(r) for r in exact_targets(res)]), "",
+            "### Targets of ingest on the user's path", "",
+            table(["target", "measured", "margin", "verdict"], [list(r) for r in ingest_targets(res)]), ""]
     if plot is not None:
         out += [f"![query p50 vs N]({plot.relative_to(report.parent).as_posix()})", ""]
     systems = [("numpy (1 thread)", "numpy", {"blas_threads": 1}), ("numpy (default)", "numpy", {"blas_threads": "default"}),

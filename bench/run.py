@@ -150,6 +150,9 @@ class Runner:
                                top_ks=p.top_ks, count=p.count, threads=threads, truth=truth)
                 if dep is not None:
                     from bench.http import bench_http
+                    from bench.ingest import bench_ingest
+
+                    self.phase(f"ingest n={n}", bench_ingest, dep, ds, workers=p.workers)
 
                     self.phase(f"http n={n}", bench_http, dep, ds, queries, top_ks=p.top_ks,
                                concurrencies=p.concurrencies, seconds=p.seconds, max_requests=p.max_requests,

@@ -11,6 +11,7 @@ module never words one. The embeddings of a whole batch are converted and checke
 
 from __future__ import annotations
 
+import binascii
 import dataclasses
 import math
 import re
@@ -24,7 +25,7 @@ import orjson
 from rest_framework.exceptions import ValidationError
 
 from . import spec
-from .fields import _JSON_NUL
+from .fields import _JSON_NUL, base64_floats
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _EXACT_INT = 2.0**53  # below this every integer is exact in float64, so int -> float32 rounds once
@@ -34,7 +35,10 @@ _REFUSE = object()  # "let the serializer decide"
 
 
 def _text(value: Any, field: spec.Field) -> Any:
-    """StrictCharField: a non-empty string without NUL or lone surrogates, at most max_length."""
+    """StrictCharField: a non-empty string without NUL or lone surrogates, at most max_length;
+    StrictChoiceField where the field has choices."""
+    if field.choices is not None:
+        return value if type(value) is str and value in field.choices else _REFUSE
     if (type(value) is str and 0 < len(value) <= field.max_length and "\x00" not in value
             and (value.isascii() or _SURROGATE.search(value) is None)):
         return value
@@ -112,7 +116,8 @@ _CHECKS: dict[str, Callable[[Any, spec.Field], Any]] = {
 
 def _fields(item: Any, table: dict[str, spec.Field], dim: int) -> dict | None:
     """Every field of `table` as its serializer returns it, in the table's order (an embedding is
-    only checked for shape here and left as the raw list), or None if the serializer must decide."""
+    only checked for shape here and left as the raw list or base64 string), or None if the
+    serializer must decide."""
     if type(item) is not dict or not item.keys() <= table.keys():
         return None
     out: dict[str, Any] = {}
@@ -128,7 +133,7 @@ def _fields(item: Any, table: dict[str, spec.Field], dim: int) -> dict | None:
             if not field.nullable:
                 return None
         elif field.kind == "embedding":
-            if type(value) is not list or len(value) != dim:
+            if not ((type(value) is list and len(value) == dim) or type(value) is str):
                 return None
         else:
             value = _CHECKS[field.kind](value, field)
@@ -138,8 +143,38 @@ def _fields(item: Any, table: dict[str, spec.Field], dim: int) -> dict | None:
     return out
 
 
-def _embeddings(rows: list[list], nonzero: bool) -> np.ndarray | None:
-    """The rows as one float32 matrix, exactly as fields.embedding_array converts each, or None."""
+def _embeddings(rows: list[list | str], dim: int, nonzero: bool) -> np.ndarray | None:
+    """The rows (arrays of numbers or base64 strings) as one float32 matrix, exactly as
+    fields.embedding_array converts each, or None."""
+    binary = [i for i, row in enumerate(rows) if type(row) is str]
+    if not binary:
+        return _checked(_from_numbers(rows), nonzero)
+    if len(binary) == len(rows):  # the SDK's case: one decode per row, one copy for the whole batch
+        try:
+            parts = [binascii.a2b_base64(row, strict_mode=True) for row in rows]
+        except (binascii.Error, ValueError):
+            return None
+        if set(map(len, parts)) != {4 * dim}:
+            return None
+        return _checked(np.frombuffer(b"".join(parts), dtype="<f4").reshape(len(rows), dim).astype(np.float32),
+                        nonzero)
+    matrix = np.empty((len(rows), dim), np.float32)
+    for i in binary:
+        vector = base64_floats(rows[i], dim=dim)
+        if vector is None:
+            return None
+        matrix[i] = vector
+    binary_set = set(binary)
+    numbers = [i for i in range(len(rows)) if i not in binary_set]
+    part = _from_numbers([rows[i] for i in numbers])
+    if part is None:
+        return None
+    matrix[numbers] = part
+    return _checked(matrix, nonzero)
+
+
+def _from_numbers(rows: list[list]) -> np.ndarray | None:
+    """Arrays of numbers as one float32 matrix, as fields.embedding_array converts each, or None."""
     try:
         wide = np.asarray(rows)  # float64, or int64 when every number is an integer
     except (ValueError, TypeError, OverflowError):
@@ -153,7 +188,14 @@ def _embeddings(rows: list[list], nonzero: bool) -> np.ndarray | None:
     if not ((wide > -_EXACT_INT) & (wide < _EXACT_INT)).all():  # such an integer may round differently alone
         return None
     with np.errstate(over="ignore", invalid="ignore"):
-        matrix = wide.astype(np.float32)
+        return wide.astype(np.float32)
+
+
+def _checked(matrix: np.ndarray | None, nonzero: bool) -> np.ndarray | None:
+    """`matrix` if every row passes fields._checked, else None."""
+    if matrix is None:
+        return None
+    with np.errstate(over="ignore", invalid="ignore"):
         if not np.isfinite(matrix).all():
             return None
         if not (np.einsum("ij,ij->i", matrix, matrix) < _SAFE_SQUARED_NORM).all():
@@ -182,7 +224,7 @@ def fast_episodes(items: list, *, dim: int, nonzero: bool, check: Callable[[dict
             seen.add(episode["id"])
         out.append(episode)
         rows.append(episode["state_embedding"])
-    matrix = _embeddings(rows, nonzero) if rows else np.empty((0, dim), np.float32)
+    matrix = _embeddings(rows, dim, nonzero) if rows else np.empty((0, dim), np.float32)
     if matrix is None:
         return None
     for episode, vector in zip(out, matrix, strict=True):
@@ -199,7 +241,7 @@ def fast_query(data: Any, *, dim: int, nonzero: bool, max_top_k: int) -> dict | 
     out = _fields(data, table, dim)
     if out is None:
         return None
-    matrix = _embeddings([out["query_embedding"]], nonzero)
+    matrix = _embeddings([out["query_embedding"]], dim, nonzero)
     if matrix is None:
         return None
     out["query_embedding"] = matrix[0]

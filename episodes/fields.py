@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import binascii
 import math
 import re
 from typing import Any
@@ -111,10 +112,47 @@ class JSONSizedField(serializers.Field):
 _NUMBER_TYPES = {int, float}
 
 
+class StrictChoiceField(serializers.ChoiceField):
+    """One of the given strings, as a JSON string (DRF's ChoiceField would match 5 to "5")."""
+
+    def to_internal_value(self, data: Any) -> str:
+        if not isinstance(data, str):
+            self.fail("invalid_choice", input=data)
+        return super().to_internal_value(data)
+
+
+def base64_floats(value: str, *, dim: int) -> np.ndarray | None:
+    """`value` decoded as `dim` little-endian float32 (standard base64, padding included), or None
+    when it is not exactly that. binascii decodes in C: no Python loop over the numbers."""
+    if len(value) != 4 * ((4 * dim + 2) // 3):
+        return None
+    try:
+        raw = binascii.a2b_base64(value, strict_mode=True)
+    except (binascii.Error, ValueError):  # ValueError: not ASCII
+        return None
+    return np.frombuffer(raw, dtype="<f4").astype(np.float32) if len(raw) == 4 * dim else None
+
+
+def embedding_base64(value: str, *, dim: int) -> np.ndarray:
+    """A base64 embedding (docs/api.md §3) as float32, or a 400 saying what is wrong with it."""
+    vector = base64_floats(value, dim=dim)
+    if vector is not None:
+        return vector
+    try:
+        raw = binascii.a2b_base64(value, strict_mode=True)
+    except (binascii.Error, ValueError):
+        raise serializers.ValidationError("must be an array of numbers or base64 of little-endian float32 "
+                                          "(the base64 is malformed)") from None
+    raise serializers.ValidationError(f"base64 must hold exactly {dim} float32 ({4 * dim} bytes, the tenant's "
+                                      f"dim), got {len(raw)} bytes")
+
+
 def embedding_array(value: Any, *, dim: int, nonzero: bool) -> np.ndarray:
     """Validate an embedding with numpy (docs/design.md: never element by element in Python)."""
+    if isinstance(value, str):
+        return _checked(embedding_base64(value, dim=dim), nonzero=nonzero)
     if not isinstance(value, list):
-        raise serializers.ValidationError("must be an array of numbers")
+        raise serializers.ValidationError("must be an array of numbers or a base64 string")
     if len(value) != dim:
         raise serializers.ValidationError(f"must have exactly {dim} numbers (the tenant's dim), got {len(value)}")
     if not set(map(type, value)) <= _NUMBER_TYPES:  # C-speed scan; numpy would read true as 1
@@ -127,6 +165,13 @@ def embedding_array(value: Any, *, dim: int, nonzero: bool) -> np.ndarray:
         raise serializers.ValidationError("must be an array of numbers")
     with np.errstate(over="ignore", invalid="ignore"):
         vector = raw.astype(np.float32)
+    return _checked(vector, nonzero=nonzero)
+
+
+def _checked(vector: np.ndarray, *, nonzero: bool) -> np.ndarray:
+    """The float32 rules of docs/api.md §9.2: every number finite, the squared norm too, and not
+    all zero for a cosine tenant."""
+    with np.errstate(over="ignore", invalid="ignore"):
         if not np.isfinite(vector).all():
             raise serializers.ValidationError("every number must be finite as float32")
         if not np.isfinite(np.dot(vector, vector)):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import binascii
 import contextlib
 import uuid
 from functools import lru_cache
@@ -37,29 +38,36 @@ def live(queryset, at_ms: int):
     return queryset.filter(Q(expires_at__isnull=True) | Q(expires_at__gt=at_ms))
 
 
-def embedding_json(stored: bytes) -> list[float]:
+def embedding_json(stored: bytes, embedding_format: str = "float") -> list[float] | str:
+    """The stored float32 little-endian bytes as the answer carries them (docs/api.md §3): a list
+    of numbers, or those very bytes in base64 ("base64", bit for bit, no number formatting)."""
+    if embedding_format == "base64":
+        return binascii.b2a_base64(stored, newline=False).decode("ascii")
     return np.frombuffer(bytes(stored), dtype="<f4").tolist()
 
 
-def episode_json(row: dict[str, Any], *, embedding: bytes | None = None) -> dict[str, Any]:
+def episode_json(row: dict[str, Any], *, embedding: bytes | None = None,
+                 embedding_format: str = "float") -> dict[str, Any]:
     out = {k: row[k] for k in OUTPUT_FIELDS if k != "seq"}
     out["id"] = str(row["id"])
     if embedding is not None:
-        out["state_embedding"] = embedding_json(embedding)
+        out["state_embedding"] = embedding_json(embedding, embedding_format)
     return out
 
 
-def episode_get(*, tenant: Tenant, episode_id: uuid.UUID, user: str | None = None) -> dict[str, Any]:
+def episode_get(*, tenant: Tenant, episode_id: uuid.UUID, user: str | None = None,
+                embedding_format: str = "float") -> dict[str, Any]:
     """One live episode; another user's (for a bound `user`) is as absent as a missing one."""
     row = live(own(Episode.objects.filter(tenant=tenant, id=episode_id), user), now_ms()).values(
         *OUTPUT_FIELDS, "embedding").first()
     if row is None:
         raise NotFound(f"episode {episode_id} not found")
-    return episode_json(row, embedding=row["embedding"])
+    return episode_json(row, embedding=row["embedding"], embedding_format=embedding_format)
 
 
 def episodes_list(*, tenant: Tenant, filters: Filters, limit: int, cursor: str | None = None,
-                  include_embedding: bool = False, user: str | None = None) -> dict[str, Any]:
+                  include_embedding: bool = False, user: str | None = None,
+                  embedding_format: str = "float") -> dict[str, Any]:
     """One page, newest first, by keyset on (timestamp, seq) straight from the database.
 
     (timestamp, seq) is unique per tenant and never changes for a stored episode, so pages never
@@ -82,14 +90,16 @@ def episodes_list(*, tenant: Tenant, filters: Filters, limit: int, cursor: str |
         next_cursor = make_cursor(tenant_slug=tenant.slug, flt=filters, timestamp=last["timestamp"],
                                   seq=last["seq"], user=user)
     return {
-        "episodes": [episode_json(r, embedding=r["embedding"] if include_embedding else None) for r in page],
+        "episodes": [episode_json(r, embedding=r["embedding"] if include_embedding else None,
+                                  embedding_format=embedding_format) for r in page],
         "next_cursor": next_cursor,
     }
 
 
 def episodes_query(*, tenant: Tenant, state: TenantState, query_embedding: np.ndarray, top_k: int,
                    filters: Filters, include_embedding: bool = False,
-                   key_prefix: str | None = None, user: str | None = None) -> list[dict[str, Any]]:
+                   key_prefix: str | None = None, user: str | None = None,
+                   embedding_format: str = "float") -> list[dict[str, Any]]:
     """Exact filtered top-k from the worker's index, then the winners' fields from the database. A
     bound `user` is one more exact filter of the index (user_id), so the top k are all theirs."""
     filters = narrowed(filters, user)
@@ -98,7 +108,8 @@ def episodes_query(*, tenant: Tenant, state: TenantState, query_embedding: np.nd
         cached = cache.current(tenant, state)
         with cached.lock:
             ids, scores = cached.index.search(query_embedding, top_k, filters, at)
-        rows = _winners(tenant_pk=tenant.pk, ids=ids, include_embedding=include_embedding)
+        rows = _winners(tenant_pk=tenant.pk, ids=ids, include_embedding=include_embedding,
+                        embedding_format=embedding_format)
         if len(rows) == len(ids):
             break
         # A concurrent delete removed a winner between catch-up and fetch: look again at the newer state.
@@ -160,7 +171,8 @@ def _fetch_counting_usage(sql: str, params: list, tenant_pk: int) -> list[tuple]
     return rows
 
 
-def _winner_fields(row: tuple, *, postgres: bool, include_embedding: bool) -> dict[str, Any]:
+def _winner_fields(row: tuple, *, postgres: bool, include_embedding: bool,
+                   embedding_format: str = "float") -> dict[str, Any]:
     # The columns are the answer's fields, in its order (OUTPUT_FIELDS less seq), then the embedding.
     fields = dict(zip(_WINNER_FIELDS, row, strict=False))
     if not postgres:
@@ -169,11 +181,12 @@ def _winner_fields(row: tuple, *, postgres: bool, include_embedding: bool) -> di
         if fields[name] is not None:
             fields[name] = orjson.Fragment(fields[name])
     if include_embedding:
-        fields["state_embedding"] = embedding_json(row[len(_WINNER_FIELDS)])
+        fields["state_embedding"] = embedding_json(row[len(_WINNER_FIELDS)], embedding_format)
     return fields
 
 
-def _winners(*, tenant_pk: int, ids: list[str], include_embedding: bool) -> dict[str, dict[str, Any]]:
+def _winners(*, tenant_pk: int, ids: list[str], include_embedding: bool,
+             embedding_format: str = "float") -> dict[str, dict[str, Any]]:
     """The answer's fields of each of `ids` that still exists, keyed by id (str)."""
     if not ids:
         return {}
@@ -184,7 +197,8 @@ def _winners(*, tenant_pk: int, ids: list[str], include_embedding: bool) -> dict
     sql = _winners_sql(vendor, 0 if postgres else len(ids), include_embedding)
     out = {}
     for row in _fetch_counting_usage(sql, params, tenant_pk):
-        fields = _winner_fields(row, postgres=postgres, include_embedding=include_embedding)
+        fields = _winner_fields(row, postgres=postgres, include_embedding=include_embedding,
+                                embedding_format=embedding_format)
         out[fields["id"]] = fields
     return out
 

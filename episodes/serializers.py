@@ -20,6 +20,7 @@ from .fastpath import fast_episodes, fast_query
 from .fields import (
     JSONSizedField,
     StrictCharField,
+    StrictChoiceField,
     StrictFloatField,
     StrictIntegerField,
     TagsField,
@@ -59,6 +60,8 @@ def build_field(field: spec.Field) -> serializers.Field:
     kind = field.kind
     if kind == "uuid":
         return serializers.UUIDField(format="hex_verbose", **options)
+    if kind == "text" and field.choices is not None:
+        return StrictChoiceField(choices=field.choices, **options)
     if kind == "text":  # blank is refused (allow_blank is off): at least one character
         return StrictCharField(max_length=field.max_length, trim_whitespace=False, **options)
     if kind == "number":
@@ -265,6 +268,20 @@ class EpisodeListInput(FilterInput):
         return super().to_internal_value(data)
 
 
+@declare(spec.GET)
+class EmbeddingFormatInput(serializers.Serializer):
+    """`GET /v1/episodes/{id}?embedding_format=...` (other parameters are ignored, as before)."""
+
+    @classmethod
+    def from_params(cls, params: QueryDict) -> str:
+        values = params.getlist("embedding_format")
+        if len(values) > 1:
+            raise serializers.ValidationError({"embedding_format": ["given more than once"]})
+        data = cls(data={"embedding_format": values[0]} if values else {})
+        data.is_valid(raise_exception=True)
+        return data.validated_data["embedding_format"]
+
+
 # What a PATCH can never change, and why (docs/api.md §8).
 IMMUTABLE = {
     "state_embedding": "the embedding cannot change: store a new episode instead",
@@ -356,7 +373,8 @@ class EpisodeOutput(serializers.Serializer):
 
     id = serializers.UUIDField()
     task_id = serializers.CharField()
-    state_embedding = serializers.ListField(child=serializers.FloatField(), required=False)
+    state_embedding = EmbeddingField(required=False, help_text="An array of numbers, or base64 of the "
+                                     "little-endian float32 bytes with embedding_format=base64.")
     reward = serializers.FloatField()
     metadata = serializers.DictField()
     timestamp = serializers.IntegerField()

@@ -8,7 +8,8 @@ limit lives here and nowhere else. No Django import: this is data.
 Kinds: "uuid" (a UUID string), "text" (a non-empty string without NUL), "number" (a finite JSON
 number, float64), "integer" (an integral JSON number), "boolean", "tags" (a list of strings,
 duplicates dropped), "object" / "array" (any JSON of that kind, limited by its encoded size),
-"embedding" (the tenant's dim of finite float32 numbers).
+"embedding" (the tenant's dim of finite float32 numbers: a JSON array, or a base64 string of
+their little-endian float32 bytes). A "text" field with `choices` takes one of those strings.
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ class Field:
     maximum: int | None = None
     max_items: int | None = None
     max_bytes: int | None = None
+    choices: tuple[str, ...] | None = None
 
     def optional(self) -> Field:
         return dataclasses.replace(self, required=False)
@@ -88,11 +90,15 @@ FILTER: dict[str, Field] = {
 }
 
 INCLUDE_EMBEDDING = Field("boolean", default=False)
+# How answers carry state_embedding: a JSON array of numbers, or base64 of little-endian float32.
+EMBEDDING_FORMATS = ("float", "base64")
+EMBEDDING_FORMAT = Field("text", default="float", choices=EMBEDDING_FORMATS)
 # What a query adds to the filters (the maximum of top_k is a setting).
 QUERY: dict[str, Field] = {
     "query_embedding": Field("embedding", required=True),
     "top_k": Field("integer", default=DEFAULT_TOP_K, minimum=1),
     "include_embedding": INCLUDE_EMBEDDING,
+    "embedding_format": EMBEDDING_FORMAT,
 }
 
 # What `GET /v1/episodes` adds to the filters.
@@ -100,7 +106,11 @@ LIST: dict[str, Field] = {
     "limit": Field("integer", default=DEFAULT_LIST_LIMIT, minimum=1, maximum=MAX_LIST_LIMIT),
     "cursor": Field("text", max_length=MAX_CURSOR),
     "include_embedding": INCLUDE_EMBEDDING,
+    "embedding_format": EMBEDDING_FORMAT,
 }
+
+# What `GET /v1/episodes/{id}` takes as query parameters.
+GET: dict[str, Field] = {"embedding_format": EMBEDDING_FORMAT}
 
 # What a PATCH may change: the episode's own fields, all optional, plus metadata_merge.
 PATCH: dict[str, Field] = {

@@ -16,6 +16,7 @@ from tenants.models import Scope
 
 from . import selectors, services
 from .serializers import (
+    EmbeddingFormatInput,
     EpisodeBatchInput,
     EpisodeIdResponse,
     EpisodeIdsResponse,
@@ -59,10 +60,14 @@ def _param(name: str, kind, description: str) -> OpenApiParameter:
     return OpenApiParameter(name, kind, OpenApiParameter.QUERY, required=False, description=description)
 
 
+EMBEDDING_FORMAT_PARAMETER = _param(
+    "embedding_format", OpenApiTypes.STR,
+    "float (default): state_embedding as numbers; base64: as base64 of its little-endian float32 bytes")
 LIST_PARAMETERS = [
     _param("limit", OpenApiTypes.INT, "episodes per page, 1 to 1000 (default 100)"),
     _param("cursor", OpenApiTypes.STR, "next_cursor of the previous page (same filters)"),
     _param("include_embedding", OpenApiTypes.BOOL, "true: each episode carries state_embedding"),
+    EMBEDDING_FORMAT_PARAMETER,
     _param("min_reward", OpenApiTypes.DOUBLE, "reward >= min_reward"),
     _param("tags_any", OpenApiTypes.STR, "comma-separated: at least one of these tags"),
     _param("tags_all", OpenApiTypes.STR, "comma-separated: all of these tags"),
@@ -85,7 +90,7 @@ class EpisodeCollectionApi(TenantApi):
         v = data.validated_data
         page = selectors.episodes_list(tenant=self.tenant, filters=filters_from(v), limit=v["limit"],
                                        cursor=v.get("cursor"), include_embedding=v["include_embedding"],
-                                       user=self.bound_user)
+                                       user=self.bound_user, embedding_format=v["embedding_format"])
         return Response(page)
 
     @extend_schema(request=EpisodeInput, responses={201: EpisodeIdResponse, 200: EpisodeIdResponse})
@@ -112,10 +117,11 @@ class EpisodeBatchCreateApi(TenantApi):
 class EpisodeDetailApi(TenantApi):
     required_scope = {"GET": Scope.READ, "DELETE": Scope.WRITE, "PATCH": Scope.WRITE, "PUT": Scope.WRITE}
 
-    @extend_schema(responses={200: EpisodeOutput})
+    @extend_schema(parameters=[EMBEDDING_FORMAT_PARAMETER], responses={200: EpisodeOutput})
     def get(self, request: Request, episode_id: str) -> Response:
+        embedding_format = EmbeddingFormatInput.from_params(request.query_params)
         return Response(selectors.episode_get(tenant=self.tenant, episode_id=parse_episode_id(episode_id),
-                                              user=self.bound_user))
+                                              user=self.bound_user, embedding_format=embedding_format))
 
     @extend_schema(request=EpisodeInput, responses={201: EpisodePutResponse, 200: EpisodePutResponse})
     def put(self, request: Request, episode_id: str) -> Response:
@@ -175,7 +181,7 @@ class EpisodeQueryApi(TenantApi):
         hits = selectors.episodes_query(
             tenant=self.tenant, state=self.tenant.state, query_embedding=v["query_embedding"],
             top_k=v["top_k"], filters=filters_from(v), include_embedding=v["include_embedding"],
-            key_prefix=self.key_prefix, user=self.bound_user,
+            key_prefix=self.key_prefix, user=self.bound_user, embedding_format=v["embedding_format"],
         )
         return Response({"episodes": hits})
 

@@ -52,8 +52,14 @@ class EmbeddingFieldSchema(OpenApiSerializerFieldExtension):
     target_class = "episodes.serializers.EmbeddingField"
 
     def map_serializer_field(self, auto_schema, direction) -> dict[str, Any]:
-        return {"type": "array", "items": {"type": "number"}, "minItems": 1,
-                "description": "Exactly the tenant's dim finite numbers (float32); not all zero for cosine."}
+        return {"oneOf": [
+                    {"type": "array", "items": {"type": "number"}, "minItems": 1,
+                     "description": "Exactly the tenant's dim finite numbers (float32)."},
+                    {"type": "string", "format": "byte",
+                     "description": "Base64 (standard alphabet, padded) of the tenant's dim little-endian "
+                                    "float32 values: 4 x dim bytes, each finite."}],
+                "description": "The tenant's dim finite float32 numbers, as an array or as base64 of their "
+                               "little-endian bytes; not all zero for cosine."}
 
 
 class TagsFieldSchema(OpenApiSerializerFieldExtension):

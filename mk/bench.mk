@@ -3,7 +3,7 @@
 # server the HTTP benchmarks use (a throw-away database is created there and dropped afterwards).
 BENCH_DATABASE_URL ?= $(or $(DATABASE_URL),postgres://postgres@127.0.0.1:5432/memcloud_bench)
 
-.PHONY: bench bench-full bench-smoke bench-profile bench-limits bench-deps
+.PHONY: bench bench-full bench-smoke bench-profile bench-limits bench-deps bench-interleaved bench-ingest
 $(VENV)/.bench-installed: $(VENV)/.installed bench/requirements.txt
 	$(PY) -m pip install --quiet -r bench/requirements.txt
 	touch $@
@@ -29,3 +29,12 @@ bench-profile: bench-deps
 # (bench/results/request_path.md).
 bench-limits: bench-deps
 	DATABASE_URL=$(BENCH_DATABASE_URL) $(PY) -m bench.request_path --n $(or $(N),100000)
+
+# Memcloud and Chroma up together, each filled and queried through its own client, every figure
+# interleaved between the two (bench/results/interleaved.md); clustered and dense data.
+bench-interleaved: bench-deps
+	DATABASE_URL=$(BENCH_DATABASE_URL) $(PY) -m bench.interleaved --n $(or $(N),100000)
+
+# Ingest alone: the SDK end to end and pre-encoded binary bodies, on a 2-worker server.
+bench-ingest: bench-deps
+	DATABASE_URL=$(BENCH_DATABASE_URL) $(PY) -m bench.ingest --n $(or $(N),100000)

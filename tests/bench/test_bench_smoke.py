@@ -77,3 +77,11 @@ def test_results_md_has_the_tables_and_target_verdicts(smoke):
     for system in ("numpy", "index", "http"):
         assert f"| {system} |" in report or system in report
     assert "n/a" in report  # N=100k targets cannot be judged from a 1k run
+
+
+def test_ingest_is_measured_through_the_sdk_and_with_binary_bodies(smoke):
+    result, report = smoke
+    for system in ("sdk", "http-binary"):
+        (cell,) = records(result, system=system, op="ingest")
+        assert cell["episodes"] == cell["n"] and cell["episodes_per_s"] > 0
+    assert "Targets of ingest on the user's path" in report

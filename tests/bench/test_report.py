@@ -33,3 +33,16 @@ def test_each_target_gets_its_measure_margin_and_verdict():
     assert rows["0.1 % filter p50 ≤ 1 ms over HTTP"] == ["0.80 ms", "20 % below", "**met**"]
     assert rows["0.1 % filter p50 ≤ 1 ms in process"] == ["0.20 ms", "80 % below", "**met**"]
     assert rows["In-process p50 ≤ 20 ms at N=1M"] == ["25.00 ms", "1.25× the limit", "**not met**"]
+
+
+def test_the_dense_dataset_is_clusters_of_near_duplicates_with_queries_inside_them():
+    import numpy as np
+
+    from bench.data import make_dataset, make_dense_dataset, make_dense_queries, make_queries
+
+    def nearest(ds, queries) -> float:
+        return float(np.median((queries @ ds.embeddings.T).max(axis=1)))
+
+    dense, spread = make_dense_dataset(2000, dim=64), make_dataset(2000, dim=64)
+    assert dense.masks["selective"].sum() == 2 and len(set(dense.ids)) == 2000
+    assert nearest(dense, make_dense_queries(50, 2000, dim=64)) > 0.95 > nearest(spread, make_queries(50, dim=64))

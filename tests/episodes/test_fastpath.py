@@ -21,6 +21,19 @@ DIM = 4
 MISSING = object()
 U = str(uuid.UUID(int=7))
 
+
+def b64(*values: float, dtype: str = "<f4") -> str:
+    import base64
+
+    return base64.b64encode(np.asarray(values, dtype=dtype).tobytes()).decode()
+
+
+# Embeddings as base64 of little-endian float32 (docs/api.md §3), good and bad.
+BASE64 = [b64(1.0, 0.5, -2.0, 0.25), b64(1e-45, -0.0, 0, 0), b64(0, -0.0, 0, 0), b64(1, 2, 3), b64(1, 2, 3, 4, 5),
+          b64(float("nan"), 1, 1, 1), b64(float("inf"), 0, 0, 0), b64(3e38, 3e38, 0, 0), b64(1, 2, 3, 4, dtype="<f8"),
+          b64(1, 2, 3, 4)[:-1], b64(1, 2, 3, 4)[:-2] + "!!", " " + b64(1, 2, 3, 4), b64(1, 2, 3, 4) + "==",
+          "é" * 24, "", "AAAAAAAAAAAAAAAAAAAAAA=="]
+
 CHOICES = {
     "id": [MISSING, U, U.upper(), U.replace("-", ""), "{" + U + "}", "urn:uuid:" + U, "not-a-uuid", "", None, 12,
            True],
@@ -31,7 +44,7 @@ CHOICES = {
         [1.0, 2.0, 3.0], [1.0] * 5, [1e39, 0.0, 0.0, 0.0], [3e38, 3e38, 0.0, 0.0], [1e19, 1e19, 0.0, 1.0],
         [2**60 + 1, 0, 0, 0], [2**60 + 1, 0.5, 0, 0], [2**54 + 2**30 + 1, 0, 0, 0], [2**54 + 2**30 + 1, 1, 0, 0], [-2**63, 0, 0, 1], [-2**63, 1.0, 0, 0], [2**70, 1, 1, 1], [10**400, 1.0, 1, 1],
         [float("nan"), 1.0, 1.0, 1.0], [float("inf"), 1.0, 1.0, 1.0], [1e-45, 0.0, 0.0, 0.0],
-        [1.0000000001, 3.14159265358979, 1e-30, 7e37], "1,2,3,4", None, MISSING, {"a": 1}, [],
+        [1.0000000001, 3.14159265358979, 1e-30, 7e37], "1,2,3,4", None, MISSING, {"a": 1}, [], *BASE64,
     ],
     "reward": [1.0, 1, -3, True, "1", None, 1e308, 10**400, float("inf"), float("nan"), MISSING, 2**80],
     "metadata": [MISSING, {}, {"a": 1}, [1], None, {"x": "y" * 70000}, {"a": "\x00"}, {"a": "\\u0000"}, "x"],

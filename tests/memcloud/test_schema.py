@@ -123,3 +123,20 @@ def test_docs_are_served_without_a_cdn(client):
     assert "swagger-ui" in html and "/v1/openapi.json" in html
     for src in re.findall(r'(?:src|href)="([^"]+)"', html):
         assert not src.startswith(("http://", "https://", "//")), src
+
+
+def test_embeddings_are_described_as_numbers_or_base64(schema):
+    """docs/api.md §3.1: an array of numbers or base64 of little-endian float32, both written down."""
+    parts = schema["components"]["schemas"]
+    for component, field in (("EpisodeInputRequest", "state_embedding"), ("QueryInputRequest", "query_embedding"),
+                             ("EpisodeOutput", "state_embedding")):
+        forms = parts[component]["properties"][field]["oneOf"]
+        assert {f["type"] for f in forms} == {"array", "string"}
+        assert next(f for f in forms if f["type"] == "string")["format"] == "byte"
+    fmt = parts["QueryInputRequest"]["properties"]["embedding_format"]
+    fmt = next((s for s in fmt.get("allOf", []) if "$ref" in s), fmt)  # an enum component with a default
+    enum = parts[fmt["$ref"].rsplit("/", 1)[-1]]["enum"] if "$ref" in fmt else fmt["enum"]
+    assert set(enum) == {"float", "base64"}
+    listing = {p["name"] for p in schema["paths"]["/v1/episodes"]["get"]["parameters"]}
+    detail = {p["name"] for p in schema["paths"]["/v1/episodes/{episode_id}"]["get"]["parameters"]}
+    assert "embedding_format" in listing and "embedding_format" in detail

@@ -379,3 +379,57 @@ def test_expired_on_arrival_is_never_visible(hostile):
     hits = hostile.post("/v1/query", json={"query_embedding": [1, 0, 0, 0], "top_k": 1000,
                                            "task_id_prefix": "expired-on-arrival"}).json()["episodes"]
     assert hits == []
+
+
+# ----- base64 embeddings (docs/api.md §3) -----
+def b64(*values: float, dtype: str = "<f4") -> str:
+    import base64
+
+    import numpy as np
+
+    return base64.b64encode(np.asarray(values, dtype=dtype).tobytes()).decode()
+
+
+GOOD_B64 = b64(1.0, 0.5, 0.0, -1.0)
+BAD_BASE64 = [
+    pytest.param(GOOD_B64[:-4], id="three-floats"),
+    pytest.param(b64(1, 0, 0, 0, 1), id="five-floats"),
+    pytest.param(b64(1, 0, 0, 1, dtype="<f8"), id="float64-bytes"),
+    pytest.param(GOOD_B64[:-1], id="truncated"),
+    pytest.param(GOOD_B64[:-2] + "!!", id="bad-alphabet"),
+    pytest.param(GOOD_B64.replace("A", "-").replace("/", "_"), id="urlsafe-alphabet"),
+    pytest.param(" " + GOOD_B64, id="whitespace"),
+    pytest.param(GOOD_B64[:8] + "\n" + GOOD_B64[8:], id="newline"),
+    pytest.param(GOOD_B64 + "====", id="extra-padding"),
+    pytest.param("é" * len(GOOD_B64), id="not-ascii"),
+    pytest.param("", id="empty"),
+    pytest.param(b64(float("nan"), 0, 0, 1), id="nan"),
+    pytest.param(b64(float("inf"), 0, 0, 1), id="infinity"),
+    pytest.param(b64(float("-inf"), 0, 0, 1), id="minus-infinity"),
+    pytest.param(b64(3e38, 3e38, 3e38, 3e38), id="norm-overflows"),
+]
+
+
+@pytest.mark.parametrize("value", BAD_BASE64)
+def test_bad_base64_embeddings_are_400s_naming_the_field(hostile, value):
+    rejected(hostile, "/v1/episodes", json_text(good_episode(state_embedding=value)), "state_embedding")
+    rejected(hostile, "/v1/query", json_text({"query_embedding": value}), "query_embedding")
+    # One bad item among good ones, binary and not: the whole batch is refused, the item named.
+    episodes = [good_episode(state_embedding=GOOD_B64), good_episode(), good_episode(state_embedding=value)]
+    rejected(hostile, "/v1/episodes/batch", json_text({"episodes": episodes}), "episodes[2].state_embedding")
+    rejected(hostile, "/v1/episodes/batch", json_text({"episodes": episodes[::2]}), "episodes[1].state_embedding")
+
+
+def test_an_all_zero_base64_embedding_is_refused_for_cosine(hostile):
+    rejected(hostile, "/v1/episodes", json_text(good_episode(state_embedding=b64(0, -0.0, 0, 0))), "state_embedding")
+
+
+@pytest.mark.parametrize("value", ["base32", "", "FLOAT", 1, True, None, ["base64"]])
+def test_bad_embedding_formats_are_400s(hostile, value):
+    rejected(hostile, "/v1/query", json_text({"query_embedding": [1, 0, 0, 0], "include_embedding": True,
+                                             "embedding_format": value}), "embedding_format")
+    params = {"include_embedding": "true", "embedding_format": str(value)}
+    assert_client_error(send(hostile, "GET", "/v1/episodes", params=params), field="embedding_format")
+    stored = hostile.get("/v1/episodes", params={"limit": 1}).json()["episodes"][0]["id"]
+    assert_client_error(send(hostile, "GET", f"/v1/episodes/{stored}", params={"embedding_format": str(value)}),
+                        field="embedding_format")

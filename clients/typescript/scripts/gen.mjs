@@ -13,7 +13,8 @@ const HEADER = "// Generated from the Memcloud server's /v1/openapi.json by `npm
 
 /** The text of src/schema.ts for an OpenAPI document (a parsed object). */
 export async function generate(schema) {
-  const ast = await openapiTS(structuredClone(schema), { alphabetize: false });
+  // A field with a default may be left out of a request: optional, not required, in the types.
+  const ast = await openapiTS(structuredClone(schema), { alphabetize: false, defaultNonNullable: false });
   return HEADER + astToString(ast);
 }
 

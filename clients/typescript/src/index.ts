@@ -19,7 +19,7 @@ export type Changes = Schemas["PatchedEpisodePatchInputRequest"];
 /** An episode to store; `id` is generated on this side when absent, so a retry never stores twice. */
 export type EpisodeInput = Omit<Schemas["EpisodeInputRequest"], "state_embedding"> & { state_embedding: Vector };
 /** Filters shared by query, list and delete-by-filter; they combine with AND. */
-export type Filters = Omit<Schemas["QueryInputRequest"], "query_embedding" | "top_k" | "include_embedding">;
+export type Filters = Omit<Schemas["QueryInputRequest"], "query_embedding" | "top_k" | "include_embedding" | "embedding_format">;
 
 export const DEFAULT_BATCH_SIZE = 1000; // the server's AGENT_MEM_MAX_BATCH default
 

@@ -219,6 +219,12 @@ export interface paths {
 export type webhooks = Record<string, never>;
 export interface components {
     schemas: {
+        /**
+         * @description * `float` - float
+         *     * `base64` - base64
+         * @enum {string}
+         */
+        EmbeddingFormatEnum: "float" | "base64";
         /** @description Unknown fields are a 400 naming the field: a typo like `topk` must not change results. */
         EpisodeBatchInputRequest: {
             episodes: components["schemas"]["EpisodeInputRequest"][];
@@ -235,8 +241,8 @@ export interface components {
             /** Format: uuid */
             id?: string;
             task_id: string;
-            /** @description Exactly the tenant's dim finite numbers (float32); not all zero for cosine. */
-            state_embedding: number[];
+            /** @description The tenant's dim finite float32 numbers, as an array or as base64 of their little-endian bytes; not all zero for cosine. */
+            state_embedding: number[] | string;
             /** Format: double */
             reward: number;
             /** @description At most 65536 bytes as JSON. */
@@ -264,7 +270,8 @@ export interface components {
             /** Format: uuid */
             id: string;
             task_id: string;
-            state_embedding?: number[];
+            /** @description An array of numbers, or base64 of the little-endian float32 bytes with embedding_format=base64. */
+            state_embedding?: number[] | string;
             /** Format: double */
             reward: number;
             metadata: {
@@ -326,7 +333,8 @@ export interface components {
             /** Format: uuid */
             id: string;
             task_id: string;
-            state_embedding?: number[];
+            /** @description An array of numbers, or base64 of the little-endian float32 bytes with embedding_format=base64. */
+            state_embedding?: number[] | string;
             /** Format: double */
             reward: number;
             metadata: {
@@ -354,12 +362,14 @@ export interface components {
             time_after?: number | null;
             /** Format: int64 */
             time_before?: number | null;
-            /** @description Exactly the tenant's dim finite numbers (float32); not all zero for cosine. */
-            query_embedding: number[];
+            /** @description The tenant's dim finite float32 numbers, as an array or as base64 of their little-endian bytes; not all zero for cosine. */
+            query_embedding: number[] | string;
             /** @default 5 */
-            top_k: number;
+            top_k?: number;
             /** @default false */
-            include_embedding: boolean;
+            include_embedding?: boolean;
+            /** @default float */
+            embedding_format?: components["schemas"]["EmbeddingFormatEnum"];
         };
         QueryResponse: {
             episodes: components["schemas"]["QueryHitOutput"][];
@@ -548,6 +558,8 @@ export interface operations {
             query?: {
                 /** @description next_cursor of the previous page (same filters) */
                 cursor?: string;
+                /** @description float (default): state_embedding as numbers; base64: as base64 of its little-endian float32 bytes */
+                embedding_format?: string;
                 /** @description true: each episode carries state_embedding */
                 include_embedding?: boolean;
                 /** @description episodes per page, 1 to 1000 (default 100) */
@@ -807,7 +819,10 @@ export interface operations {
     };
     v1_episodes_retrieve: {
         parameters: {
-            query?: never;
+            query?: {
+                /** @description float (default): state_embedding as numbers; base64: as base64 of its little-endian float32 bytes */
+                embedding_format?: string;
+            };
             header?: never;
             path: {
                 episode_id: string;

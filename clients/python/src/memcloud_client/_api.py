@@ -6,15 +6,17 @@ answer (or thrown the error), and returns the result. The sync and async clients
 
 from __future__ import annotations
 
+import base64
 import math
+import sys
 import uuid
 from array import array
-from collections.abc import Generator, Iterable, Mapping, Sequence
+from collections.abc import Generator, Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict
 from datetime import datetime
 from typing import Any, NotRequired, TypedDict, TypeVar
 
-from ._http import Call
+from ._http import Call, encode
 from .errors import MemcloudError, ServiceUnavailable, ValidationError
 from .models import Episode, Page, QueryHit, Snapshot, Stats
 
@@ -64,17 +66,42 @@ class Changes(TypedDict, total=False):
     expires_at: NotRequired[Time | None]
 
 
-def vector(values: Any, name: str = "state_embedding") -> list[float]:
-    """An embedding as a JSON-ready list of float32 values, from a numpy array or any sequence."""
+def vector(values: Any, name: str = "state_embedding") -> str:
+    """An embedding as the server's binary form (docs/api.md §3): base64 of its little-endian
+    float32 bytes, from a numpy array or any sequence of numbers. A third of the bytes of the
+    numbers in JSON, and no float formatting on either side."""
     if hasattr(values, "__array__"):
         import numpy as np
 
-        out = np.asarray(values, dtype=np.float32).ravel().tolist()
+        floats = np.asarray(values, dtype="<f4").ravel()
+        finite = bool(np.isfinite(floats).all())
+        raw = floats.tobytes()
     else:
-        out = array("f", values).tolist()
-    if not all(math.isfinite(v) for v in out):  # NaN, inf, or too large for float32 (1e39)
+        packed = array("f", values)
+        finite = all(map(math.isfinite, packed))
+        if sys.byteorder == "big":
+            packed.byteswap()
+        raw = packed.tobytes()
+    if not finite:  # NaN, inf, or too large for float32 (1e39)
         raise ValidationError(f"{name}: every value must be a finite float32 number")
-    return out
+    return base64.b64encode(raw).decode("ascii")
+
+
+def floats(value: Any) -> Any:
+    """An embedding the server sent as base64 (embedding_format=base64) as a list of floats."""
+    if not isinstance(value, str):
+        return value
+    packed = array("f", base64.b64decode(value))
+    if sys.byteorder == "big":
+        packed.byteswap()
+    return packed.tolist()
+
+
+def _with_floats(data: Any) -> Any:
+    """An episode (dict) from the server with its base64 embedding as floats."""
+    if isinstance(data, dict) and "state_embedding" in data:
+        data["state_embedding"] = floats(data["state_embedding"])
+    return data
 
 
 def millis(value: Time) -> int:
@@ -123,22 +150,29 @@ def put(episode_id: str, task_id: str, state_embedding: Any, reward: float, fiel
     return bool(answer["created"])
 
 
+def batch_calls(episodes: Iterable[Mapping[str, Any] | Episode], batch_size: int) -> Iterator[Call]:
+    """One `POST /v1/episodes/batch` per chunk of `batch_size`. Each episode is encoded as it is
+    read and a chunk's body is their bytes joined: one chunk is held at a time, never the input."""
+    if batch_size < 1:
+        raise ValueError("batch_size must be at least 1")
+    chunk: list[bytes] = []
+    for episode in episodes:
+        chunk.append(encode(episode_body(episode)))
+        if len(chunk) == batch_size:
+            yield Call("POST", "/v1/episodes/batch", content=b'{"episodes":[' + b",".join(chunk) + b"]}")
+            chunk = []
+    if chunk:
+        yield Call("POST", "/v1/episodes/batch", content=b'{"episodes":[' + b",".join(chunk) + b"]}")
+
+
 def store_batch(episodes: Iterable[Mapping[str, Any] | Episode], batch_size: int) -> Plan[list[str]]:
     """Stores in chunks of `batch_size`; each chunk is all-or-nothing, the whole is not: an error
     carries `stored_ids`, the ids of the chunks stored before it (calling again with the same
     episodes, ids included, is safe)."""
-    if batch_size < 1:
-        raise ValueError("batch_size must be at least 1")
     ids: list[str] = []
-    chunk: list[dict[str, Any]] = []
     try:
-        for episode in episodes:
-            chunk.append(episode_body(episode))
-            if len(chunk) == batch_size:
-                ids += (yield Call("POST", "/v1/episodes/batch", {"episodes": chunk}))["ids"]
-                chunk = []
-        if chunk:
-            ids += (yield Call("POST", "/v1/episodes/batch", {"episodes": chunk}))["ids"]
+        for call in batch_calls(episodes, batch_size):
+            ids += (yield call)["ids"]
     except MemcloudError as error:
         error.stored_ids = ids  # type: ignore[attr-defined]
         raise
@@ -146,7 +180,8 @@ def store_batch(episodes: Iterable[Mapping[str, Any] | Episode], batch_size: int
 
 
 def get(episode_id: str) -> Plan[Episode]:
-    return Episode.from_dict((yield Call("GET", f"/v1/episodes/{episode_id}")))
+    answer = yield Call("GET", f"/v1/episodes/{episode_id}", params={"embedding_format": "base64"})
+    return Episode.from_dict(_with_floats(answer))
 
 
 def delete(episode_id: str) -> Plan[int]:
@@ -158,8 +193,9 @@ def query(embedding: Any, top_k: int, include_embedding: bool, filters: Filters)
     body = {"query_embedding": vector(embedding, "query_embedding"), "top_k": top_k, **_filters(filters)}
     if include_embedding:
         body["include_embedding"] = True
+        body["embedding_format"] = "base64"
     answer = yield Call("POST", "/v1/query", body)
-    return [QueryHit.from_dict(e) for e in answer["episodes"]]
+    return [QueryHit.from_dict(_with_floats(e)) for e in answer["episodes"]]
 
 
 def list_episodes(limit: int, cursor: str | None, include_embedding: bool, filters: Filters) -> Plan[Page]:
@@ -169,7 +205,11 @@ def list_episodes(limit: int, cursor: str | None, include_embedding: bool, filte
         params["cursor"] = cursor
     if include_embedding:
         params["include_embedding"] = "true"
-    return Page.from_dict((yield Call("GET", "/v1/episodes", params=params)))
+        params["embedding_format"] = "base64"
+    answer = yield Call("GET", "/v1/episodes", params=params)
+    for episode in answer.get("episodes", ()):
+        _with_floats(episode)
+    return Page.from_dict(answer)
 
 
 def _param(value: Any) -> str:

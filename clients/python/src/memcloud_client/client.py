@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from types import TracebackType
 from typing import Any, TypeVar, Unpack, cast
 
@@ -63,10 +65,38 @@ class MemcloudClient:
         return self._run(_api.put(episode_id, task_id, state_embedding, reward, fields))
 
     def store_batch(
-        self, episodes: Iterable[Mapping[str, Any] | Episode], *, batch_size: int | None = None
+        self, episodes: Iterable[Mapping[str, Any] | Episode], *, batch_size: int | None = None,
+        concurrency: int = 2,
     ) -> list[str]:
-        """Store many episodes in chunks of `batch_size` (default the client's); ids in input order."""
-        return self._run(_api.store_batch(episodes, batch_size or self.batch_size))
+        """Store many episodes in chunks of `batch_size` (default the client's); ids in input order.
+
+        Up to `concurrency` chunks are in flight while the next one is encoded (a server's workers
+        store them side by side). Each chunk is all-or-nothing, the whole is not: an error carries
+        `stored_ids`, the ids of the chunks before the failed one (later chunks in flight may have
+        been stored too; calling again with the same episodes, ids included, is safe)."""
+        size = batch_size or self.batch_size
+        if concurrency <= 1:
+            return self._run(_api.store_batch(episodes, size))
+        ids: list[str] = []
+        in_flight: deque[Future[list[str]]] = deque()
+        with ThreadPoolExecutor(concurrency, thread_name_prefix="memcloud-store") as pool:
+            try:
+                for call in _api.batch_calls(episodes, size):
+                    if len(in_flight) == concurrency:
+                        ids += in_flight.popleft().result()
+                    in_flight.append(pool.submit(self._chunk, call))
+                while in_flight:
+                    ids += in_flight.popleft().result()
+            except MemcloudError as error:
+                error.stored_ids = ids  # type: ignore[attr-defined]
+                raise
+            finally:
+                for future in in_flight:  # nothing keeps running once this returns or raises
+                    future.cancel()
+        return ids
+
+    def _chunk(self, call: _api.Call) -> list[str]:
+        return list(decode(self._transport.send(call))["ids"])
 
     def get(self, episode_id: str) -> Episode:
         return self._run(_api.get(episode_id))
