@@ -111,14 +111,47 @@ def narrow(storage: RowStorage, q: np.ndarray, k: int, rows: np.ndarray, approx:
     if rows.size <= k:
         return rows
     kth = float(np.partition(approx, approx.size - k)[approx.size - k])
-    # float32 sums of d terms are within ~d * 2^-24 * |q| |x| of exact: keep twice that below the k-th.
+    return rows[approx >= kth - 2 * slack(storage, q)]
+
+
+def slack(storage: RowStorage, q: np.ndarray) -> float:
+    """How far a fast float32 score can be from the exact one: float32 sums of d terms are within
+    ~d * 2^-24 * |q| |x| of exact (twice this is the margin used)."""
     row_norm = float(np.sqrt(storage.row_sq_max))
     q_norm = float(np.linalg.norm(q))
     if storage.metric == "l2":
-        slack = float(np.sqrt(storage.dim * 2.0**-23)) * (q_norm + row_norm) + 1e-6
-    else:
-        slack = storage.dim * 2.0**-23 * q_norm * row_norm + 1e-6
-    return rows[approx >= kth - 2 * slack]
+        return float(np.sqrt(storage.dim * 2.0**-23)) * (q_norm + row_norm) + 1e-6
+    return storage.dim * 2.0**-23 * q_norm * row_norm + 1e-6
+
+
+def vector_ranks(storage: RowStorage, q: np.ndarray, rows: np.ndarray, approx: np.ndarray, targets: np.ndarray,
+                 timestamps: np.ndarray, seqs: np.ndarray) -> np.ndarray:
+    """The exact 1-based rank of each target among `rows` (targets among them; `approx` their fast
+    scores) by exact score, then newer timestamp, then later stored (`timestamps`, `seqs`: the
+    index's columns). A row whose fast score is more than twice the slack above a target's exact
+    score beats it for certain; only rows within that band of it get exact scores."""
+    exact = exact_scores(storage, q, targets)
+    band = 2 * slack(storage, q)
+    order = np.argsort(approx, kind="stable")
+    ascending = approx[order]
+    low, high = exact.astype(np.float64) - band, exact.astype(np.float64) + band
+    lo = np.searchsorted(ascending, low, side="left")
+    hi = np.searchsorted(ascending, high, side="right")
+    above = rows.size - hi
+    near = np.unique(np.concatenate([order[a:b] for a, b in zip(lo.tolist(), hi.tolist(), strict=True)]
+                                    or [np.empty(0, dtype=np.int64)]))
+    near_rows = rows[near]
+    near_exact = exact_scores(storage, q, near_rows)
+    near_ts, near_seq = timestamps[near_rows], seqs[near_rows]
+    near_approx = approx[near].astype(np.float64)
+    ranks = np.empty(targets.size, dtype=np.int64)
+    for i, (row, score) in enumerate(zip(targets.tolist(), exact.tolist(), strict=True)):
+        ts, seq = timestamps[row], seqs[row]
+        mine = (near_approx >= low[i]) & (near_approx <= high[i])  # the others are in `above` or below
+        beats = mine & ((near_exact > score) | ((near_exact == score) & (
+            (near_ts > ts) | ((near_ts == ts) & (near_seq > seq)))))
+        ranks[i] = 1 + int(above[i]) + int(np.count_nonzero(beats))
+    return ranks
 
 
 def int8_candidates(storage: RowStorage, q: np.ndarray, k: int, mask: np.ndarray | None, matches: int,
