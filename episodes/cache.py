@@ -46,7 +46,7 @@ class CachedIndex:
 def _add_rows(index: TenantIndex, rows: list[tuple]) -> None:
     if not rows:
         return
-    ids, seq, _version, emb, ts, reward, expires, task, source, user, tags = zip(*rows, strict=True)
+    ids, seq, _version, emb, ts, reward, expires, task, source, user, tags, text = zip(*rows, strict=True)
     index.add(
         ids=[str(i) for i in ids],
         embeddings=np.frombuffer(b"".join(bytes(e) for e in emb), dtype="<f4").reshape(len(rows), index.dim),
@@ -54,7 +54,7 @@ def _add_rows(index: TenantIndex, rows: list[tuple]) -> None:
         timestamp=np.asarray(ts, dtype=np.int64),
         reward=np.asarray(reward, dtype=np.float64),
         expires_at=np.asarray([NO_EXPIRY if e is None else e for e in expires], dtype=np.int64),
-        task_id=task, source=source, user_id=user, tags=tags,
+        task_id=task, source=source, user_id=user, tags=tags, text=text,
     )
 
 

@@ -66,6 +66,8 @@ def content_hash(episode: dict, embedding: bytes | None = None) -> str:
         "expires_at": episode.get("expires_at"),
         "ttl_secs": episode.get("ttl_secs"),
     }
+    if episode.get("text") is not None:  # absent otherwise: digests of episodes without text stay as they were
+        canon["text"] = episode["text"]
     return hashlib.sha256(orjson.dumps(canon, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
@@ -157,10 +159,10 @@ def episodes_store(*, tenant: Tenant, episodes: Sequence[dict], key_prefix: str 
 
 
 COPY_COLUMNS = ("id", "tenant_id", "seq", "version", "task_id", "embedding", "reward", "metadata", "timestamp",
-                "tags", "source", "user_id", "steps", "expires_at", "content_hash")
+                "tags", "source", "user_id", "steps", "expires_at", "content_hash", "text")
 # The PostgreSQL types of COPY_COLUMNS (binary COPY sends each value in its column's own format).
 COPY_TYPES = ("uuid", "int8", "int8", "int8", "varchar", "bytea", "float8", "jsonb", "int8", "jsonb", "varchar",
-              "varchar", "jsonb", "int8", "varchar")
+              "varchar", "jsonb", "int8", "varchar", "text")
 _JSON_COLUMNS = (7, 9, 12)  # metadata, tags, steps: positions in COPY_COLUMNS
 
 
@@ -174,7 +176,8 @@ def _episode_row(tenant: Tenant, episode: dict, episode_id: uuid.UUID, embedding
     timestamp = episode.get("timestamp")
     return (episode_id, tenant.pk, seq, version, episode["task_id"], embedding, episode["reward"],
             episode.get("metadata", {}), stamp if timestamp is None else timestamp, list(episode.get("tags", [])),
-            episode.get("source"), episode.get("user_id"), episode.get("steps"), expires_at, digest)
+            episode.get("source"), episode.get("user_id"), episode.get("steps"), expires_at, digest,
+            episode.get("text"))
 
 
 def _encoded(row: tuple) -> tuple:

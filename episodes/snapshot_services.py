@@ -27,19 +27,20 @@ from .serializers import EpisodeInput
 from .services import content_hash, lock_state, now_ms
 
 SNAPSHOT_FIELDS = ("id", "task_id", "embedding", "reward", "metadata", "timestamp", "tags", "source", "user_id",
-                   "steps", "expires_at", "content_hash")
+                   "steps", "expires_at", "content_hash", "text")
 CHUNK = 2000
 HASH_RE = re.compile(r"[0-9a-f]{64}")
 
 
 def _snapshot_line(row: tuple) -> dict[str, Any]:
-    eid, task_id, emb, reward, metadata, timestamp, tags, source, user_id, steps, expires_at, digest = row
+    eid, task_id, emb, reward, metadata, timestamp, tags, source, user_id, steps, expires_at, digest, text = row
     return {
         "id": str(eid), "task_id": task_id,
         # float32 -> float64 is exact, and orjson's shortest repr of that double reads back to it.
         "state_embedding": np.frombuffer(bytes(emb), dtype="<f4").tolist(),
         "reward": reward, "metadata": metadata, "timestamp": timestamp, "tags": tags, "source": source,
         "user_id": user_id, "steps": steps, "expires_at": expires_at, "content_hash": digest,
+        **({} if text is None else {"text": text}),
     }
 
 
@@ -162,7 +163,7 @@ def _row(episode: dict, digest: str | None, *, tenant_id: int, seq: int, version
         "embedding": episode["state_embedding"].astype("<f4").tobytes(), "reward": episode["reward"],
         "metadata": episode.get("metadata", {}), "timestamp": episode["timestamp"], "tags": episode.get("tags", []),
         "source": episode.get("source"), "user_id": episode.get("user_id"), "steps": episode.get("steps"),
-        "expires_at": expires_at, "content_hash": digest or content_hash(episode),
+        "expires_at": expires_at, "content_hash": digest or content_hash(episode), "text": episode.get("text"),
     }
 
 

@@ -8,7 +8,8 @@ limit lives here and nowhere else. No Django import: this is data.
 Kinds: "uuid" (a UUID string), "text" (a non-empty string without NUL), "number" (a finite JSON
 number, float64), "integer" (an integral JSON number), "boolean", "tags" (a list of strings,
 duplicates dropped), "object" / "array" (any JSON of that kind, limited by its encoded size),
-"embedding" (the tenant's dim of finite float32 numbers).
+"embedding" (the tenant's dim of finite float32 numbers), "choice" (one of `choices`).
+A "text" may be limited in characters (`max_length`) and in UTF-8 bytes (`max_bytes`).
 """
 
 from __future__ import annotations
@@ -30,6 +31,10 @@ MAX_TTL_SECS = 100 * 365 * 86400
 MAX_LIST_LIMIT = 1000
 DEFAULT_LIST_LIMIT = 100
 MAX_CURSOR = 2048
+MAX_TEXT_BYTES = 16 * 1024  # an episode's text and a query's text, in UTF-8 bytes
+MODES = ("vector", "keyword", "hybrid")
+DEFAULT_RRF_K = 60
+MAX_RRF_K = 1_000_000
 DEFAULT_TOP_K = 5  # its maximum is the AGENT_MEM_MAX_TOP_K setting
 
 NO_DEFAULT: Any = object()
@@ -49,6 +54,7 @@ class Field:
     maximum: int | None = None
     max_items: int | None = None
     max_bytes: int | None = None
+    choices: tuple[str, ...] | None = None
 
     def optional(self) -> Field:
         return dataclasses.replace(self, required=False)
@@ -57,12 +63,15 @@ class Field:
 TIMESTAMP = Field("integer", minimum=0, maximum=MAX_TIMESTAMP)
 NAME = Field("text", nullable=True, max_length=MAX_NAME)
 METADATA = Field("object", max_bytes=MAX_METADATA_BYTES)
+TEXT = Field("text", max_bytes=MAX_TEXT_BYTES)
 
 # Each table in order: validated data keeps it.
 EPISODE: dict[str, Field] = {
     "id": Field("uuid"),
     "task_id": Field("text", required=True, max_length=MAX_TASK_ID),
+    # Required for now; optional once the server can embed `text` (one change here).
     "state_embedding": Field("embedding", required=True),
+    "text": dataclasses.replace(TEXT, nullable=True),
     "reward": Field("number", required=True),
     "metadata": METADATA,
     "timestamp": TIMESTAMP,
@@ -90,9 +99,15 @@ FILTER: dict[str, Field] = {
 INCLUDE_EMBEDDING = Field("boolean", default=False)
 # What a query adds to the filters (the maximum of top_k is a setting).
 QUERY: dict[str, Field] = {
-    "query_embedding": Field("embedding", required=True),
+    "query_embedding": Field("embedding"),  # which of query_embedding/query_text a mode needs: serializers
+    "query_text": TEXT,
+    "mode": Field("choice", choices=MODES, default="vector"),
     "top_k": Field("integer", default=DEFAULT_TOP_K, minimum=1),
     "include_embedding": INCLUDE_EMBEDDING,
+    # Hybrid only; no defaults here, so that giving one to another mode is refused (DEFAULT_RRF_K, 1.0).
+    "rrf_k": Field("integer", minimum=1, maximum=MAX_RRF_K),
+    "vector_weight": Field("number"),
+    "keyword_weight": Field("number"),
 }
 
 # What `GET /v1/episodes` adds to the filters.

@@ -33,6 +33,12 @@ CHOICES = {
     "user_id": TEXTS,
     "time_after": TIMES,
     "time_before": TIMES,
+    "query_text": [MISSING, None, "", "err_4700", "é" * 4096, "é" * 8192, "é" * 8193, "x" * 16385, 3, "a\x00",
+                   "\udc00"],
+    "mode": [MISSING, "vector", "keyword", "hybrid", "VECTOR", "", None, 1],
+    "rrf_k": [MISSING, None, 1, 60, 60.0, 0, -1, 1.5, 10**6, 10**6 + 1, True, "60"],
+    "vector_weight": [MISSING, None, 1.0, 0.5, 0, 0.0, -1.0, 2, True, "1", float("inf")],
+    "keyword_weight": [MISSING, None, 1.0, 0, 0.0, -0.5, 3, False, "1", float("nan")],
     "topk": [MISSING] * 12 + [5],
 }
 VALID = {"query_embedding": [1.0, 0.5, -2.0, 0.25]}
@@ -54,7 +60,8 @@ def slow(body: object, metric: str):
 def check(body: object, metric: str) -> bool:
     """Whether the fast path decided; asserts that it agrees with the serializer when it did."""
     reference = slow(body, metric)
-    fast = fast_query(body, dim=DIM, nonzero=metric == "cosine", max_top_k=MAX_TOP_K)
+    fast = fast_query(body, dim=DIM, nonzero=metric == "cosine", max_top_k=MAX_TOP_K,
+                      check=QueryInput.cross_check)
     if isinstance(reference, ValidationError):
         assert fast is None, (body, reference)
     elif fast is not None:
@@ -98,3 +105,7 @@ def test_an_ordinary_query_takes_the_fast_path(settings):
     body = {"query_embedding": [0.1, 0.2, 0.3, 0.4], "top_k": 10, "tags_any": ["a"], "min_reward": 0.5,
             "time_after": 1, "source": "s", "include_embedding": True}
     assert check(body, "cosine")
+    for body in ({"mode": "keyword", "query_text": "err_4700 failed", "top_k": 3, "source": "s"},
+                 {"mode": "hybrid", "query_text": "x", "query_embedding": [0.1, 0.2, 0.3, 0.4], "rrf_k": 10,
+                  "vector_weight": 2.0, "keyword_weight": 0}):
+        assert check(body, "cosine")
