@@ -3,8 +3,6 @@ random filters, churn (adds, removals, updates, expiry), merges and checkpoints.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import pytest
 
@@ -13,6 +11,7 @@ from memindex.columns import NO_EXPIRY, Filters
 from memindex.index import TenantIndex
 from memindex.ranking import hybrid_search, keyword_search
 from memindex.serialize import KEYWORD_COLUMNS, from_arrays, to_arrays
+from tests.support.bm25 import bm25_oracle
 
 from .oracle import TAGS, brute_force, random_filters
 
@@ -65,25 +64,8 @@ def passes(row: dict, flt: Filters, now: int) -> bool:
             and (flt.time_before is None or row["timestamp"] <= flt.time_before))
 
 
-def bm25_oracle(model: dict[str, dict], query: str, now: int) -> dict[str, float]:
-    """Plain Python BM25 over every live row with tokens: the definition of docs/api.md §9."""
-    docs = {eid: kw.tokenize(r["text"]) for eid, r in model.items() if r["expires_at"] > now}
-    docs = {eid: tokens for eid, tokens in docs.items() if tokens}
-    if not docs:
-        return {}
-    n_docs = len(docs)
-    avgdl = sum(len(t) for t in docs.values()) / n_docs
-    scores: dict[str, float] = {}
-    for term in dict.fromkeys(kw.tokenize(query)):
-        holders = {eid: tokens.count(term) for eid, tokens in docs.items() if term in tokens}
-        if not holders:
-            continue
-        idf = math.log(1.0 + (n_docs - len(holders) + 0.5) / (len(holders) + 0.5))
-        for eid, tf in holders.items():
-            dl = len(docs[eid])
-            part = idf * (tf * (kw.K1 + 1)) / (tf + kw.K1 * (1 - kw.B + kw.B * dl / avgdl))
-            scores[eid] = scores.get(eid, 0.0) + part
-    return scores
+def live_texts(model: dict[str, dict], now: int) -> dict[str, str | None]:
+    return {eid: r["text"] for eid, r in model.items() if r["expires_at"] > now}
 
 
 def ranked(model: dict, scores: dict[str, float]) -> list[str]:
@@ -91,7 +73,7 @@ def ranked(model: dict, scores: dict[str, float]) -> list[str]:
 
 
 def keyword_oracle(model, query, k, flt, now):
-    scores = bm25_oracle(model, query, now)
+    scores = bm25_oracle(live_texts(model, now), query)
     scores = {e: s for e, s in scores.items() if passes(model[e], flt, now)}
     order = ranked(model, scores)[:k]
     return order, [scores[e] for e in order]
