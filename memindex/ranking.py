@@ -9,12 +9,13 @@ and that keyword ranking,
 (the keyword part is 0 for a row holding no query term). Both orders break ties as every ranking
 does: higher score, then newer timestamp, then later stored.
 
-The hybrid top k is exact without ranking every row by vector: the vector top k (k' = min(k,
-matches) rows) and every keyword row get scores; a row in neither scores at most
-vector_weight / (rrf_k + k' + 1), below each of the k' (vector_weight > 0). A keyword row outside
-the vector top k' scores at most that bound plus its keyword part; those rows, best keyword rank
-first, get their exact vector rank (search.vector_ranks) until the next one's bound is below the
-k-th best exact score found, so no row left out can reach or tie it.
+The hybrid top k is exact without ranking every row by vector: the vector top m (m = min(max(k,
+VECTOR_DEPTH), matches) rows) get exact scores; a row outside it and holding no query term scores
+at most vector_weight / (rrf_k + m + 1), below each of those m (vector_weight > 0), and m >= k of
+them exist unless every row is among them. A keyword row outside the vector top m scores at most
+that bound plus its keyword part; those rows, best keyword rank first, get their exact vector rank
+(search.VectorRanker) until the next one's bound is below the k-th best exact score found, so no
+row left out can reach or tie it.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from . import search as strategy
 from .columns import Filters
 from .index import TenantIndex
 
-HYBRID_BATCH = 64  # keyword rows given exact vector ranks at a time
+VECTOR_DEPTH = 100  # the vector ranking computed first: rows beyond it score at most 1/(rrf_k + 101) by vector
 
 
 @dataclass(frozen=True)
@@ -100,30 +101,29 @@ def hybrid_search(index: TenantIndex, query: np.ndarray, text: str, k: int, flt:
     krows, _ = keyword_ranking(index, text, mask, now_ms)
     keyword_rank = np.zeros(n, dtype=np.int64)
     keyword_rank[krows] = np.arange(1, krows.size + 1)
-    top = min(k, matches)
+    top = min(max(k, VECTOR_DEPTH), matches)
     vrows, _ = index.vector_rows(q, top, mask, matches)
     vector_rank = np.zeros(n, dtype=np.int64)
     vector_rank[vrows] = np.arange(1, vrows.size + 1)
     known = [vrows.astype(np.int64)]
     pending = krows[vector_rank[krows] == 0]  # best keyword rank first: bounds decrease along it
-    if pending.size:
-        bound = vector_weight / (rrf_k + top + 1)  # any row outside the vector top `top`
-        rows = np.arange(n) if mask is None else np.flatnonzero(mask)
-        approx = strategy.fast_scores(index.storage, q, None, n)[rows] if mask is None or rows.size * 4 >= n \
-            else strategy.fast_scores(index.storage, q, rows, n)
-        done = 0
-        while done < pending.size:
-            scored = np.concatenate(known)
-            scores = rrf(vector_rank[scored], keyword_rank[scored], rrf_k, vector_weight, keyword_weight)
-            tau = float(np.partition(scores, scores.size - k)[scores.size - k]) if scores.size >= k else -np.inf
-            first_rank = int(keyword_rank[pending[done]])
-            if bound + keyword_weight / (rrf_k + first_rank) < tau:
-                break
-            batch = pending[done : done + max(HYBRID_BATCH, k)]
-            vector_rank[batch] = strategy.vector_ranks(index.storage, q, rows, approx, batch,
-                                                       index.columns.timestamp, index.columns.seq)
-            known.append(batch.astype(np.int64))
-            done += batch.size
+    bound = vector_weight / (rrf_k + top + 1)  # any row outside the vector top `top`
+    ranker: strategy.VectorRanker | None = None
+    done, batch = 0, k
+    while done < pending.size:
+        scored = np.concatenate(known)
+        scores = rrf(vector_rank[scored], keyword_rank[scored], rrf_k, vector_weight, keyword_weight)
+        tau = float(np.partition(scores, scores.size - k)[scores.size - k]) if scores.size >= k else -np.inf
+        if bound + keyword_weight / (rrf_k + int(keyword_rank[pending[done]])) < tau:
+            break
+        if ranker is None:
+            rows = np.arange(n) if mask is None else np.flatnonzero(mask)
+            ranker = strategy.VectorRanker(index.storage, q, rows, n, index.columns.timestamp, index.columns.seq)
+        chunk = pending[done : done + batch]
+        vector_rank[chunk] = ranker.ranks(chunk)
+        known.append(chunk.astype(np.int64))
+        done += chunk.size
+        batch *= 2
     scored = np.concatenate(known)
     scores = rrf(vector_rank[scored], keyword_rank[scored], rrf_k, vector_weight, keyword_weight)
     order = best_first(scores, scored, index)[:k]

@@ -124,34 +124,39 @@ def slack(storage: RowStorage, q: np.ndarray) -> float:
     return storage.dim * 2.0**-23 * q_norm * row_norm + 1e-6
 
 
-def vector_ranks(storage: RowStorage, q: np.ndarray, rows: np.ndarray, approx: np.ndarray, targets: np.ndarray,
-                 timestamps: np.ndarray, seqs: np.ndarray) -> np.ndarray:
-    """The exact 1-based rank of each target among `rows` (targets among them; `approx` their fast
-    scores) by exact score, then newer timestamp, then later stored (`timestamps`, `seqs`: the
-    index's columns). A row whose fast score is more than twice the slack above a target's exact
-    score beats it for certain; only rows within that band of it get exact scores."""
-    exact = exact_scores(storage, q, targets)
-    band = 2 * slack(storage, q)
-    order = np.argsort(approx, kind="stable")
-    ascending = approx[order]
-    low, high = exact.astype(np.float64) - band, exact.astype(np.float64) + band
-    lo = np.searchsorted(ascending, low, side="left")
-    hi = np.searchsorted(ascending, high, side="right")
-    above = rows.size - hi
-    near = np.unique(np.concatenate([order[a:b] for a, b in zip(lo.tolist(), hi.tolist(), strict=True)]
-                                    or [np.empty(0, dtype=np.int64)]))
-    near_rows = rows[near]
-    near_exact = exact_scores(storage, q, near_rows)
-    near_ts, near_seq = timestamps[near_rows], seqs[near_rows]
-    near_approx = approx[near].astype(np.float64)
-    ranks = np.empty(targets.size, dtype=np.int64)
-    for i, (row, score) in enumerate(zip(targets.tolist(), exact.tolist(), strict=True)):
-        ts, seq = timestamps[row], seqs[row]
-        mine = (near_approx >= low[i]) & (near_approx <= high[i])  # the others are in `above` or below
-        beats = mine & ((near_exact > score) | ((near_exact == score) & (
-            (near_ts > ts) | ((near_ts == ts) & (near_seq > seq)))))
-        ranks[i] = 1 + int(above[i]) + int(np.count_nonzero(beats))
-    return ranks
+class VectorRanker:
+    """Exact 1-based ranks, in the vector ranking of `rows` (by exact score, then newer timestamp,
+    then later stored), of any of those rows. One fast float32 scan of the rows, sorted once; a
+    row whose fast score is more than twice the slack above a target's exact score beats it for
+    certain, one more than twice below it cannot, and only the rows within that band of a target
+    get exact scores."""
+
+    def __init__(self, storage: RowStorage, q: np.ndarray, rows: np.ndarray, n: int, timestamps: np.ndarray,
+                 seqs: np.ndarray) -> None:
+        self.storage, self.q, self.rows = storage, q, rows
+        self.timestamps, self.seqs = timestamps, seqs
+        whole = rows.size * 4 >= n  # many rows: one full scan is cheaper than a gather
+        approx = fast_scores(storage, q, None, n)[rows] if whole else fast_scores(storage, q, rows, n)
+        self.order = np.argsort(approx, kind="stable")
+        self.ascending = approx[self.order].astype(np.float64)
+        self.band = 2 * slack(storage, q)
+
+    def ranks(self, targets: np.ndarray) -> np.ndarray:
+        exact = exact_scores(self.storage, self.q, targets)
+        low, high = exact.astype(np.float64) - self.band, exact.astype(np.float64) + self.band
+        lo = np.searchsorted(self.ascending, low, side="left")
+        hi = np.searchsorted(self.ascending, high, side="right")
+        above = self.rows.size - hi
+        ranks = np.empty(targets.size, dtype=np.int64)
+        for i, (row, score) in enumerate(zip(targets.tolist(), exact.tolist(), strict=True)):
+            near = self.rows[self.order[lo[i] : hi[i]]]
+            near_exact = exact_scores(self.storage, self.q, near)
+            ts, seq = self.timestamps[row], self.seqs[row]
+            near_ts, near_seq = self.timestamps[near], self.seqs[near]
+            beats = (near_exact > score) | ((near_exact == score) & (
+                (near_ts > ts) | ((near_ts == ts) & (near_seq > seq))))
+            ranks[i] = 1 + int(above[i]) + int(np.count_nonzero(beats))
+        return ranks
 
 
 def int8_candidates(storage: RowStorage, q: np.ndarray, k: int, mask: np.ndarray | None, matches: int,
