@@ -69,8 +69,16 @@ def keyword_search(index: TenantIndex, text: str, k: int, flt: Filters | None = 
     mask, matches = _filtered(index, flt or Filters(), now_ms)
     if matches == 0:
         return Hits(np.empty(0, dtype=np.int64), np.empty(0))
-    rows, scores = keyword_ranking(index, text, mask, now_ms)
-    return Hits(rows[:k], scores[:k])
+    rows, scores = index.keyword.bm25(text, index.n, index.live(now_ms))
+    if mask is not None:
+        keep = mask[rows]
+        rows, scores = rows[keep], scores[keep]
+    if rows.size > k:  # only rows tied with the k-th best score or above can be among the k
+        kth = np.partition(scores, rows.size - k)[rows.size - k]
+        keep = scores >= kth
+        rows, scores = rows[keep], scores[keep]
+    order = best_first(scores, rows, index)[:k]
+    return Hits(rows[order], scores[order])
 
 
 def rrf(vector_rank: np.ndarray, keyword_rank: np.ndarray, rrf_k: float, vector_weight: float,

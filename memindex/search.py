@@ -147,10 +147,17 @@ class VectorRanker:
         lo = np.searchsorted(self.ascending, low, side="left")
         hi = np.searchsorted(self.ascending, high, side="right")
         above = self.rows.size - hi
+        # Every target's band scored at once, in row order (one pass over the row file when spilled).
+        spans = [np.arange(a, b) for a, b in zip(lo.tolist(), hi.tolist(), strict=True)]
+        positions = np.unique(np.concatenate(spans)) if spans else np.empty(0, dtype=np.int64)
+        banded = self.rows[self.order[positions]]
+        by_row = np.argsort(banded, kind="stable")
+        exact_at = np.empty(banded.size, dtype=np.float32)
+        exact_at[by_row] = exact_scores(self.storage, self.q, banded[by_row])
         ranks = np.empty(targets.size, dtype=np.int64)
         for i, (row, score) in enumerate(zip(targets.tolist(), exact.tolist(), strict=True)):
-            near = self.rows[self.order[lo[i] : hi[i]]]
-            near_exact = exact_scores(self.storage, self.q, near)
+            at = np.searchsorted(positions, spans[i])
+            near, near_exact = banded[at], exact_at[at]
             ts, seq = self.timestamps[row], self.seqs[row]
             near_ts, near_seq = self.timestamps[near], self.seqs[near]
             beats = (near_exact > score) | ((near_exact == score) & (
