@@ -9,7 +9,7 @@ scores after a write are those of a fresh build.
 
 Postings live in two numpy parts, like a small log-structured merge: a frozen part sorted by term
 (an `indptr` over term ids, then document numbers and term frequencies) and a recent, unsorted log
-that writes append to. A document number names one indexing of one row's text; `doc_row` maps it
+that writes append to (folded in once it holds half as many postings as the frozen part). A document number names one indexing of one row's text; `doc_row` maps it
 to the row (rows move when another is removed) or to -1 once the row is gone or re-indexed. When
 the log or the dead documents grow large, `merge` folds everything into a new frozen part, dropping
 dead documents and renumbering the live ones as their rows.
@@ -106,14 +106,6 @@ class KeywordColumn:
         return arrays + growable + self.text_chars + _TERM_BYTES * len(self.strings)
 
     # ----- writes -----
-    def _term(self, token: str) -> int:
-        code = self.terms.get(token)
-        if code is None:
-            code = self.terms[token] = len(self.strings)
-            self.strings.append(token)
-            self.text_chars += len(token)
-        return code
-
     def _kill(self, row: int) -> None:
         doc = int(self.row_doc[row])
         if doc >= 0:
@@ -128,6 +120,7 @@ class KeywordColumn:
         final = dict(zip(rows.tolist(), texts, strict=True))  # last wins
         terms, docs, tfs, doc_rows = [], [], [], []
         next_doc = self.doc_row.size
+        codes, strings = self.terms, self.strings
         for row, text in final.items():
             self._kill(row)
             counts = Counter(tokenize(text))
@@ -137,7 +130,13 @@ class KeywordColumn:
             doc_rows.append(row)
             self.row_doc[row] = doc
             self.doclen[row] = sum(counts.values())
-            terms.extend(self._term(t) for t in counts)
+            for token in counts:  # inline: this loop runs once per distinct token of every text
+                code = codes.get(token)
+                if code is None:
+                    code = codes[token] = len(strings)
+                    strings.append(token)
+                    self.text_chars += len(token)
+                terms.append(code)
             tfs.extend(counts.values())
             docs.extend([doc] * len(counts))
         if not doc_rows:
@@ -159,7 +158,7 @@ class KeywordColumn:
             self.row_doc[last], self.doclen[last] = -1, 0
 
     def maybe_merge(self) -> None:
-        if self.log_doc.size > max(MERGE_MIN, self.post_doc.size // 4) or (
+        if self.log_doc.size > max(MERGE_MIN, self.post_doc.size // 2) or (
                 self.dead > MERGE_MIN and 2 * self.dead > self.doc_row.size):
             self.merge()
 
@@ -172,7 +171,9 @@ class KeywordColumn:
         row = self.doc_row.view()[doc] if doc.size else doc
         live = row >= 0
         term, row, tf = term[live], row[live], tf[live]
-        order = np.lexsort((row, term))
+        # Grouped by term (the order within a term does not matter); the frozen part is already
+        # grouped, which the stable sort (timsort on int32) runs through in linear time.
+        order = np.argsort(term, kind="stable")
         self.post_doc = np.ascontiguousarray(row[order], dtype=np.int32)
         self.post_tf = np.ascontiguousarray(tf[order], dtype=np.int32)
         counts = np.bincount(term, minlength=len(self.strings))
