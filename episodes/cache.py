@@ -1,4 +1,4 @@
-"""Per-worker cache of tenant indexes, kept coherent with the database (SPEC section 7).
+"""Per-worker cache of tenant indexes, kept coherent with the database (docs/api.md §7).
 
 The authentication query already read the tenant's (generation, version). A cached index at the
 same pair is current: no database work. One at an older version of the same generation reads only

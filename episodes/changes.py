@@ -1,4 +1,4 @@
-"""What changed in a tenant after a version: the read of a cache catch-up (SPEC section 7).
+"""What changed in a tenant after a version: the read of a cache catch-up (docs/api.md §7).
 
 One statement written once and prepared (memcloud/db.py): a catch-up runs on the request that finds
 its index behind, so its cost is the reader's latency. The ORM would compile the query and convert

@@ -26,7 +26,7 @@ from .filtering import is_empty, matching, not_expired
 from .models import Episode, Tombstone
 from .spec import MAX_METADATA_BYTES
 
-# Fields a PATCH may change; the embedding, id and timestamp never change (SPEC section 8).
+# Fields a PATCH may change; the embedding, text, id and timestamp never change (docs/api.md §8).
 PATCHABLE = ("metadata", "tags", "reward", "task_id", "source", "user_id", "expires_at")
 EXPIRE_CHUNK = 1000
 
@@ -49,7 +49,7 @@ class StoreResult:
 
 
 def content_hash(episode: dict, embedding: bytes | None = None) -> str:
-    """Digest of what the client sent (SPEC section 9): embedding as float32, tags as a set,
+    """Digest of what the client sent (docs/api.md §9): embedding as float32, tags as a set,
     timestamp only if given. `embedding`: the float32 little-endian bytes, if already at hand."""
     if embedding is None:
         embedding = episode["state_embedding"].astype("<f4").tobytes()

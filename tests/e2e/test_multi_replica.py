@@ -1,4 +1,4 @@
-"""Two independent replicas on one PostgreSQL behind an nginx ingress (SPEC section 7, docs/deploy.md).
+"""Two independent replicas on one PostgreSQL behind an nginx ingress (docs/api.md §7, docs/deploy.md).
 
 Each replica is its own gunicorn (2 workers, its own port); nginx routes by a consistent hash of
 the API key, as the chart's ingress does. Every check runs through nginx and directly against each

@@ -25,7 +25,7 @@ DEFAULT_BATCH_SIZE = 1000  # the server's AGENT_MEM_MAX_BATCH default
 
 
 class EpisodeFields(TypedDict, total=False):
-    """Optional fields of a stored episode (SPEC §3, §8)."""
+    """Optional fields of a stored episode (docs/api.md §3, §8)."""
 
     id: str
     metadata: Mapping[str, Any]
