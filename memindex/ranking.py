@@ -15,7 +15,8 @@ at most vector_weight / (rrf_k + m + 1), below each of those m (vector_weight > 
 them exist unless every row is among them. A keyword row outside the vector top m scores at most
 that bound plus its keyword part; those rows, best keyword rank first, get their exact vector rank
 (search.VectorRanker) until the next one's bound is below the k-th best exact score found, so no
-row left out can reach or tie it.
+row left out can reach or tie it; on the way, a row whose score with a cheap floor of its vector
+rank (the rows certainly above it) cannot reach that k-th best is left out without its exact rank.
 """
 
 from __future__ import annotations
@@ -128,10 +129,16 @@ def hybrid_search(index: TenantIndex, query: np.ndarray, text: str, k: int, flt:
             rows = np.arange(n) if mask is None else np.flatnonzero(mask)
             ranker = strategy.VectorRanker(index.storage, q, rows, n, index.columns.timestamp, index.columns.seq)
         chunk = pending[done : done + batch]
-        vector_rank[chunk] = ranker.ranks(chunk)
-        known.append(chunk.astype(np.int64))
         done += chunk.size
         batch *= 2
+        # A floor of the vector rank bounds the score: rows that cannot reach tau (which only rises)
+        # are left out without their exact rank.
+        floors = ranker.floors(chunk)
+        reach = rrf(floors, keyword_rank[chunk], rrf_k, vector_weight, keyword_weight) >= tau
+        chunk = chunk[reach]
+        if chunk.size:
+            vector_rank[chunk] = ranker.ranks(chunk)
+            known.append(chunk.astype(np.int64))
     scored = np.concatenate(known)
     scores = rrf(vector_rank[scored], keyword_rank[scored], rrf_k, vector_weight, keyword_weight)
     order = best_first(scores, scored, index)[:k]
