@@ -66,8 +66,9 @@ def bench_numpy(ds: Dataset, queries: np.ndarray, *, top_ks: tuple[int, ...], co
     return out
 
 
-def build_index(ds: Dataset, *, metric: str = "cosine", batch: int = 10_000):
-    """A TenantIndex holding ds, added in batches as a worker would catch up."""
+def build_index(ds: Dataset, *, metric: str = "cosine", batch: int = 10_000, texts: list[str] | None = None):
+    """A TenantIndex holding ds (with `texts` for keyword search), added in batches as a worker
+    would catch up."""
     from memindex.columns import NO_EXPIRY
     from memindex.index import TenantIndex
 
@@ -86,7 +87,9 @@ def build_index(ds: Dataset, *, metric: str = "cosine", batch: int = 10_000):
             source=ds.source[start:stop],
             user_id=ds.user_id[start:stop],
             tags=ds.tags[start:stop],
+            text=None if texts is None else texts[start:stop],
         )
+    index.keyword.merge()  # as a worker's build does (episodes/cache.py)
     return index
 
 

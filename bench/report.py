@@ -206,6 +206,18 @@ def section(res: dict, plot: Path | None, report: Path) -> str:
             "the int8 scan of a tenant with an int8 copy cut into one part per core (`memindex/quantized.py`); "
             "*numpy* scans on one core (1 thread) or on all (default).", ""]
     rows = []
+    for n in plan["sizes"]:
+        for k in plan["top_ks"]:
+            for flt in ("none", "broad", "selective"):
+                rows.append([f"{n:,}", k, flt, query_p50(rec, "index", n, k, flt, blas_threads=1),
+                             query_p50(rec, "index", n, k, flt, op="keyword", blas_threads=1),
+                             query_p50(rec, "index", n, k, flt, op="hybrid", blas_threads=1)])
+    built = [f"{r['n']:,}: {fmt(r['keyword_mib'], 1)} MiB" for r in find(rec, op="build_text")]
+    out += ["### Keyword and hybrid query latency p50 (ms), in process, 1 BLAS thread", "",
+            table(["N", "top_k", "filter", "vector", "keyword (BM25)", "hybrid (RRF)"], rows), "",
+            "Texts of 8 to 40 Zipf-distributed words and an error code; queries of three words and a code "
+            "(`bench/text.py`). Keyword column memory: " + (", ".join(built) or "–") + ".", ""]
+    rows = []
     for r in find(rec, op="query_load"):
         rows.append([r["system"], f"{r['n']:,}", r["top_k"], r["filter"], r["concurrency"], r["qps"],
                      r["p50_ms"], r["p99_ms"]])

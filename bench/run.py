@@ -118,7 +118,7 @@ class Runner:
         print(f"[bench] {name} done in {elapsed:.1f} s", flush=True)
 
     def run(self) -> None:
-        from bench import baselines, chroma, pgvector
+        from bench import baselines, chroma, pgvector, text
         from bench.data import FILTERS, make_dataset, make_queries
 
         p = self.plan
@@ -148,6 +148,7 @@ class Runner:
                                top_ks=p.top_ks, count=p.count, threads=threads)
                     self.phase(f"index n={n} blas={threads or 'default'}", baselines.bench_index, ds, queries,
                                top_ks=p.top_ks, count=p.count, threads=threads, truth=truth)
+                self.phase(f"keyword and hybrid n={n}", text.bench_text, ds, queries, top_ks=p.top_ks, count=p.count)
                 if dep is not None:
                     from bench.http import bench_http
                     from bench.ingest import bench_ingest

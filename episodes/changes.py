@@ -20,7 +20,7 @@ from .models import Episode, Tombstone
 
 # The columns of a changed row, in the order cache._add_rows takes them.
 ROW_FIELDS = ("id", "seq", "version", "embedding", "timestamp", "reward", "expires_at", "task_id",
-              "source", "user_id", "tags")
+              "source", "user_id", "tags", "text")
 
 
 @lru_cache(maxsize=4)
@@ -46,9 +46,9 @@ def since(*, tenant_pk: int, version: int) -> tuple[list[tuple], list[tuple[str,
     """What changed after `version`: the rows stamped since (stored or changed, ROW_FIELDS each, in
     commit order) and the removals since, (episode id, version of its removal) each."""
     rows, tombstones = [], []
-    for kind, eid, *middle, tags in db.fetch_all(_changes_sql(connection.vendor), [tenant_pk, version] * 2):
+    for kind, eid, *middle, tags, text in db.fetch_all(_changes_sql(connection.vendor), [tenant_pk, version] * 2):
         if kind == 0:
-            rows.append((uuid_str(eid), *middle, orjson.loads(tags)))
+            rows.append((uuid_str(eid), *middle, orjson.loads(tags), text))
         else:
             tombstones.append((uuid_str(eid), middle[1]))
     return rows, tombstones

@@ -30,12 +30,15 @@ from django.conf import settings
 
 from memindex.index import TenantIndex
 from memindex.rowstore import RowStore
-from memindex.serialize import ARRAY_COLUMNS, from_arrays, quant_columns
+from memindex.serialize import ARRAY_COLUMNS, KEYWORD_COLUMNS, from_arrays, quant_columns
 
 from .snapshots import fsync_dir
 
 FORMAT = "memcloud-checkpoint"
-FORMAT_VERSION = 2  # 2: the int8 copy's scales, errors and norms are float32; squared norms for l2 only
+# 2: the int8 copy's scales, errors and norms are float32; squared norms for l2 only.
+# 3: the keyword column (kw_*.npy, the vocabulary in meta.json); a version 2 one reads as rows without text.
+FORMAT_VERSION = 3
+READABLE_VERSIONS = (2, 3)
 POINTER = "CURRENT"
 DIR_RE = re.compile(r"^ckpt-[0-9a-z-]{1,100}$")
 TMP_GRACE_SECS = 3600  # a temporary directory this old belongs to a writer that died
@@ -111,7 +114,8 @@ def write_checkpoint(*, slug: str, identity: str, arrays: dict[str, np.ndarray],
     work.mkdir()
     try:
         files = {f"{column}.npy": _write_file(work / f"{column}.npy", arrays[column])
-                 for column in (*ARRAY_COLUMNS, *optional_columns(meta["metric"])) if column in arrays}
+                 for column in (*ARRAY_COLUMNS, *KEYWORD_COLUMNS, *optional_columns(meta["metric"]))
+                 if column in arrays}
         files["meta.json"] = _write_file(work / "meta.json", orjson.dumps(meta))
         manifest = {
             "format": FORMAT, "format_version": FORMAT_VERSION, "tenant": slug, "identity": identity,
@@ -179,7 +183,7 @@ def current_manifest(slug: str) -> Manifest:
     path = root / name
     try:
         raw = orjson.loads((path / "manifest.json").read_bytes())
-        if raw.get("format") != FORMAT or raw.get("format_version") != FORMAT_VERSION:
+        if raw.get("format") != FORMAT or raw.get("format_version") not in READABLE_VERSIONS:
             raise CheckpointUnusable("unknown checkpoint format")
         return Manifest(generation=int(raw["generation"]), version=int(raw["version"]), dim=int(raw["dim"]),
                         metric=str(raw["metric"]), count=int(raw["count"]), identity=str(raw["identity"]),
@@ -213,7 +217,10 @@ def read_checkpoint(manifest: Manifest) -> TenantIndex:
         files = raw["files"]
         wanted = optional_columns(manifest.metric)
         optional = [c for c in wanted if f"{c}.npy" in files]
-        columns = [*ARRAY_COLUMNS, *(optional if len(optional) == len(wanted) else ())]
+        keyword = [c for c in KEYWORD_COLUMNS if f"{c}.npy" in files]
+        if keyword and len(keyword) != len(KEYWORD_COLUMNS):
+            raise CheckpointUnusable("some keyword column files are missing")
+        columns = [*ARRAY_COLUMNS, *keyword, *(optional if len(optional) == len(wanted) else ())]
         for fname in (*(f"{c}.npy" for c in columns), "meta.json"):
             expected, path = files[fname], manifest.path / fname
             if path.is_symlink() or path.stat().st_size != expected["bytes"] or _crc32(path) != expected["crc32"]:

@@ -35,14 +35,21 @@ _REFUSE = object()  # "let the serializer decide"
 
 
 def _text(value: Any, field: spec.Field) -> Any:
-    """StrictCharField: a non-empty string without NUL or lone surrogates, at most max_length;
-    StrictChoiceField where the field has choices."""
-    if field.choices is not None:
-        return value if type(value) is str and value in field.choices else _REFUSE
-    if (type(value) is str and 0 < len(value) <= field.max_length and "\x00" not in value
-            and (value.isascii() or _SURROGATE.search(value) is None)):
-        return value
-    return _REFUSE
+    """StrictCharField: a non-empty string without NUL or lone surrogates, at most max_length
+    characters and max_bytes bytes as UTF-8."""
+    if type(value) is not str or not value or "\x00" in value:
+        return _REFUSE
+    if field.max_length is not None and len(value) > field.max_length:
+        return _REFUSE
+    if not value.isascii() and _SURROGATE.search(value) is not None:
+        return _REFUSE
+    if field.max_bytes is not None and len(value) * 4 > field.max_bytes and len(value.encode()) > field.max_bytes:
+        return _REFUSE
+    return value
+
+
+def _choice(value: Any, field: spec.Field) -> Any:
+    return value if type(value) is str and value in field.choices else _REFUSE
 
 
 def _integer(value: Any, field: spec.Field) -> Any:
@@ -110,7 +117,7 @@ def _json(kind: type) -> Callable[[Any, spec.Field], Any]:
 
 _CHECKS: dict[str, Callable[[Any, spec.Field], Any]] = {
     "text": _text, "integer": _integer, "number": _number, "boolean": _boolean, "uuid": _uuid, "tags": _tags,
-    "object": _json(dict), "array": _json(list),
+    "object": _json(dict), "array": _json(list), "choice": _choice,
 }
 
 
@@ -232,8 +239,10 @@ def fast_episodes(items: list, *, dim: int, nonzero: bool, check: Callable[[dict
     return out
 
 
-def fast_query(data: Any, *, dim: int, nonzero: bool, max_top_k: int) -> dict | None:
-    """QueryInput(data=data, context={"tenant": t}).validated_data, or None to let it decide."""
+def fast_query(data: Any, *, dim: int, nonzero: bool, max_top_k: int,
+               check: Callable[[dict], None]) -> dict | None:
+    """QueryInput(data=data, context={"tenant": t}).validated_data, or None to let it decide.
+    `check` is the serializer's rule between fields."""
     table = _QUERY_TABLES.get(max_top_k)
     if table is None:
         top_k = dataclasses.replace(spec.QUERY["top_k"], maximum=max_top_k)  # the setting's maximum
@@ -241,10 +250,15 @@ def fast_query(data: Any, *, dim: int, nonzero: bool, max_top_k: int) -> dict | 
     out = _fields(data, table, dim)
     if out is None:
         return None
-    matrix = _embeddings([out["query_embedding"]], dim, nonzero)
-    if matrix is None:
+    try:
+        check(out)
+    except ValidationError:  # the serializer words it
         return None
-    out["query_embedding"] = matrix[0]
+    if out.get("query_embedding") is not None:
+        matrix = _embeddings([out["query_embedding"]], dim, nonzero)
+        if matrix is None:
+            return None
+        out["query_embedding"] = matrix[0]
     return out
 
 

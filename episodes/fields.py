@@ -46,16 +46,24 @@ class StrictFloatField(serializers.FloatField):
 
 
 class StrictCharField(serializers.CharField):
-    """A JSON string only (DRF's CharField would turn 5 into "5")."""
+    """A JSON string only (DRF's CharField would turn 5 into "5"); `max_bytes`: at most that many
+    bytes as UTF-8."""
 
     default_error_messages = {"invalid": "must be a string"}
+
+    def __init__(self, *, max_bytes: int | None = None, **kwargs: Any) -> None:
+        self.max_bytes = max_bytes
+        super().__init__(**kwargs)
 
     def to_internal_value(self, data: Any) -> str:
         if not isinstance(data, str):
             self.fail("invalid")
         if "\x00" in data:
             raise serializers.ValidationError("must not contain NUL characters")
-        return super().to_internal_value(data)
+        value = super().to_internal_value(data)
+        if self.max_bytes is not None and len(value.encode("utf-8", "surrogatepass")) > self.max_bytes:
+            raise serializers.ValidationError(f"at most {self.max_bytes} bytes as UTF-8")
+        return value
 
 
 class TagsField(serializers.Field):

@@ -34,6 +34,7 @@ class Episode(models.Model):
     steps = models.JSONField(null=True, blank=True)
     expires_at = models.BigIntegerField(null=True, blank=True)  # ms since the epoch
     content_hash = models.CharField(max_length=64)  # digest of what the client sent (idempotent stores)
+    text = models.TextField(null=True, blank=True)  # searched by keyword (memindex/keyword.py); never changes
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["tenant", "id"], name="episode_tenant_id_unique")]

@@ -36,6 +36,7 @@ class EpisodeRow(NamedTuple):
     steps: Any
     expires_at: int | None
     content_hash: str
+    text: str | None
 
 
 # How the hot paths build rows, from a tuple of every field in order: EpisodeRow(...) runs a
@@ -44,7 +45,7 @@ row_of = partial(tuple.__new__, EpisodeRow)
 COPY_COLUMNS = EpisodeRow._fields
 # The PostgreSQL types of COPY_COLUMNS (binary COPY sends each value in its column's own format).
 COPY_TYPES = ("uuid", "int8", "int8", "int8", "varchar", "bytea", "float8", "jsonb", "int8", "jsonb", "varchar",
-              "varchar", "jsonb", "int8", "varchar")
+              "varchar", "jsonb", "int8", "varchar", "text")
 _EPISODES = Episode._meta.db_table
 
 
@@ -62,7 +63,7 @@ def _encoded(row: EpisodeRow) -> tuple:
     """A row with its JSON columns as JSON text (NULL stays NULL for steps)."""
     return (*row[:7], orjson.dumps(row.metadata).decode(), row.timestamp, orjson.dumps(row.tags).decode(),
             row.source, row.user_id, None if row.steps is None else orjson.dumps(row.steps).decode(),
-            row.expires_at, row.content_hash)
+            row.expires_at, row.content_hash, row.text)
 
 
 def insert_episodes(rows: Sequence[EpisodeRow], *, skip_known: bool = False) -> int:
@@ -90,5 +91,5 @@ def insert_episodes(rows: Sequence[EpisodeRow], *, skip_known: bool = False) -> 
         copy.set_types(COPY_TYPES)
         for r in rows:
             copy.write_row((*r[:7], Jsonb(r[7], orjson.dumps), r[8], Jsonb(r[9], orjson.dumps), r[10], r[11],
-                            None if r[12] is None else Jsonb(r[12], orjson.dumps), r[13], r[14]))
+                            None if r[12] is None else Jsonb(r[12], orjson.dumps), r[13], r[14], r[15]))
     return len(rows)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import binascii
 import contextlib
 import uuid
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
@@ -18,8 +19,11 @@ from core import db, usage
 from core.audit import audit
 from core.errors import NotFound
 from memindex.columns import Filters
+from memindex.index import TenantIndex
+from memindex.ranking import hybrid_search, keyword_search
 from tenants.models import Tenant, TenantState
 
+from . import spec
 from .cache import cache
 from .changes import uuid_str
 from .cursors import make_cursor, read_cursor
@@ -29,7 +33,7 @@ from .restriction import narrowed, own
 from .services import now_ms
 
 OUTPUT_FIELDS = ("id", "task_id", "reward", "metadata", "timestamp", "tags", "source", "user_id", "steps",
-                 "expires_at", "seq")
+                 "expires_at", "text", "seq")
 MAX_RACE_RETRIES = 3
 
 
@@ -96,18 +100,50 @@ def episodes_list(*, tenant: Tenant, filters: Filters, limit: int, cursor: str |
     }
 
 
-def episodes_query(*, tenant: Tenant, state: TenantState, query_embedding: np.ndarray, top_k: int,
-                   filters: Filters, include_embedding: bool = False,
-                   key_prefix: str | None = None, user: str | None = None,
+@dataclass(frozen=True)
+class Ranking:
+    """How a query ranks (docs/api.md §4): the mode and what it needs. `query_embedding` may be
+    filled by the caller (e.g. from query_text) before the query runs."""
+
+    mode: str = "vector"
+    query_embedding: np.ndarray | None = None
+    query_text: str | None = None
+    rrf_k: int = spec.DEFAULT_RRF_K
+    vector_weight: float = 1.0
+    keyword_weight: float = 1.0
+
+
+def _ranked(index: TenantIndex, ranking: Ranking, top_k: int, filters: Filters,
+            at: int) -> tuple[list[str], list[float], list[dict[str, Any]] | None]:
+    """Ids, scores and (hybrid) each part's rank of the top_k, from the worker's index."""
+    if ranking.mode == "vector":
+        ids, scores = index.search(ranking.query_embedding, top_k, filters, at)
+        return ids, scores.tolist(), None
+    if ranking.mode == "keyword":
+        hits = keyword_search(index, ranking.query_text, top_k, filters, at)
+        return index.ids_at(hits.rows), hits.scores.tolist(), None
+    hits = hybrid_search(index, ranking.query_embedding, ranking.query_text, top_k, filters, at,
+                         rrf_k=float(ranking.rrf_k), vector_weight=ranking.vector_weight,
+                         keyword_weight=ranking.keyword_weight)
+    ranks = [{"vector_rank": int(v), "keyword_rank": int(k) or None}
+             for v, k in zip(hits.vector_rank.tolist(), hits.keyword_rank.tolist(), strict=True)]
+    return index.ids_at(hits.rows), hits.scores.tolist(), ranks
+
+
+def episodes_query(*, tenant: Tenant, state: TenantState, query_embedding: np.ndarray | None = None, top_k: int,
+                   filters: Filters, include_embedding: bool = False, key_prefix: str | None = None,
+                   ranking: Ranking | None = None, user: str | None = None,
                    embedding_format: str = "float") -> list[dict[str, Any]]:
-    """Exact filtered top-k from the worker's index, then the winners' fields from the database. A
-    bound `user` is one more exact filter of the index (user_id), so the top k are all theirs."""
+    """Exact filtered top-k from the worker's index (by vector, keyword or both: `ranking`; a bare
+    query_embedding is a vector query), then the winners' fields from the database. A bound `user`
+    is one more exact filter of the index (user_id), so the top k are all theirs."""
+    ranking = ranking or Ranking(query_embedding=query_embedding)
     filters = narrowed(filters, user)
     at = now_ms()
     for _ in range(MAX_RACE_RETRIES):
         cached = cache.current(tenant, state)
         with cached.lock:
-            ids, scores = cached.index.search(query_embedding, top_k, filters, at)
+            ids, scores, ranks = _ranked(cached.index, ranking, top_k, filters, at)
         rows = _winners(tenant_pk=tenant.pk, ids=ids, include_embedding=include_embedding,
                         embedding_format=embedding_format)
         if len(rows) == len(ids):
@@ -115,10 +151,12 @@ def episodes_query(*, tenant: Tenant, state: TenantState, query_embedding: np.nd
         # A concurrent delete removed a winner between catch-up and fetch: look again at the newer state.
         state = TenantState.objects.get(pk=tenant.pk)
     hits = []
-    for episode_id, score in zip(ids, scores.tolist(), strict=True):
+    for i, (episode_id, score) in enumerate(zip(ids, scores, strict=True)):
         hit = rows.get(episode_id)
         if hit is not None:
             hit["score"] = score
+            if ranks is not None:
+                hit.update(ranks[i])
             hits.append(hit)
     audit("query", tenant_id=tenant.slug, key_prefix=key_prefix, episode_count=len(hits), user_id=user)
     return hits

@@ -60,10 +60,11 @@ def build_field(field: spec.Field) -> serializers.Field:
     kind = field.kind
     if kind == "uuid":
         return serializers.UUIDField(format="hex_verbose", **options)
-    if kind == "text" and field.choices is not None:
-        return StrictChoiceField(choices=field.choices, **options)
     if kind == "text":  # blank is refused (allow_blank is off): at least one character
-        return StrictCharField(max_length=field.max_length, trim_whitespace=False, **options)
+        return StrictCharField(max_length=field.max_length, max_bytes=field.max_bytes, trim_whitespace=False,
+                               **options)
+    if kind == "choice":
+        return StrictChoiceField(choices=field.choices, **options)
     if kind == "number":
         return StrictFloatField(**options)
     if kind == "integer":
@@ -205,8 +206,41 @@ class QueryInput(FilterInput):
         """fast_query when it can decide, else the serializer, which words any error."""
         tenant = self.context["tenant"]
         fast = fast_query(data, dim=tenant.dim, nonzero=tenant.metric == "cosine",
-                          max_top_k=settings.AGENT_MEM_MAX_TOP_K)
+                          max_top_k=settings.AGENT_MEM_MAX_TOP_K, check=self.cross_check)
         return fast if fast is not None else super().run_validation(data)
+
+    @staticmethod
+    def cross_check(attrs: dict) -> None:
+        """What each mode needs and takes (docs/api.md §4); the fast path runs it too. The one
+        place that says which of query_embedding and query_text a mode needs."""
+        mode = attrs.get("mode", "vector")
+        embedding, text = attrs.get("query_embedding"), attrs.get("query_text")
+        if mode != "hybrid":
+            for name in ("rrf_k", "vector_weight", "keyword_weight"):
+                if attrs.get(name) is not None:
+                    raise serializers.ValidationError({name: [f"only for mode hybrid (mode is {mode})"]})
+        if mode == "vector":
+            if text is not None:
+                raise serializers.ValidationError(
+                    {"query_text": ["mode vector takes query_embedding (query_text is for modes keyword and hybrid)"]})
+            if embedding is None:
+                raise serializers.ValidationError({"query_embedding": ["required for mode vector"]})
+            return
+        if text is None:
+            raise serializers.ValidationError({"query_text": [f"required for mode {mode}"]})
+        if mode == "keyword" and embedding is not None:
+            raise serializers.ValidationError({"query_embedding": ["not used by mode keyword"]})
+        if mode == "hybrid":
+            if embedding is None:
+                raise serializers.ValidationError({"query_embedding": ["required for mode hybrid (its vector part)"]})
+            if attrs.get("vector_weight") is not None and not attrs["vector_weight"] > 0:
+                raise serializers.ValidationError({"vector_weight": ["must be greater than 0"]})
+            if attrs.get("keyword_weight") is not None and not attrs["keyword_weight"] >= 0:
+                raise serializers.ValidationError({"keyword_weight": ["must be 0 or more"]})
+
+    def validate(self, attrs: dict) -> dict:
+        self.cross_check(attrs)
+        return attrs
 
     def validate_top_k(self, value: int) -> int:
         if value > settings.AGENT_MEM_MAX_TOP_K:
@@ -285,6 +319,7 @@ class EmbeddingFormatInput(serializers.Serializer):
 # What a PATCH can never change, and why (docs/api.md §8).
 IMMUTABLE = {
     "state_embedding": "the embedding cannot change: store a new episode instead",
+    "text": "the text cannot change (the embedding that goes with it cannot): store a new episode instead",
     "id": "the id cannot change",
     "timestamp": "the timestamp cannot change (it fixes the episode's place in every listing)",
 }
@@ -383,6 +418,7 @@ class EpisodeOutput(serializers.Serializer):
     user_id = serializers.CharField(allow_null=True)
     steps = serializers.ListField(allow_null=True)
     expires_at = serializers.IntegerField(allow_null=True)
+    text = serializers.CharField(allow_null=True)
 
 
 class EpisodeListResponse(serializers.Serializer):
@@ -391,7 +427,11 @@ class EpisodeListResponse(serializers.Serializer):
 
 
 class QueryHitOutput(EpisodeOutput):
-    score = serializers.FloatField()
+    score = serializers.FloatField(help_text="the mode's score: similarity, BM25 or the fused RRF score")
+    vector_rank = serializers.IntegerField(required=False, allow_null=True,
+                                           help_text="hybrid: the episode's place in the exact vector ranking")
+    keyword_rank = serializers.IntegerField(required=False, allow_null=True,
+                                            help_text="hybrid: its place in the BM25 ranking (null: no query term)")
 
 
 class QueryResponse(serializers.Serializer):

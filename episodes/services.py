@@ -27,7 +27,7 @@ from .restriction import narrowed, own, patchable, stamped
 from .rows import EpisodeRow, expires_at_from, insert_episodes, row_of
 from .spec import MAX_METADATA_BYTES
 
-# Fields a PATCH may change; the embedding, id and timestamp never change (docs/api.md §8).
+# Fields a PATCH may change; the embedding, text, id and timestamp never change (docs/api.md §8).
 PATCHABLE = ("metadata", "tags", "reward", "task_id", "source", "user_id", "expires_at")
 EXPIRE_CHUNK = 1000
 
@@ -67,6 +67,8 @@ def content_hash(episode: dict, embedding: bytes | None = None) -> str:
         "expires_at": episode.get("expires_at"),
         "ttl_secs": episode.get("ttl_secs"),
     }
+    if episode.get("text") is not None:  # absent otherwise: digests of episodes without text stay as they were
+        canon["text"] = episode["text"]
     return hashlib.sha256(orjson.dumps(canon, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
@@ -206,7 +208,7 @@ def _episode_row(tenant: Tenant, episode: dict, episode_id: uuid.UUID, embedding
     return row_of((episode_id, tenant.pk, seq, version, episode["task_id"], embedding, episode["reward"],
                    episode.get("metadata", {}), stamp if timestamp is None else timestamp,
                    list(episode.get("tags", [])), episode.get("source"), episode.get("user_id"),
-                   episode.get("steps"), expires_at, digest))
+                   episode.get("steps"), expires_at, digest, episode.get("text")))
 
 
 def _insert_if_all_new(rows: Sequence[EpisodeRow]) -> bool:

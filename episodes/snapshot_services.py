@@ -27,19 +27,20 @@ from .serializers import EpisodeInput
 from .services import content_hash, lock_state, now_ms
 
 SNAPSHOT_FIELDS = ("id", "task_id", "embedding", "reward", "metadata", "timestamp", "tags", "source", "user_id",
-                   "steps", "expires_at", "content_hash")
+                   "steps", "expires_at", "content_hash", "text")
 CHUNK = 2000
 HASH_RE = re.compile(r"[0-9a-f]{64}")
 
 
 def _snapshot_line(row: tuple) -> dict[str, Any]:
-    eid, task_id, emb, reward, metadata, timestamp, tags, source, user_id, steps, expires_at, digest = row
+    eid, task_id, emb, reward, metadata, timestamp, tags, source, user_id, steps, expires_at, digest, text = row
     return {
         "id": str(eid), "task_id": task_id,
         # float32 -> float64 is exact, and orjson's shortest repr of that double reads back to it.
         "state_embedding": np.frombuffer(bytes(emb), dtype="<f4").tolist(),
         "reward": reward, "metadata": metadata, "timestamp": timestamp, "tags": tags, "source": source,
         "user_id": user_id, "steps": steps, "expires_at": expires_at, "content_hash": digest,
+        **({} if text is None else {"text": text}),
     }
 
 
@@ -160,7 +161,8 @@ def _row(episode: dict, digest: str | None, *, tenant_id: int, seq: int, version
     return row_of((episode["id"], tenant_id, seq, version, episode["task_id"],
                    episode["state_embedding"].astype("<f4").tobytes(), episode["reward"],
                    episode.get("metadata", {}), episode["timestamp"], episode.get("tags", []), episode.get("source"),
-                   episode.get("user_id"), episode.get("steps"), expires_at, digest or content_hash(episode)))
+                   episode.get("user_id"), episode.get("steps"), expires_at, digest or content_hash(episode),
+                   episode.get("text")))
 
 
 def _open_checked(tenant: Tenant, name: str):

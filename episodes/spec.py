@@ -9,7 +9,8 @@ Kinds: "uuid" (a UUID string), "text" (a non-empty string without NUL), "number"
 number, float64), "integer" (an integral JSON number), "boolean", "tags" (a list of strings,
 duplicates dropped), "object" / "array" (any JSON of that kind, limited by its encoded size),
 "embedding" (the tenant's dim of finite float32 numbers: a JSON array, or a base64 string of
-their little-endian float32 bytes). A "text" field with `choices` takes one of those strings.
+their little-endian float32 bytes), "choice" (one of `choices`).
+A "text" may be limited in characters (`max_length`) and in UTF-8 bytes (`max_bytes`).
 """
 
 from __future__ import annotations
@@ -31,6 +32,10 @@ MAX_TTL_SECS = 100 * 365 * 86400
 MAX_LIST_LIMIT = 1000
 DEFAULT_LIST_LIMIT = 100
 MAX_CURSOR = 2048
+MAX_TEXT_BYTES = 16 * 1024  # an episode's text and a query's text, in UTF-8 bytes
+MODES = ("vector", "keyword", "hybrid")
+DEFAULT_RRF_K = 60
+MAX_RRF_K = 1_000_000
 DEFAULT_TOP_K = 5  # its maximum is the AGENT_MEM_MAX_TOP_K setting
 
 NO_DEFAULT: Any = object()
@@ -59,12 +64,15 @@ class Field:
 TIMESTAMP = Field("integer", minimum=0, maximum=MAX_TIMESTAMP)
 NAME = Field("text", nullable=True, max_length=MAX_NAME)
 METADATA = Field("object", max_bytes=MAX_METADATA_BYTES)
+TEXT = Field("text", max_bytes=MAX_TEXT_BYTES)
 
 # Each table in order: validated data keeps it.
 EPISODE: dict[str, Field] = {
     "id": Field("uuid"),
     "task_id": Field("text", required=True, max_length=MAX_TASK_ID),
+    # Required for now; optional once the server can embed `text` (one change here).
     "state_embedding": Field("embedding", required=True),
+    "text": dataclasses.replace(TEXT, nullable=True),
     "reward": Field("number", required=True),
     "metadata": METADATA,
     "timestamp": TIMESTAMP,
@@ -92,13 +100,19 @@ FILTER: dict[str, Field] = {
 INCLUDE_EMBEDDING = Field("boolean", default=False)
 # How answers carry state_embedding: a JSON array of numbers, or base64 of little-endian float32.
 EMBEDDING_FORMATS = ("float", "base64")
-EMBEDDING_FORMAT = Field("text", default="float", choices=EMBEDDING_FORMATS)
+EMBEDDING_FORMAT = Field("choice", default="float", choices=EMBEDDING_FORMATS)
 # What a query adds to the filters (the maximum of top_k is a setting).
 QUERY: dict[str, Field] = {
-    "query_embedding": Field("embedding", required=True),
+    "query_embedding": Field("embedding"),  # which of query_embedding/query_text a mode needs: serializers
+    "query_text": TEXT,
+    "mode": Field("choice", choices=MODES, default="vector"),
     "top_k": Field("integer", default=DEFAULT_TOP_K, minimum=1),
     "include_embedding": INCLUDE_EMBEDDING,
     "embedding_format": EMBEDDING_FORMAT,
+    # Hybrid only; no defaults here, so that giving one to another mode is refused (DEFAULT_RRF_K, 1.0).
+    "rrf_k": Field("integer", minimum=1, maximum=MAX_RRF_K),
+    "vector_weight": Field("number"),
+    "keyword_weight": Field("number"),
 }
 
 # What `GET /v1/episodes` adds to the filters.

@@ -14,7 +14,7 @@ from memindex.columns import Filters
 from tenants.api import TenantApi
 from tenants.models import Scope
 
-from . import selectors, services
+from . import selectors, services, spec
 from .serializers import (
     EmbeddingFormatInput,
     EpisodeBatchInput,
@@ -178,10 +178,15 @@ class EpisodeQueryApi(TenantApi):
         data = QueryInput(data=request.data, context={"tenant": self.tenant})
         data.is_valid(raise_exception=True)
         v = data.validated_data
+        ranking = selectors.Ranking(
+            mode=v["mode"], query_embedding=v.get("query_embedding"), query_text=v.get("query_text"),
+            rrf_k=v.get("rrf_k") or spec.DEFAULT_RRF_K,
+            vector_weight=1.0 if v.get("vector_weight") is None else v["vector_weight"],
+            keyword_weight=1.0 if v.get("keyword_weight") is None else v["keyword_weight"])
         hits = selectors.episodes_query(
-            tenant=self.tenant, state=self.tenant.state, query_embedding=v["query_embedding"],
-            top_k=v["top_k"], filters=filters_from(v), include_embedding=v["include_embedding"],
-            key_prefix=self.key_prefix, user=self.bound_user, embedding_format=v["embedding_format"],
+            tenant=self.tenant, state=self.tenant.state, top_k=v["top_k"], filters=filters_from(v),
+            include_embedding=v["include_embedding"], key_prefix=self.key_prefix, ranking=ranking,
+            user=self.bound_user, embedding_format=v["embedding_format"],
         )
         return Response({"episodes": hits})
 

@@ -2,7 +2,8 @@
 
 - storage.py: where the float32 rows live (in memory, or spilled to a row file beside the int8 copy);
 - columns.py: the filter columns and the mask a query's filters become;
-- search.py: the search strategy (float32 or int8 candidates, exact re-rank, top-k with ties).
+- search.py: the search strategy (float32 or int8 candidates, exact re-rank, top-k with ties);
+- keyword.py: the rows' text as postings, scored by exact BM25 (ranking.py: keyword and hybrid).
 
 Rows live in a prefix [0, n) of capacity-sized columns; the id map (idmap.py) holds n. A removal
 moves the last row into the hole, so store order is kept in the `seq` column rather than in row
@@ -18,6 +19,7 @@ import numpy as np
 from . import search as strategy
 from .columns import FilterColumns, Filters, distinct
 from .idmap import IdMap
+from .keyword import KeywordColumn
 from .quantized import MIN_ROWS
 from .storage import InMemoryRows, RowStorage
 
@@ -36,6 +38,7 @@ class TenantIndex:
         self.idmap.grow(capacity)
         self.storage: RowStorage = InMemoryRows(dim, metric, capacity)
         self.columns = FilterColumns(capacity)
+        self.keyword = KeywordColumn(capacity)
         self.capacity = capacity
 
     def check(self) -> None:
@@ -50,17 +53,21 @@ class TenantIndex:
             raise AssertionError("the id map's ids disagree with its row count")
         self.storage.check(self.capacity)
         self.columns.check(self.capacity, n, self.idmap)
+        if self.keyword.capacity != self.capacity:
+            raise AssertionError(f"keyword column capacity {self.keyword.capacity}, index {self.capacity}")
+        self.keyword.check(n)
 
     def _grow(self, capacity: int) -> None:
         n = self.n
         self.storage.grow(capacity, n)
         self.columns.grow(capacity, n)
+        self.keyword.grow(capacity, n)
         self.idmap.grow(capacity)
         self.capacity = capacity
 
     def nbytes(self) -> int:
         """What the index holds in this worker's memory (a row file's rows are in the page cache)."""
-        return self.storage.nbytes() + self.columns.nbytes() + self.idmap.nbytes()
+        return self.storage.nbytes() + self.columns.nbytes() + self.idmap.nbytes() + self.keyword.nbytes()
 
     # ----- writes -----
     def add(
@@ -75,8 +82,10 @@ class TenantIndex:
         source: Sequence[str | None],
         user_id: Sequence[str | None],
         tags: Sequence[Sequence[str]],
+        text: Sequence[str | None] | None = None,
     ) -> None:
-        """Insert rows, or update the filter columns of ids already present (embeddings are immutable)."""
+        """Insert rows, or update the filter columns and text of ids already present (embeddings are
+        immutable). `text`: each row's text for keyword search (None: no row has any)."""
         m = len(ids)
         if m == 0:
             return
@@ -100,6 +109,7 @@ class TenantIndex:
         self.storage.set_vectors(first_new, emb[fresh])
         self.columns.write(rows, known, fresh, ids, seq, timestamp, reward, expires_at, task_id, source,
                            user_id, tags)
+        self.keyword.write(rows, [None] * m if text is None else text)
 
     def remove(self, ids: Iterable[str]) -> int:
         removed = 0
@@ -112,6 +122,7 @@ class TenantIndex:
             last = self.n - 1
             self.storage.release(row)
             self.columns.remove(eid, row, last)
+            self.keyword.remove(row, last)
             if row != last:
                 self.storage.move(last, row)
                 self.idmap.move(last, row)
@@ -166,10 +177,23 @@ class TenantIndex:
             only[among] = True
             mask = only if mask is None else mask & only
         matches = n if mask is None else int(np.count_nonzero(mask))
-        if matches == 0:
-            return [], np.empty(0, dtype=np.float32)
+        rows, scores = self.vector_rows(q, k, mask, matches)
+        return self.idmap.ids_at(rows), scores
+
+    def vector_rows(self, q: np.ndarray, k: int, mask: np.ndarray | None,
+                    matches: int) -> tuple[np.ndarray, np.ndarray]:
+        """Rows and exact scores of the k best of the `matches` rows of `mask` (every row when None)
+        for a prepared query, best first (ties: newer timestamp, later stored)."""
+        n = self.n
+        if matches == 0 or k <= 0:
+            return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float32)
         if self.storage.quant is None and strategy.wants_int8(n, matches, self.quantize_from):
             self.ensure_quantized()
         rows, scores = strategy.best_rows(self.storage, q, k, mask, matches, n)
         best = strategy.top_k(scores, self.columns.timestamp[rows], self.columns.seq[rows], k)
-        return self.idmap.ids_at(rows[best]), scores[best]
+        return rows[best], scores[best]
+
+    def live(self, now_ms: int) -> np.ndarray | None:
+        """Rows not expired at now_ms (None: none can expire)."""
+        expires = self.columns.expires
+        return None if expires is None or not self.columns.expiring else expires[: self.n] > now_ms

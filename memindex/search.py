@@ -111,14 +111,85 @@ def narrow(storage: RowStorage, q: np.ndarray, k: int, rows: np.ndarray, approx:
     if rows.size <= k:
         return rows
     kth = float(np.partition(approx, approx.size - k)[approx.size - k])
-    # float32 sums of d terms are within ~d * 2^-24 * |q| |x| of exact: keep twice that below the k-th.
+    return rows[approx >= kth - 2 * slack(storage, q)]
+
+
+def slack(storage: RowStorage, q: np.ndarray) -> float:
+    """How far a fast float32 score can be from the exact one: float32 sums of d terms are within
+    ~d * 2^-24 * |q| |x| of exact (twice this is the margin used)."""
     row_norm = float(np.sqrt(storage.row_sq_max))
     q_norm = float(np.linalg.norm(q))
     if storage.metric == "l2":
-        slack = float(np.sqrt(storage.dim * 2.0**-23)) * (q_norm + row_norm) + 1e-6
-    else:
-        slack = storage.dim * 2.0**-23 * q_norm * row_norm + 1e-6
-    return rows[approx >= kth - 2 * slack]
+        return float(np.sqrt(storage.dim * 2.0**-23)) * (q_norm + row_norm) + 1e-6
+    return storage.dim * 2.0**-23 * q_norm * row_norm + 1e-6
+
+
+class VectorRanker:
+    """Exact 1-based ranks, in the vector ranking of `rows` (by exact score, then newer timestamp,
+    then later stored), of any of those rows, and cheaper floors of those ranks.
+
+    Every row gets an interval holding its exact score: from the int8 copy when the storage has
+    one (one int8 scan, no float32 row read: quantized.py), else its fast float32 score plus or
+    minus twice the float32 error bound. A row whose interval lies above a target's exact score
+    beats it for certain, one below cannot, and only the rows whose interval holds it get exact
+    scores."""
+
+    def __init__(self, storage: RowStorage, q: np.ndarray, rows: np.ndarray, n: int, timestamps: np.ndarray,
+                 seqs: np.ndarray) -> None:
+        self.storage, self.q, self.rows = storage, q, rows
+        self.timestamps, self.seqs = timestamps, seqs
+        self.n = n
+        if storage.quant is not None:
+            lower, upper = storage.quant.bounds(q, n)
+            self._intervals(lower[rows], upper[rows], narrow=False)
+        else:
+            self._narrow()
+        self.row_at = {row: i for i, row in enumerate(rows.tolist())} if rows.size < n else None
+
+    def _intervals(self, lower: np.ndarray, upper: np.ndarray, *, narrow: bool) -> None:
+        self.lower, self.upper, self.narrow = lower, upper, narrow
+        self.by_lower = np.sort(lower)
+
+    def _narrow(self) -> None:
+        """float32 intervals: one fast scan of the rows (from the row file when spilled)."""
+        rows, n = self.rows, self.n
+        whole = rows.size * 4 >= n  # many rows: one full scan is cheaper than a gather
+        approx = fast_scores(self.storage, self.q, None, n)[rows] if whole else fast_scores(self.storage, self.q, rows, n)
+        band = 2 * slack(self.storage, self.q)
+        self._intervals(approx.astype(np.float64) - band, approx.astype(np.float64) + band, narrow=True)
+
+    def _at(self, targets: np.ndarray) -> np.ndarray:
+        return targets if self.row_at is None else np.fromiter((self.row_at[t] for t in targets.tolist()),
+                                                               dtype=np.int64, count=targets.size)
+
+    def floors(self, targets: np.ndarray) -> np.ndarray:
+        """A lower bound of each target's rank: 1 + the rows certainly scoring above it."""
+        upper = self.upper[self._at(targets)]
+        return 1 + self.rows.size - np.searchsorted(self.by_lower, upper, side="right")
+
+    def ranks(self, targets: np.ndarray) -> np.ndarray:
+        exact = exact_scores(self.storage, self.q, targets)
+        wide = exact.astype(np.float64)
+        holds = [np.flatnonzero((self.lower <= e) & (self.upper >= e)) for e in wide.tolist()]
+        if not self.narrow and sum(h.size for h in holds) > max(NARROW_FROM, self.rows.size // 16):
+            # The int8 intervals hold too many rows to read one by one: a sequential float32 pass
+            # over every row costs less and leaves a band of a few rows.
+            self._narrow()
+            holds = [np.flatnonzero((self.lower <= e) & (self.upper >= e)) for e in wide.tolist()]
+        above = self.rows.size - np.searchsorted(self.by_lower, wide, side="right")
+        # Every target's band scored at once, in row order (one pass over the row file when spilled).
+        banded = np.unique(np.concatenate(holds)) if holds else np.empty(0, dtype=np.int64)
+        exact_at = exact_scores(self.storage, self.q, self.rows[banded])
+        ranks = np.empty(targets.size, dtype=np.int64)
+        for i, (row, score) in enumerate(zip(targets.tolist(), exact.tolist(), strict=True)):
+            at = np.searchsorted(banded, holds[i])
+            near, near_exact = self.rows[banded[at]], exact_at[at]
+            ts, seq = self.timestamps[row], self.seqs[row]
+            near_ts, near_seq = self.timestamps[near], self.seqs[near]
+            beats = (near_exact > score) | ((near_exact == score) & (
+                (near_ts > ts) | ((near_ts == ts) & (near_seq > seq))))
+            ranks[i] = 1 + int(above[i]) + int(np.count_nonzero(beats))
+        return ranks
 
 
 def int8_candidates(storage: RowStorage, q: np.ndarray, k: int, mask: np.ndarray | None, matches: int,

@@ -2,7 +2,8 @@
 episodes/checkpoint.py writes and reads the files).
 
 The per-row columns are ARRAY_COLUMNS, plus the int8 copy (`quant_<name>`) when the index has
-built it. Vocabulary code columns are int32 and tag bits WORDS wide and row-major whatever their
+built it, and the keyword column's postings (KEYWORD_COLUMNS; absent from checkpoints written before
+episodes had text, whose rows then have none). Vocabulary code columns are int32 and tag bits WORDS wide and row-major whatever their
 width in memory.
 """
 
@@ -13,6 +14,7 @@ import numpy as np
 from .columns import CODE_COLUMNS, NO_EXPIRY, WORDS, FilterColumns, Vocab, tag_layout
 from .idmap import IdMap
 from .index import TenantIndex
+from .keyword import KeywordColumn
 from .quantized import QuantizedColumns, stored_columns
 from .rowstore import READ_CHUNK, RowStore
 from .storage import InMemoryRows, SpilledRows
@@ -23,6 +25,11 @@ ARRAY_COLUMNS: dict[str, np.dtype] = {
     "timestamp": np.dtype(np.int64), "reward": np.dtype(np.float64), "expires": np.dtype(np.int64),
     "task": np.dtype(np.int32), "source": np.dtype(np.int32), "user": np.dtype(np.int32),
     "tagbits": np.dtype(np.uint64),
+}
+# The keyword column: postings by term (rows), their term frequencies, each row's token count.
+KEYWORD_COLUMNS: dict[str, np.dtype] = {
+    "kw_indptr": np.dtype(np.int64), "kw_rows": np.dtype(np.int32), "kw_tfs": np.dtype(np.int32),
+    "kw_doclen": np.dtype(np.int32),
 }
 _FILTER_ARRAYS = ("seq", "timestamp", "reward", *CODE_COLUMNS)  # adopted as they are, as filter columns
 
@@ -60,7 +67,10 @@ def to_arrays(index: TenantIndex) -> tuple[dict[str, np.ndarray], dict]:
     else:  # spilled rows keep no squared norms: computed as set_vectors did, from the same rows
         arrays["sqnorm"] = np.einsum("ij,ij->i", arrays["emb"], arrays["emb"])
         arrays.update({f"quant_{name}": getattr(storage.quant, name)[:n] for name in quant_columns(index.metric)})
+    keyword, terms = index.keyword.to_arrays(n)
+    arrays.update(keyword)
     meta = {
+        "terms": terms,
         "dim": index.dim, "metric": index.metric, "n": n, "ids": index.idmap.all(),
         "tasks": list(columns.tasks.strings), "sources": list(columns.sources.strings),
         "users": list(columns.users.strings), "tags": list(columns.tags.strings),
@@ -115,6 +125,13 @@ def from_arrays(arrays: dict, meta: dict, spill_dir: str | None = None) -> Tenan
     columns.expiring = int(np.count_nonzero(columns.expires[:n] != NO_EXPIRY))
     if not columns.expiring:
         columns.expires = None  # no row expires: no column kept
+    if "kw_doclen" in arrays:
+        for name, dtype in KEYWORD_COLUMNS.items():
+            if arrays[name].dtype != dtype:
+                raise ValueError(f"column {name}: expected {dtype}, got {arrays[name].dtype}")
+        index.keyword = KeywordColumn.from_arrays(arrays, meta.get("terms", []), n)
+    else:  # written before episodes had text
+        index.keyword = KeywordColumn(n)
     row_sq_max = float(arrays["sqnorm"].max()) if n else 0.0
     if not quantized:
         index.storage = InMemoryRows(dim, metric, n, emb=emb, sqnorm=arrays["sqnorm"])

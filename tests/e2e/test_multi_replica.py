@@ -228,3 +228,31 @@ def test_when_a_replica_dies_the_other_keeps_serving_through_the_ingress(cluster
             cluster.a.start()
         # Back up, A serves everything written while it was down.
         assert sorted(_query_ids(a, rng.normal(size=DIM).tolist())) == sorted(before + after)
+
+
+def test_keyword_scores_equal_the_oracle_on_every_replica_right_after_a_write(cluster):
+    from tests.support.bm25 import bm25_oracle
+
+    rng = np.random.default_rng(65)
+    words = ["disk", "full", "ERR_4700", "err_4701", "retry", "the", "the"]
+    texts: dict[str, str] = {}
+    with cluster.clients(cluster.tenant_key()) as (a, b, via):
+        routes = [(a, b), (b, a), (via, a), (a, via)]
+        for i in range(16):
+            writer, reader = routes[i % len(routes)]
+            text = " ".join(rng.choice(words, size=int(rng.integers(1, 6))))
+            r = writer.post("/v1/episodes", json=episode(DIM, rng, text=text, timestamp=i))
+            assert r.status_code == 201, r.text
+            texts[r.json()["id"]] = text
+            if i % 5 == 4:  # a delete changes N, df and avgdl for the next query everywhere
+                doomed = next(iter(texts))
+                assert writer.delete(f"/v1/episodes/{doomed}").status_code == 200
+                del texts[doomed]
+            query = str(rng.choice(words))
+            scores = bm25_oracle(texts, query)
+            want = sorted(scores, key=lambda e: (-scores[e], -list(texts).index(e)))  # timestamps follow store order
+            for client in (reader, reader, via):
+                hits = client.post("/v1/query", json={"mode": "keyword", "query_text": query, "top_k": 100}).json()
+                assert [h["id"] for h in hits["episodes"]] == want
+                np.testing.assert_allclose([h["score"] for h in hits["episodes"]], [scores[e] for e in want],
+                                           rtol=0, atol=1e-6)

@@ -206,3 +206,37 @@ def test_the_int8_copy_of_a_large_index_travels_with_the_checkpoint(tmp_path, se
         target.remove(["id7"])
         target.add(**more)
     assert_same_answers(index, restored, rng)
+
+
+def test_checkpoints_keep_the_keyword_column_and_version_2_ones_still_read(tmp_path, settings):
+    import orjson
+
+    from memindex.ranking import keyword_search
+    from memindex.serialize import KEYWORD_COLUMNS
+
+    settings.AGENT_MEM_DATA_DIR = tmp_path
+    rng = np.random.default_rng(4)
+    index = TenantIndex(DIM, "cosine")
+    index.add(**make_rows(rng, 50, DIM), text=[f"row {i} err_{i % 5}" for i in range(50)])
+    expected = keyword_search(index, "err_3", 20)
+    arrays, meta = to_arrays(index)
+    path = checkpoint.write_checkpoint(slug="acme", identity="1@0", arrays=arrays, meta=meta, generation=0,
+                                       version=1)
+    restored = checkpoint.read_checkpoint(checkpoint.current_manifest("acme"))
+    got = keyword_search(restored, "err_3", 20)
+    assert restored.ids_at(got.rows) == index.ids_at(expected.rows) and len(got.rows) == 10
+    assert got.scores.tolist() == expected.scores.tolist()
+    # As a checkpoint written before episodes had text: format 2, no keyword files.
+    manifest = orjson.loads((path / "manifest.json").read_bytes())
+    for name in KEYWORD_COLUMNS:
+        (path / f"{name}.npy").unlink()
+        del manifest["files"][f"{name}.npy"]
+    manifest["format_version"] = 2
+    (path / "manifest.json").write_bytes(orjson.dumps(manifest))
+    old = checkpoint.read_checkpoint(checkpoint.current_manifest("acme"))
+    old.check()
+    assert len(old) == 50 and keyword_search(old, "err_3", 20).rows.size == 0
+    manifest["format_version"] = 1
+    (path / "manifest.json").write_bytes(orjson.dumps(manifest))
+    with pytest.raises(checkpoint.CheckpointUnusable, match="format"):
+        checkpoint.current_manifest("acme")

@@ -46,6 +46,8 @@ CHOICES = {
         [float("nan"), 1.0, 1.0, 1.0], [float("inf"), 1.0, 1.0, 1.0], [1e-45, 0.0, 0.0, 0.0],
         [1.0000000001, 3.14159265358979, 1e-30, 7e37], "1,2,3,4", None, MISSING, {"a": 1}, [], *BASE64,
     ],
+    "text": [MISSING, None, "", "ERR_4700 failed", "x" * 16384, "x" * 16385, "é" * 8192, "é" * 8193, "日" * 5462,
+             "日" * 5461 + "é", 5, ["t"], "a\x00", "\ud800"],
     "reward": [1.0, 1, -3, True, "1", None, 1e308, 10**400, float("inf"), float("nan"), MISSING, 2**80],
     "metadata": [MISSING, {}, {"a": 1}, [1], None, {"x": "y" * 70000}, {"a": "\x00"}, {"a": "\\u0000"}, "x"],
     "timestamp": [MISSING, 0, 5, 5.0, 5.5, -1, 2**63 - 1, 2**63, float(2**63), True, None, "5",
@@ -200,6 +202,12 @@ QUERY_CHOICES = {
     "user_id": TEXTS,
     "time_after": TIMES,
     "time_before": TIMES,
+    "query_text": [MISSING, None, "", "err_4700", "é" * 4096, "é" * 8192, "é" * 8193, "x" * 16385, 3, "a\x00",
+                   "\udc00"],
+    "mode": [MISSING, "vector", "keyword", "hybrid", "VECTOR", "", None, 1],
+    "rrf_k": [MISSING, None, 1, 60, 60.0, 0, -1, 1.5, 10**6, 10**6 + 1, True, "60"],
+    "vector_weight": [MISSING, None, 1.0, 0.5, 0, 0.0, -1.0, 2, True, "1", float("inf")],
+    "keyword_weight": [MISSING, None, 1.0, 0, 0.0, -0.5, 3, False, "1", float("nan")],
     "topk": [MISSING] * 12 + [5],
 }
 QUERY_VALID = {"query_embedding": [1.0, 0.5, -2.0, 0.25]}
@@ -217,7 +225,8 @@ def slow_query(body: object, metric: str):
 def check(body: object, metric: str) -> bool:
     """Whether the fast path decided; asserts that it agrees with the serializer when it did."""
     reference = slow_query(body, metric)
-    fast = fast_query(body, dim=DIM, nonzero=metric == "cosine", max_top_k=MAX_TOP_K)
+    fast = fast_query(body, dim=DIM, nonzero=metric == "cosine", max_top_k=MAX_TOP_K,
+                      check=QueryInput.cross_check)
     if isinstance(reference, ValidationError):
         assert fast is None, (body, reference)
     elif fast is not None:
@@ -261,3 +270,7 @@ def test_an_ordinary_query_takes_the_fast_path(settings):
     body = {"query_embedding": [0.1, 0.2, 0.3, 0.4], "top_k": 10, "tags_any": ["a"], "min_reward": 0.5,
             "time_after": 1, "source": "s", "include_embedding": True}
     assert check(body, "cosine")
+    for body in ({"mode": "keyword", "query_text": "err_4700 failed", "top_k": 3, "source": "s"},
+                 {"mode": "hybrid", "query_text": "x", "query_embedding": [0.1, 0.2, 0.3, 0.4], "rrf_k": 10,
+                  "vector_weight": 2.0, "keyword_weight": 0}):
+        assert check(body, "cosine")

@@ -35,7 +35,8 @@ def test_inserted_rows_read_back(tenant, n):
     t, _ = tenant
     rows = [EpisodeRow(uuid.uuid4(), t.pk, 100 + i, 7, f"task-{i}", bytes(range(32)), 0.5 + i,
                        {"k": i, "nested": {"a": [1, 2]}}, NOW + i, ["x", "y"], "src" if i % 2 else None,
-                       None, None if i % 2 else [{"step": i}], None if i % 3 else NOW + 9, f"{i:064x}")
+                       None, None if i % 2 else [{"step": i}], None if i % 3 else NOW + 9, f"{i:064x}",
+                       None if i % 2 else f"text {i}: é ✓")
             for i in range(n)]
     assert insert_episodes(rows) == n
     stored = {e.id: e for e in Episode.objects.filter(tenant=t)}
@@ -53,7 +54,7 @@ def test_a_database_error_is_djangos_on_every_path(tenant, n):
 
     t, _ = tenant
     rows = [EpisodeRow(uuid.uuid4(), t.pk, i, 1, "task", b"\0" * 32, 0.0, {}, NOW, [], None, None, None, None,
-                       "0" * 64) for i in range(n)]
+                       "0" * 64, None) for i in range(n)]
     insert_episodes(rows)
     with pytest.raises(IntegrityError), transaction.atomic():
         insert_episodes(rows)  # the same (tenant, id) again

@@ -243,6 +243,7 @@ export interface components {
             task_id: string;
             /** @description The tenant's dim finite float32 numbers, as an array or as base64 of their little-endian bytes; not all zero for cosine. */
             state_embedding: number[] | string;
+            text?: string | null;
             /** Format: double */
             reward: number;
             /** @description At most 65536 bytes as JSON. */
@@ -283,6 +284,7 @@ export interface components {
             user_id: string | null;
             steps: unknown[] | null;
             expires_at: number | null;
+            text: string | null;
         };
         EpisodePutResponse: {
             /** Format: uuid */
@@ -299,6 +301,13 @@ export interface components {
             ok: boolean;
             episodes: number;
         };
+        /**
+         * @description * `vector` - vector
+         *     * `keyword` - keyword
+         *     * `hybrid` - hybrid
+         * @enum {string}
+         */
+        ModeEnum: "vector" | "keyword" | "hybrid";
         /** @description Unknown fields are a 400 naming the field: a typo like `topk` must not change results. */
         PatchedEpisodePatchInputRequest: {
             /** @description At most 65536 bytes as JSON. */
@@ -346,8 +355,16 @@ export interface components {
             user_id: string | null;
             steps: unknown[] | null;
             expires_at: number | null;
-            /** Format: double */
+            text: string | null;
+            /**
+             * Format: double
+             * @description the mode's score: similarity, BM25 or the fused RRF score
+             */
             score: number;
+            /** @description hybrid: the episode's place in the exact vector ranking */
+            vector_rank?: number | null;
+            /** @description hybrid: its place in the BM25 ranking (null: no query term) */
+            keyword_rank?: number | null;
         };
         /** @description The query filters (docs/api.md §4), shared by query, list and delete-by-filter. */
         QueryInputRequest: {
@@ -363,13 +380,21 @@ export interface components {
             /** Format: int64 */
             time_before?: number | null;
             /** @description The tenant's dim finite float32 numbers, as an array or as base64 of their little-endian bytes; not all zero for cosine. */
-            query_embedding: number[] | string;
+            query_embedding?: number[] | string;
+            query_text?: string;
+            /** @default vector */
+            mode?: components["schemas"]["ModeEnum"];
             /** @default 5 */
             top_k?: number;
             /** @default false */
             include_embedding?: boolean;
             /** @default float */
             embedding_format?: components["schemas"]["EmbeddingFormatEnum"];
+            rrf_k?: number;
+            /** Format: double */
+            vector_weight?: number;
+            /** Format: double */
+            keyword_weight?: number;
         };
         QueryResponse: {
             episodes: components["schemas"]["QueryHitOutput"][];
@@ -2101,7 +2126,7 @@ export interface operations {
             path?: never;
             cookie?: never;
         };
-        requestBody: {
+        requestBody?: {
             content: {
                 "application/json": components["schemas"]["QueryInputRequest"];
             };

@@ -38,6 +38,7 @@ class EpisodeFields(TypedDict, total=False):
     steps: Sequence[Any]
     expires_at: Time
     ttl_secs: int
+    text: str
 
 
 class Filters(TypedDict, total=False):
@@ -126,7 +127,10 @@ def episode_body(episode: Mapping[str, Any] | Episode) -> dict[str, Any]:
     else:
         data = dict(episode)
     data["id"] = str(data.get("id") or uuid.uuid4())
-    data["state_embedding"] = vector(data["state_embedding"])
+    if data.get("state_embedding") is not None:  # without one, the server decides (it may embed `text`)
+        data["state_embedding"] = vector(data["state_embedding"])
+    else:
+        data.pop("state_embedding", None)
     for key in ("timestamp", "expires_at"):
         if data.get(key) is not None:
             data[key] = millis(data[key])
@@ -135,7 +139,9 @@ def episode_body(episode: Mapping[str, Any] | Episode) -> dict[str, Any]:
     return data
 
 
-def store(task_id: str, state_embedding: Any, reward: float, fields: EpisodeFields) -> Plan[str]:
+def store(task_id: str, state_embedding: Any, reward: float | None, fields: EpisodeFields) -> Plan[str]:
+    if reward is None:
+        raise TypeError("store() needs a reward")
     body = episode_body({**fields, "task_id": task_id, "state_embedding": state_embedding, "reward": reward})
     answer = yield Call("POST", "/v1/episodes", body)
     return str(answer["id"])
@@ -189,8 +195,27 @@ def delete(episode_id: str) -> Plan[int]:
     return int(answer["removed"])
 
 
-def query(embedding: Any, top_k: int, include_embedding: bool, filters: Filters) -> Plan[list[QueryHit]]:
-    body = {"query_embedding": vector(embedding, "query_embedding"), "top_k": top_k, **_filters(filters)}
+class Ranking(TypedDict, total=False):
+    """How a query ranks (docs/api.md §4): `mode` vector (the default), keyword (BM25 over the
+    episodes' text, needs `text`) or hybrid (reciprocal rank fusion of both); `rrf_k`,
+    `vector_weight` and `keyword_weight` tune hybrid."""
+
+    text: str | None
+    mode: str | None
+    rrf_k: int | None
+    vector_weight: float | None
+    keyword_weight: float | None
+
+
+def query(embedding: Any, top_k: int, include_embedding: bool, filters: Filters,
+          ranking: Ranking | None = None) -> Plan[list[QueryHit]]:
+    ranking = dict(ranking or {})
+    body: dict[str, Any] = {"top_k": top_k, **_filters(filters)}
+    if embedding is not None:
+        body["query_embedding"] = vector(embedding, "query_embedding")
+    if ranking.get("text") is not None:
+        body["query_text"] = ranking.pop("text")
+    body.update({k: v for k, v in ranking.items() if v is not None})
     if include_embedding:
         body["include_embedding"] = True
         body["embedding_format"] = "base64"

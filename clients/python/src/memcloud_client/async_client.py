@@ -52,8 +52,10 @@ class AsyncMemcloudClient:
 
     # Episodes
 
-    async def store(self, task_id: str, state_embedding: Any, reward: float, **fields: Unpack[EpisodeFields]) -> str:
-        """Store one episode; returns its id."""
+    async def store(self, task_id: str, state_embedding: Any = None, reward: float | None = None,
+              **fields: Unpack[EpisodeFields]) -> str:
+        """Store one episode; returns its id. `reward` is required; `state_embedding` may be left out
+        when `text` is given and the server embeds it (else the server answers 400)."""
         return await self._run(_api.store(task_id, state_embedding, reward, fields))
 
     async def put(self, episode_id: str, task_id: str, state_embedding: Any, reward: float,
@@ -74,10 +76,16 @@ class AsyncMemcloudClient:
         return await self._run(_api.delete(episode_id))
 
     async def query(
-        self, embedding: Any, top_k: int = 5, *, include_embedding: bool = False, **filters: Unpack[Filters]
+        self, embedding: Any = None, top_k: int = 5, *, text: str | None = None, mode: str | None = None,
+        rrf_k: int | None = None, vector_weight: float | None = None, keyword_weight: float | None = None,
+        include_embedding: bool = False, **filters: Unpack[Filters],
     ) -> list[QueryHit]:
-        """The `top_k` most similar episodes that pass every filter, best first."""
-        return await self._run(_api.query(embedding, top_k, include_embedding, filters))
+        """The `top_k` best episodes that pass every filter, best first: by similarity to `embedding`
+        (mode "vector", the default), by BM25 over their text for `text` (mode "keyword"), or both
+        fused (mode "hybrid": `embedding` and `text`, tuned by rrf_k and the weights)."""
+        ranking = _api.Ranking(text=text, mode=mode, rrf_k=rrf_k, vector_weight=vector_weight,
+                               keyword_weight=keyword_weight)
+        return await self._run(_api.query(embedding, top_k, include_embedding, filters, ranking))
 
     async def list_episodes(
         self,

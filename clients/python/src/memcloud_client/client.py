@@ -54,8 +54,10 @@ class MemcloudClient:
 
     # Episodes
 
-    def store(self, task_id: str, state_embedding: Any, reward: float, **fields: Unpack[EpisodeFields]) -> str:
-        """Store one episode; returns its id."""
+    def store(self, task_id: str, state_embedding: Any = None, reward: float | None = None,
+              **fields: Unpack[EpisodeFields]) -> str:
+        """Store one episode; returns its id. `reward` is required; `state_embedding` may be left out
+        when `text` is given and the server embeds it (else the server answers 400)."""
         return self._run(_api.store(task_id, state_embedding, reward, fields))
 
     def put(self, episode_id: str, task_id: str, state_embedding: Any, reward: float,
@@ -105,10 +107,16 @@ class MemcloudClient:
         return self._run(_api.delete(episode_id))
 
     def query(
-        self, embedding: Any, top_k: int = 5, *, include_embedding: bool = False, **filters: Unpack[Filters]
+        self, embedding: Any = None, top_k: int = 5, *, text: str | None = None, mode: str | None = None,
+        rrf_k: int | None = None, vector_weight: float | None = None, keyword_weight: float | None = None,
+        include_embedding: bool = False, **filters: Unpack[Filters],
     ) -> list[QueryHit]:
-        """The `top_k` most similar episodes that pass every filter, best first."""
-        return self._run(_api.query(embedding, top_k, include_embedding, filters))
+        """The `top_k` best episodes that pass every filter, best first: by similarity to `embedding`
+        (mode "vector", the default), by BM25 over their text for `text` (mode "keyword"), or both
+        fused (mode "hybrid": `embedding` and `text`, tuned by rrf_k and the weights)."""
+        ranking = _api.Ranking(text=text, mode=mode, rrf_k=rrf_k, vector_weight=vector_weight,
+                               keyword_weight=keyword_weight)
+        return self._run(_api.query(embedding, top_k, include_embedding, filters, ranking))
 
     def list_episodes(
         self,

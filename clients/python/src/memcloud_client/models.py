@@ -33,6 +33,7 @@ class Episode:
     user_id: str | None = None
     steps: list[Any] | None = None
     expires_at: int | None = None
+    text: str | None = None
     state_embedding: list[float] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -48,9 +49,13 @@ class Episode:
 
 @dataclass(kw_only=True)
 class QueryHit(Episode):
-    """An episode returned by a query, with its similarity `score` (higher is better)."""
+    """An episode returned by a query, with its `score` (higher is better): the similarity, the
+    BM25 score (mode keyword) or the fused score (mode hybrid, which also gives each part's rank;
+    `keyword_rank` is None for an episode holding no query term)."""
 
     score: float
+    vector_rank: int | None = None
+    keyword_rank: int | None = None
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> QueryHit:
