@@ -21,7 +21,7 @@ from memindex.columns import NO_EXPIRY
 from memindex.index import TenantIndex
 from tenants.models import Tenant, TenantState
 
-from . import changes, checkpoint
+from . import changes, checkpoint, images
 from .models import Episode
 
 logger = logging.getLogger("memcloud.cache")
@@ -116,17 +116,43 @@ def from_checkpoint(tenant: Tenant, state: TenantState) -> CachedIndex:
     return cached
 
 
+# An imaged index that had to catch up on more changes than this writes a fresh image.
+IMAGE_REFRESH_CHANGES = 64
+
+
+def from_image(tenant: Tenant, state: TenantState) -> CachedIndex:
+    """A small tenant's first index in this worker: its image brought up to `state`, or, when there
+    is no usable image, built from the database and written as the image for the next worker."""
+    found = images.load(tenant_pk=tenant.pk, generation=state.generation, floor=state.tombstone_floor,
+                        version=state.version, dim=tenant.dim, metric=tenant.metric,
+                        spill_dir=str(settings.AGENT_MEM_DATA_DIR))
+    if found is None:
+        cached = build_index(tenant, state)
+        images.save(tenant_pk=tenant.pk, generation=cached.generation, version=cached.version, index=cached.index)
+        return cached
+    index, version = found
+    cached = CachedIndex(index=index, generation=state.generation, version=version)
+    if version < state.version:
+        changed = catch_up(tenant, cached, state)
+        if len(changed) > IMAGE_REFRESH_CHANGES:
+            images.save(tenant_pk=tenant.pk, generation=cached.generation, version=cached.version,
+                        index=cached.index)
+    return cached
+
+
 def start_index(tenant: Tenant, state: TenantState) -> CachedIndex:
-    """A worker's first index of a tenant: from its checkpoint when usable, else from the database."""
+    """A worker's first index of a tenant: from its checkpoint when usable; else a small tenant's
+    from its image (from_image), a larger one's from the database."""
+    fallback = from_image if state.episode_count < images.MAX_ROWS else build_index
     try:
         cached = from_checkpoint(tenant, state)
     except checkpoint.CheckpointOutdated as why:
-        if state.episode_count:
+        if state.episode_count and fallback is build_index:
             logger.info("index of %s built from the database: checkpoint unusable (%s)", tenant.slug, why)
-        return build_index(tenant, state)
+        return fallback(tenant, state)
     except checkpoint.CheckpointUnusable as why:  # damaged: worth an operator's attention
         logger.warning("index of %s built from the database: checkpoint unusable (%s)", tenant.slug, why)
-        return build_index(tenant, state)
+        return fallback(tenant, state)
     return cached
 
 

@@ -1,0 +1,109 @@
+"""Index images (episodes/images.py): the first worker to build a small tenant writes its packed
+index; a worker that has never seen the tenant loads it, catches up from its version and answers
+as an index built from the database would; a stale or damaged image is never used."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from episodes import cache as cache_module
+from episodes import images
+from episodes.cache import build_index, cache, start_index
+from episodes.models import IndexImage
+from episodes.services import episode_delete, episodes_store
+from tenants.models import TenantState
+from tests.memindex.oracle import assert_same_answers
+
+pytestmark = pytest.mark.django_db
+
+
+def store(tenant, n: int, rng, tag: str = "a") -> list:
+    episodes = [{"task_id": f"t{i % 4}", "state_embedding": rng.standard_normal(tenant.dim).astype(np.float32),
+                 "reward": float(i), "tags": [tag] if i % 2 else []} for i in range(n)]
+    return episodes_store(tenant=tenant, episodes=episodes).ids
+
+
+def state_of(tenant) -> TenantState:
+    return TenantState.objects.get(pk=tenant.pk)
+
+
+def test_the_first_build_writes_the_image_and_the_next_worker_loads_it(tenant):
+    acme, _ = tenant
+    rng = np.random.default_rng(1)
+    store(acme, 120, rng)
+    state = state_of(acme)
+    first = cache.current(acme, state)
+    image = IndexImage.objects.get(tenant=acme)
+    assert (image.generation, image.version) == (state.generation, state.version)
+    cache.clear()  # another worker
+    found = images.load(tenant_pk=acme.pk, generation=state.generation, floor=state.tombstone_floor,
+                        version=state.version, dim=acme.dim, metric=acme.metric, spill_dir=None)
+    assert found is not None and found[1] == state.version
+    found[0].check()
+    assert_same_answers(first.index, found[0], rng)
+
+
+def test_a_loaded_image_catches_up_on_what_changed_since(tenant):
+    acme, _ = tenant
+    rng = np.random.default_rng(2)
+    ids = store(acme, 80, rng)
+    cache.current(acme, state_of(acme))
+    written = IndexImage.objects.get(tenant=acme).version
+    cache.clear()
+    store(acme, 30, rng, tag="b")
+    for eid in ids[:5]:
+        episode_delete(tenant=acme, episode_id=eid)
+    state = state_of(acme)
+    loaded = start_index(acme, state)
+    assert loaded.version == state.version > written
+    assert IndexImage.objects.get(tenant=acme).version == written  # 35 changes: below the refresh
+    loaded.index.check()
+    fresh = build_index(acme, state)
+    assert sorted(loaded.index.ids) == sorted(fresh.index.ids) and len(loaded.index) == 105
+    assert_same_answers(fresh.index, loaded.index, rng)
+
+
+def test_many_changes_since_the_image_write_a_fresh_one(tenant):
+    acme, _ = tenant
+    rng = np.random.default_rng(3)
+    store(acme, 10, rng)
+    cache.current(acme, state_of(acme))
+    cache.clear()
+    store(acme, cache_module.IMAGE_REFRESH_CHANGES + 1, rng)
+    state = state_of(acme)
+    start_index(acme, state)
+    assert IndexImage.objects.get(tenant=acme).version == state.version
+
+
+def test_an_image_of_another_generation_or_a_damaged_one_is_not_used(tenant):
+    acme, _ = tenant
+    rng = np.random.default_rng(4)
+    store(acme, 20, rng)
+    state = state_of(acme)
+    cache.current(acme, state)
+    args = {"tenant_pk": acme.pk, "floor": state.tombstone_floor, "version": state.version, "dim": acme.dim,
+            "metric": acme.metric, "spill_dir": None}
+    assert images.load(generation=state.generation + 1, **args) is None
+    assert images.load(generation=state.generation, **{**args, "version": state.version - 1}) is None
+    assert images.load(generation=state.generation, **{**args, "dim": acme.dim + 1}) is None
+    IndexImage.objects.filter(tenant=acme).update(data=b"MCIX1\x00\x00\x00garbage")
+    assert images.load(generation=state.generation, **args) is None
+    cache.clear()
+    rebuilt = start_index(acme, state)  # built from the database, and the image rewritten
+    assert len(rebuilt.index) == 20
+    assert images.load(generation=state.generation, **args) is not None
+
+
+def test_an_older_image_never_replaces_a_newer_one(tenant):
+    acme, _ = tenant
+    rng = np.random.default_rng(5)
+    store(acme, 10, rng)
+    state = state_of(acme)
+    built = build_index(acme, state)
+    assert images.save(tenant_pk=acme.pk, generation=state.generation, version=state.version, index=built.index)
+    images.save(tenant_pk=acme.pk, generation=state.generation, version=state.version - 1, index=built.index)
+    assert IndexImage.objects.get(tenant=acme).version == state.version
+    images.save(tenant_pk=acme.pk, generation=state.generation + 1, version=0, index=built.index)
+    assert (IndexImage.objects.get(tenant=acme).generation, IndexImage.objects.get(tenant=acme).version) == (
+        state.generation + 1, 0)
