@@ -141,18 +141,19 @@ def from_image(tenant: Tenant, state: TenantState) -> CachedIndex:
 
 
 def start_index(tenant: Tenant, state: TenantState) -> CachedIndex:
-    """A worker's first index of a tenant: from its checkpoint when usable; else a small tenant's
-    from its image (from_image), a larger one's from the database."""
-    fallback = from_image if state.episode_count < images.MAX_ROWS else build_index
+    """A worker's first index of a tenant: from its checkpoint when usable, else from the database;
+    a small tenant that has no checkpoint at all from its image (from_image)."""
     try:
         cached = from_checkpoint(tenant, state)
     except checkpoint.CheckpointOutdated as why:
-        if state.episode_count and fallback is build_index:
+        if state.episode_count < images.MAX_ROWS and str(why) == checkpoint.NO_CHECKPOINT:
+            return from_image(tenant, state)
+        if state.episode_count:
             logger.info("index of %s built from the database: checkpoint unusable (%s)", tenant.slug, why)
-        return fallback(tenant, state)
+        return build_index(tenant, state)
     except checkpoint.CheckpointUnusable as why:  # damaged: worth an operator's attention
         logger.warning("index of %s built from the database: checkpoint unusable (%s)", tenant.slug, why)
-        return fallback(tenant, state)
+        return build_index(tenant, state)
     return cached
 
 
