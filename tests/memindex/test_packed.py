@@ -56,3 +56,22 @@ def test_an_index_with_the_int8_copy_is_not_packed():
     index.ensure_quantized()
     with pytest.raises(NotPackable):
         pack(index)
+
+
+def test_uuid_ids_travel_as_keys_and_come_back_the_same():
+    import uuid
+
+    rng = np.random.default_rng(12)
+    rows = make_rows(rng, 300, DIM)
+    rows["ids"] = [str(uuid.UUID(int=int(rng.integers(1 << 62)) << 64 | i)) for i in range(300)]
+    index = TenantIndex(DIM, "cosine")
+    index.add(**rows)  # 300 ids, still in the recent dict: pack merges them
+    index.remove(rows["ids"][::7])
+    data = pack(index)
+    assert all(eid.encode() not in data for eid in rows["ids"][:20])  # keys, not id strings
+    copy = unpack(data)
+    copy.check()
+    assert copy.ids == index.ids
+    assert copy.idmap.get(rows["ids"][1]) == index.idmap.get(rows["ids"][1])
+    assert copy.idmap.get(rows["ids"][0]) is None
+    assert_same_answers(index, copy, rng)
