@@ -140,6 +140,19 @@ def from_image(tenant: Tenant, state: TenantState) -> CachedIndex:
     return cached
 
 
+def refresh_image(tenant: Tenant) -> str:
+    """Write the tenant's image from the database unless the one stored is at its current state:
+    "written", "current" or "too large" (the indeximages command)."""
+    state = TenantState.objects.get(tenant=tenant)
+    if state.episode_count >= images.MAX_ROWS:
+        return "too large"
+    if images.stored_at(tenant.pk) == (state.generation, state.version):
+        return "current"
+    cached = build_index(tenant, state)
+    images.save(tenant_pk=tenant.pk, generation=cached.generation, version=cached.version, index=cached.index)
+    return "written"
+
+
 def start_index(tenant: Tenant, state: TenantState) -> CachedIndex:
     """A worker's first index of a tenant: from its checkpoint when usable, else from the database;
     a small tenant that has no checkpoint at all from its image (from_image)."""

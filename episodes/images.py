@@ -61,6 +61,12 @@ def load(*, tenant_pk: int, generation: int, floor: int, version: int, dim: int,
     return index, int(row[1])
 
 
+def stored_at(tenant_pk: int) -> tuple[int, int] | None:
+    """(generation, version) of the tenant's stored image, or None."""
+    row = IndexImage.objects.filter(tenant_id=tenant_pk).values_list("generation", "version").first()
+    return None if row is None else (row[0], row[1])
+
+
 def save(*, tenant_pk: int, generation: int, version: int, index: TenantIndex) -> bool:
     """Write the index (the caller holds its lock, or no one else has it yet) as the tenant's image,
     unless a newer one is there. Never raises: an image only saves later builds."""

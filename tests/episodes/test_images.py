@@ -107,3 +107,27 @@ def test_an_older_image_never_replaces_a_newer_one(tenant):
     images.save(tenant_pk=acme.pk, generation=state.generation + 1, version=0, index=built.index)
     assert (IndexImage.objects.get(tenant=acme).generation, IndexImage.objects.get(tenant=acme).version) == (
         state.generation + 1, 0)
+
+
+def test_the_indeximages_command_writes_missing_and_stale_images_only(tenant, other_tenant):
+    from django.core.management import call_command
+
+    acme, _ = tenant
+    rng = np.random.default_rng(6)
+    store(acme, 15, rng)
+    assert not IndexImage.objects.exists()
+    assert call_command("indeximages", "--all") == "index images: 2 written, 0 already current, 0 too large to image"
+    state = state_of(acme)
+    assert (IndexImage.objects.get(tenant=acme).generation, IndexImage.objects.get(tenant=acme).version) == (
+        state.generation, state.version)
+    assert call_command("indeximages", "acme") == "index images: 0 written, 1 already current, 0 too large to image"
+    store(acme, 2, rng)
+    assert call_command("indeximages", "--all") == "index images: 1 written, 1 already current, 0 too large to image"
+    cache.clear()
+    loaded = start_index(acme, state_of(acme))
+    assert len(loaded.index) == 17 and loaded.version == state_of(acme).version
+    from django.core.management.base import CommandError
+    with pytest.raises(CommandError):
+        call_command("indeximages")
+    with pytest.raises(CommandError):
+        call_command("indeximages", "nobody")

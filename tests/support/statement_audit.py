@@ -22,8 +22,8 @@ from pathlib import Path
 import pytest
 
 # Tables of one tenant's data: distributed by tenant_id on Citus (docs/scaling.md).
-TENANT_TABLES = ("episodes_episode", "episodes_tombstone", "tenants_tenantstate", "ops_rate_counter",
-                 "ops_usage_minute")
+TENANT_TABLES = ("episodes_episode", "episodes_tombstone", "episodes_indeximage", "tenants_tenantstate",
+                 "ops_rate_counter", "ops_usage_minute")
 
 # (module path, function): project code allowed to run statements across tenants, and why.
 EXEMPT = {
