@@ -41,6 +41,7 @@ class CachedIndex:
     generation: int
     version: int
     lock: threading.Lock = field(default_factory=threading.Lock)
+    size: int = 0  # nbytes() when the cache last measured it (IndexCache.used)
 
 
 def _add_rows(index: TenantIndex, rows: list[tuple]) -> None:
@@ -180,9 +181,14 @@ class IndexCache:
         self.lock = threading.Lock()
         self.evictions = 0
         self.on_change: Callable[[IndexCache], None] | None = None
+        # The sum of the entries' sizes, kept as they change: summing nbytes() over every entry on
+        # each keep cost milliseconds once a worker holds hundreds of small tenants.
+        self.used = 0
 
     def bytes_used(self) -> int:
-        return sum(e.index.nbytes() for e in self.entries.values())
+        """The entries' sizes, each as of its tenant's last access (a search may have built an int8
+        copy since; the tenant's next access counts it)."""
+        return self.used
 
     def peek(self, tenant_pk: int) -> CachedIndex | None:
         """The tenant's index as this worker holds it, at whatever version: for a query that reads
@@ -201,6 +207,7 @@ class IndexCache:
                 with cached.lock:
                     if cached.version < state.version:
                         catch_up(tenant, cached, state)
+            self._measure(tenant.pk, cached)
             return cached
         if cached is not None:
             logger.info("rebuilding index of %s (generation %s -> %s)", tenant.slug, cached.generation,
@@ -209,28 +216,46 @@ class IndexCache:
         self._keep(tenant, cached)
         return cached
 
+    def _measure(self, tenant_pk: int, cached: CachedIndex) -> None:
+        """Count the kept index's current size (it grows with catch-ups and its int8 copy)."""
+        size = cached.index.nbytes()
+        if size == cached.size:
+            return
+        with self.lock:
+            if self.entries.get(tenant_pk) is cached:
+                self.used += size - cached.size
+                cached.size = size
+
     def _keep(self, tenant: Tenant, cached: CachedIndex) -> None:
         size = cached.index.nbytes()
         with self.lock:
-            self.entries.pop(tenant.pk, None)
+            old = self.entries.pop(tenant.pk, None)
+            if old is not None:
+                self.used -= old.size
             if size > self.budget // 2:
                 logger.warning("index of %s (%d MB) exceeds half the cache budget: not kept", tenant.slug,
                                size >> 20)
             else:
+                cached.size = size
                 self.entries[tenant.pk] = cached
-                while self.bytes_used() > self.budget and len(self.entries) > 1:
-                    self.entries.popitem(last=False)
+                self.used += size
+                while self.used > self.budget and len(self.entries) > 1:
+                    _, evicted = self.entries.popitem(last=False)
+                    self.used -= evicted.size
                     self.evictions += 1
         if self.on_change:
             self.on_change(self)
 
     def drop(self, tenant_pk: int) -> None:
         with self.lock:
-            self.entries.pop(tenant_pk, None)
+            old = self.entries.pop(tenant_pk, None)
+            if old is not None:
+                self.used -= old.size
 
     def clear(self) -> None:
         with self.lock:
             self.entries.clear()
+            self.used = 0
 
 
 cache = IndexCache(settings.AGENT_MEM_INDEX_MEMORY_MB * 1024 * 1024)
