@@ -181,6 +181,10 @@ AGENT_MEM_EMBEDDINGS_BATCH = env_int("AGENT_MEM_EMBEDDINGS_BATCH", 64, minimum=1
 AGENT_MEM_EMBEDDINGS_RETRIES = env_int("AGENT_MEM_EMBEDDINGS_RETRIES", 2, minimum=0)
 AGENT_MEM_EMBEDDINGS_BACKOFF_MS = env_int("AGENT_MEM_EMBEDDINGS_BACKOFF_MS", 500, minimum=0)
 REDIS_URL = env_str("REDIS_URL")
+# The tenant tables are distributed by tenant (Citus, docs/scaling.md): the authentication reads the
+# key and its tenant (reference tables), then the tenant's state by its id (one node), instead of one
+# join that names the tenant only through the join (which Citus would send to every node).
+AGENT_MEM_DISTRIBUTED = env_bool("AGENT_MEM_DISTRIBUTED", False)
 # Set by gunicorn.conf.py: prometheus_client's multiprocess mode, summed by the /metrics view.
 PROMETHEUS_MULTIPROC_DIR = env_str("PROMETHEUS_MULTIPROC_DIR")
 if PROMETHEUS_MULTIPROC_DIR:

@@ -9,7 +9,7 @@ from django.db import connection
 from core import db
 from episodes.changes import _changes_sql
 from episodes.selectors import _live_count_sql, _winners_sql
-from tenants.selectors import _lookup_sql
+from tenants.selectors import _lookup_sql, _state_sql
 from tests.support.statement_audit import names_its_tenant
 
 Q = '"episodes_episode"'
@@ -40,7 +40,8 @@ def test_statements_that_do_not_are_caught(sql):
 
 def test_the_hot_path_statements_name_their_tenant():
     vendor = connection.vendor
-    for sql in (_changes_sql(vendor), _winners_sql(vendor, 3, True), _live_count_sql(), _lookup_sql()):
+    for sql in (_changes_sql(vendor), _winners_sql(vendor, 3, True), _live_count_sql(), _lookup_sql(),
+                _lookup_sql(True), _state_sql()):
         assert names_its_tenant(sql), sql
 
 
