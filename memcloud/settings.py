@@ -170,6 +170,9 @@ AGENT_MEM_MAX_BATCH = env_int("AGENT_MEM_MAX_BATCH", 1000, minimum=1)
 AGENT_MEM_MAX_BODY_BYTES = env_int("AGENT_MEM_MAX_BODY_BYTES", 33554432, minimum=1024)
 AGENT_MEM_MAX_TOP_K = env_int("AGENT_MEM_MAX_TOP_K", 1000, minimum=1)
 AGENT_MEM_INDEX_MEMORY_MB = env_int("AGENT_MEM_INDEX_MEMORY_MB", 1024, minimum=1)
+# The host's copies of small tenants' index images (episodes/images.py), on disk under
+# AGENT_MEM_DATA_DIR/images, read through the page cache; 0: none kept.
+AGENT_MEM_IMAGE_CACHE_MB = env_int("AGENT_MEM_IMAGE_CACHE_MB", 4096, minimum=0)
 # The server's expiry sweep runs at most once per this many seconds across all workers; 0: never.
 AGENT_MEM_EXPIRE_INTERVAL_SECS = env_int("AGENT_MEM_EXPIRE_INTERVAL_SECS", 60, minimum=0)
 # Tenant embedders of the form openai:<model> (docs/api.md §2, Embedders): the provider's base URL

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from episodes import cache as cache_module
-from episodes import images
+from episodes import checkpoint, images
 from episodes.cache import build_index, cache, start_index
 from episodes.models import IndexImage
 from episodes.services import episode_delete, episodes_store
@@ -16,6 +16,11 @@ from tenants.models import TenantState
 from tests.memindex.oracle import assert_same_answers
 
 pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def _own_data_dir(settings, tmp_path):
+    settings.AGENT_MEM_DATA_DIR = tmp_path  # the host's copies of images live here
 
 
 def store(tenant, n: int, rng, tag: str = "a") -> list:
@@ -89,6 +94,7 @@ def test_an_image_of_another_generation_or_a_damaged_one_is_not_used(tenant):
     assert images.load(generation=state.generation, **{**args, "dim": acme.dim + 1}) is None
     IndexImage.objects.filter(tenant=acme).update(data=b"MCIX1\x00\x00\x00garbage")
     assert images.load(generation=state.generation, **args) is None
+    images.local_path(checkpoint.tenant_identity(acme)).unlink()  # a host that has no copy
     cache.clear()
     rebuilt = start_index(acme, state)  # built from the database, and the image rewritten
     assert len(rebuilt.index) == 20
@@ -131,3 +137,51 @@ def test_the_indeximages_command_writes_missing_and_stale_images_only(tenant, ot
         call_command("indeximages")
     with pytest.raises(CommandError):
         call_command("indeximages", "nobody")
+
+
+def test_the_hosts_copy_serves_a_worker_without_reading_the_database(tenant, settings):
+    acme, _ = tenant
+    rng = np.random.default_rng(7)
+    store(acme, 40, rng)
+    first = cache.current(acme, state_of(acme))
+    identity = checkpoint.tenant_identity(acme)
+    assert images.local_path(identity).exists()
+    IndexImage.objects.filter(tenant=acme).delete()  # only the host's copy is left
+    cache.clear()
+    state = state_of(acme)
+    found = images.load(tenant_pk=acme.pk, generation=state.generation, floor=state.tombstone_floor,
+                        version=state.version, dim=acme.dim, metric=acme.metric, spill_dir=None, identity=identity)
+    assert found is not None and found[1] == state.version
+    assert_same_answers(first.index, found[0], rng)
+    # A copy of another generation is not used; a damaged one neither (the database's image is).
+    found = images.load(tenant_pk=acme.pk, generation=state.generation + 1, floor=0, version=state.version,
+                        dim=acme.dim, metric=acme.metric, spill_dir=None, identity=identity)
+    assert found is None
+    images.local_path(identity).unlink()
+    cache.current(acme, state)  # no image anywhere: built, and both written again
+    assert images.local_path(identity).exists()
+    assert IndexImage.objects.filter(tenant=acme).exists()
+    images.local_path(identity).write_bytes(b"\x00" * 16 + b"garbage")
+    found = images.load(tenant_pk=acme.pk, generation=state.generation, floor=state.tombstone_floor,
+                        version=state.version, dim=acme.dim, metric=acme.metric, spill_dir=None, identity=identity)
+    assert found is not None and len(found[0]) == 40
+    settings.AGENT_MEM_IMAGE_CACHE_MB = 0  # no copies kept
+    images.local_path(identity).unlink()
+    cache.clear()
+    cache.current(acme, state)
+    assert not images.local_path(identity).exists()
+
+
+def test_the_hosts_copies_are_bounded_oldest_first(tenant, settings, tmp_path):
+    import os
+
+    folder = tmp_path / "images"
+    folder.mkdir(exist_ok=True)
+    for i in range(10):
+        path = folder / f"t{i}.mcix"
+        path.write_bytes(b"x" * 300_000)
+        os.utime(path, (1000 + i, 1000 + i))
+    settings.AGENT_MEM_IMAGE_CACHE_MB = 2  # 2 MiB: 6 of the 10 fit within 90 %
+    assert images.clean_local() == 4
+    assert sorted(p.name for p in folder.iterdir()) == [f"t{i}.mcix" for i in range(4, 10)]
+    assert images.clean_local() == 0
