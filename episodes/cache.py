@@ -152,7 +152,10 @@ def refresh_image(tenant: Tenant) -> str:
     if images.stored_at(tenant.pk) == (state.generation, state.version):
         return "current"
     cached = build_index(tenant, state)
-    images.save(tenant_pk=tenant.pk, generation=cached.generation, version=cached.version, index=cached.index)
+    # The host's copy too: where the command runs beside the servers (a shared AGENT_MEM_DATA_DIR),
+    # their workers' first queries then read no image from the database either.
+    images.save(tenant_pk=tenant.pk, generation=cached.generation, version=cached.version, index=cached.index,
+                identity=checkpoint.tenant_identity(tenant))
     return "written"
 
 
