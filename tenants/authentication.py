@@ -16,7 +16,7 @@ from core.errors import Forbidden
 from .keys import hash_key, parse_prefix, verify
 from .models import ApiKey, Scope
 from .selectors import key_with_tenant
-from .services import key_touch, tenant_get_or_create_default
+from .services import key_touch_after_answer, tenant_get_or_create_default
 
 
 @cache
@@ -71,7 +71,7 @@ class ApiKeyAuthentication(BaseAuthentication):
         tenant = api_key.tenant
         if not tenant.is_active:
             raise Forbidden(f"tenant {tenant.slug!r} is inactive")
-        key_touch(api_key=api_key)
+        key_touch_after_answer(api_key=api_key)
         return self._accept(request, tenant, api_key)
 
     def authenticate_header(self, request) -> str:
