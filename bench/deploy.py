@@ -105,6 +105,12 @@ class Deployment:
         job = {"embeddings": path, "columns": columns, "parts": [(s, a - lo, b - lo) for s, a, b in parts]}
         self._shell(_PRELOAD, json.dumps(job) + "\n")
 
+    def write_images(self) -> str:
+        """`manage.py indeximages --all` (no time limit of its own): every small tenant's index image,
+        as a deployment has them once its tenants have been queried, or after running the command."""
+        return self._shell("from django.core.management import call_command\nprint(call_command('indeximages', '--all'))",
+                           "")
+
     def close(self) -> None:
         for srv in self.servers:
             srv.stop()

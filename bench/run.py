@@ -40,6 +40,18 @@ class Plan:
     many_tenants: int = 100
     many_per_tenant: int = 1000
     many_index_mb: int = 1024
+    # Zipf-distributed access over many tenants (bench/tenants.py bench_zipf_tenants); 0: skipped.
+    # The target is 10,000 tenants within the default budget (1024 MB a worker: --full); --quick
+    # keeps the share of tenants a worker can hold (1024 MB per 10,000) with 2,000 tenants, whose
+    # load and images take minutes instead of most of an hour.
+    zipf_tenants: int = 2_000
+    zipf_index_mb: int = 205
+    zipf_per_tenant: int = 1000
+    zipf_blocks: int = 20
+    zipf_clients: int = 4
+    zipf_s: float = 1.1
+    zipf_warmup_s: float = 60.0
+    zipf_seconds: float = 10.0
     pgvector_hnsw_max_n: int = 100_000  # HNSW builds take minutes above this on 2 cores
     # Sizes measured in-process only (numpy and the index, 1 BLAS thread as in a worker), `count` calls a cell.
     inprocess_sizes: tuple[int, ...] = ()
@@ -49,10 +61,11 @@ class Plan:
 PLANS = {
     "smoke": Plan(sizes=(1000,), queries=40, recall_queries=20, count=20, concurrencies=(1, 4), seconds=0.4,
                   max_requests=200, peer_seconds=0.4, store_count=20, store_seconds=2, catchup_sizes=(1, 100), many_tenants=5,
-                  many_per_tenant=100),
+                  many_per_tenant=100, zipf_tenants=20, zipf_per_tenant=100, zipf_blocks=4, zipf_warmup_s=0.5,
+                  zipf_seconds=0.5, zipf_index_mb=1),
     "quick": Plan(sizes=(10_000, 100_000), recall_queries=30, inprocess_sizes=(1_000_000,)),
     "full": Plan(sizes=(10_000, 100_000, 1_000_000), seconds=3.0, max_requests=20_000, peer_seconds=3.0, store_seconds=60,
-                 many_tenants=1000, pgvector_hnsw_max_n=1_000_000),
+                 many_tenants=1000, pgvector_hnsw_max_n=1_000_000, zipf_tenants=10_000, zipf_index_mb=1024),
 }
 
 
@@ -183,6 +196,13 @@ class Runner:
                            per_tenant=p.many_per_tenant, workers=p.workers, seconds=p.seconds,
                            store_seconds=p.store_seconds,
                            concurrencies=p.concurrencies[:2], dim=DIM, index_memory_mb=p.many_index_mb)
+                if p.zipf_tenants:
+                    from bench.tenants import bench_zipf_tenants
+
+                    self.phase("zipf tenants", bench_zipf_tenants, dep, tenants=p.zipf_tenants,
+                               per_tenant=p.zipf_per_tenant, blocks=p.zipf_blocks, workers=p.workers,
+                               clients=p.zipf_clients, s=p.zipf_s, warmup_s=p.zipf_warmup_s,
+                               seconds=p.zipf_seconds, dim=DIM, index_memory_mb=p.zipf_index_mb)
         finally:
             if dep is not None:
                 dep.close()

@@ -1,4 +1,7 @@
-"""Many small tenants on one server: store throughput, then queries spread over random tenants."""
+"""Many small tenants on one server: store throughput, then queries spread over random tenants;
+cold first queries (the deployment's first, which builds and writes the tenant's index image, and a
+new worker's first, which loads it); and thousands of tenants under Zipf-distributed access against
+one warm tenant on the same server (docs/scaling.md, Capacity)."""
 
 from __future__ import annotations
 
@@ -44,6 +47,12 @@ def bench_many_tenants(dep: Deployment, *, tenants: int, per_tenant: int, worker
     api = Api(server.url, keys[slugs[0]])
     first = [api.timed_post("/v1/query", bodies[j % len(bodies)], key=keys[slugs[i]]) for j, i in enumerate(order)]
     out.append({"system": "http", "op": "many_query_first", **case, **summarize(first)})
+    # New workers (a restart): each tenant's first query now loads the image the first pass wrote.
+    server.stop()
+    server = dep.server(workers, AGENT_MEM_INDEX_MEMORY_MB=str(index_memory_mb))
+    api = Api(server.url, keys[slugs[0]])
+    cold = [api.timed_post("/v1/query", bodies[j % len(bodies)], key=keys[slugs[i]]) for j, i in enumerate(order)]
+    out.append({"system": "http", "op": "many_query_cold", **case, **summarize(cold)})
     picks = rng.integers(0, tenants, 100_000)
 
     def factory():
@@ -58,5 +67,63 @@ def bench_many_tenants(dep: Deployment, *, tenants: int, per_tenant: int, worker
     for c in concurrencies:
         load = closed_loop(factory, concurrency=c, seconds=seconds, max_requests=picks.size)
         out.append({"system": "http", "op": "many_query_load", **case, **load})
+    server.stop()
+    return out
+
+
+def zipf_picks(rng: np.random.Generator, tenants: int, s: float, count: int) -> np.ndarray:
+    """`count` tenant numbers in [0, tenants) drawn with P(rank r) proportional to r**-s."""
+    weights = np.arange(1, tenants + 1, dtype=np.float64) ** -s
+    picks = rng.choice(tenants, size=count, p=weights / weights.sum())
+    return rng.permutation(tenants)[picks]  # ranks spread over the tenants, not by creation order
+
+
+def bench_zipf_tenants(dep: Deployment, *, tenants: int, per_tenant: int, blocks: int, workers: int,
+                       clients: int, s: float, warmup_s: float, seconds: float, dim: int,
+                       index_memory_mb: int = 1024) -> list[dict]:
+    """Thousands of tenants of `per_tenant` episodes (their data cycled over `blocks` distinct
+    blocks: the index work is the same, the generation and memory are not) under Zipf access from
+    `clients` clients, after `warmup_s` of the same load, against one warm tenant on the same server;
+    within the default cache budget (AGENT_MEM_INDEX_MEMORY_MB, 1024 MB per worker)."""
+    slugs = [f"zipf-{i:05d}" for i in range(tenants)]
+    t = time.perf_counter()
+    keys = dep.create_tenants(slugs, dim)
+    ds = make_dataset(blocks * per_tenant, dim=dim, seed=37)
+    dep.preload_many(ds, [(slug, (i % blocks) * per_tenant, (i % blocks + 1) * per_tenant)
+                          for i, slug in enumerate(slugs)])
+    setup_s = time.perf_counter() - t
+    t = time.perf_counter()
+    dep.write_images()  # the steady state of a hosted service: each small tenant has its image
+    case = {"tenants": tenants, "per_tenant": per_tenant, "zipf_s": s, "clients": clients,
+            "index_memory_mb": index_memory_mb,
+            "warmup_s": warmup_s, "setup_s": round(setup_s, 1), "images_s": round(time.perf_counter() - t, 1)}
+    server = dep.server(workers, AGENT_MEM_INDEX_MEMORY_MB=str(index_memory_mb))
+    bodies = [query_body(q, 5, "none") for q in make_queries(64, dim=dim, seed=37)]
+    rng = np.random.default_rng(11)
+    picks = zipf_picks(rng, tenants, s, 1_000_000)
+
+    def factory_for(choose):
+        def factory():
+            api = Api(server.url, keys[slugs[0]])
+
+            def send(i: int) -> object:
+                return api.post("/v1/query", bodies[i % len(bodies)], key=keys[slugs[choose(i)]])
+
+            return send
+
+        return factory
+
+    zipf = factory_for(lambda i: int(picks[i % picks.size]))
+    closed_loop(zipf, concurrency=clients, seconds=warmup_s, max_requests=picks.size)
+    out = []
+    # Interleaved: warm one tenant, Zipf, warm again; the ratio uses the mean of the two warm runs.
+    warm_a = closed_loop(factory_for(lambda i: 0), concurrency=clients, seconds=seconds, max_requests=10**7)
+    load = closed_loop(zipf, concurrency=clients, seconds=seconds, max_requests=picks.size)
+    warm_b = closed_loop(factory_for(lambda i: 0), concurrency=clients, seconds=seconds, max_requests=10**7)
+    warm_qps = (warm_a["qps"] + warm_b["qps"]) / 2
+    out.append({"system": "http", "op": "zipf_warm_one_tenant", **case, **warm_a, "qps": round(warm_qps, 1),
+                "p99_ms": max(warm_a["p99_ms"], warm_b["p99_ms"])})
+    out.append({"system": "http", "op": "zipf_query_load", **case, **load,
+                "ratio_to_warm": round(load["qps"] / warm_qps, 3) if warm_qps else None})
     server.stop()
     return out

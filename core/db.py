@@ -12,6 +12,7 @@ database outage still answers 503. Elsewhere (SQLite) Django's own cursor runs t
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -20,21 +21,42 @@ from django.db import DEFAULT_DB_ALIAS, connections
 
 def fetch_all(sql: str, params: Sequence[Any]) -> list[tuple]:
     with _cursor() as (cursor, options):
-        cursor.execute(sql, params, **options)
+        _execute(cursor, options, sql, params)
         return cursor.fetchall()
 
 
-def fetch_one(sql: str, params: Sequence[Any]) -> tuple | None:
+def fetch_one(sql: str, params: Sequence[Any], *, binary: bool = False) -> tuple | None:
+    """The first row of `sql`; `binary`: in PostgreSQL's binary format (a large bytea arrives as
+    its bytes, not as twice as many hex digits to decode)."""
     with _cursor() as (cursor, options):
-        cursor.execute(sql, params, **options)
+        if binary and options:
+            options["binary"] = True
+        _execute(cursor, options, sql, params)
         return cursor.fetchone()
 
 
 def execute(sql: str, params: Sequence[Any]) -> int:
     """Run a statement; the number of rows it changed."""
     with _cursor() as (cursor, options):
-        cursor.execute(sql, params, **options)
+        _execute(cursor, options, sql, params)
         return cursor.rowcount
+
+
+def _execute(cursor, options: dict[str, Any], sql: str, params: Sequence[Any]) -> None:
+    """Run `sql` through the connection's execute wrappers (Django's `connection.execute_wrapper`),
+    as Django's own cursor does: the psycopg cursor is not Django's, and wrappers (the test suite's
+    statement audit, docs/scaling.md) must see these statements too. None in production."""
+    wrappers = options.pop("wrappers", None)
+    if not wrappers:
+        cursor.execute(sql, params, **options)
+        return
+
+    def run(sql, params, many, context):
+        return cursor.execute(sql, params, **options)
+
+    for wrapper in reversed(wrappers):
+        run = functools.partial(wrapper, run)
+    run(sql, params, False, {"connection": connections[DEFAULT_DB_ALIAS], "cursor": cursor})
 
 
 @contextlib.contextmanager
@@ -56,4 +78,4 @@ def _cursor() -> Iterator[tuple[Any, dict[str, bool]]]:
     connection.ensure_connection()
     connection.validate_no_broken_transaction()
     with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
-        yield cursor, {"prepare": True}
+        yield cursor, {"prepare": True, "wrappers": connection.execute_wrappers}

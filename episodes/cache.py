@@ -21,7 +21,7 @@ from memindex.columns import NO_EXPIRY
 from memindex.index import TenantIndex
 from tenants.models import Tenant, TenantState
 
-from . import changes, checkpoint
+from . import changes, checkpoint, images
 from .models import Episode
 
 logger = logging.getLogger("memcloud.cache")
@@ -41,6 +41,7 @@ class CachedIndex:
     generation: int
     version: int
     lock: threading.Lock = field(default_factory=threading.Lock)
+    size: int = 0  # nbytes() when the cache last measured it (IndexCache.used)
 
 
 def _add_rows(index: TenantIndex, rows: list[tuple]) -> None:
@@ -117,11 +118,56 @@ def from_checkpoint(tenant: Tenant, state: TenantState) -> CachedIndex:
     return cached
 
 
+# An imaged index that had to catch up on more changes than this writes a fresh image.
+IMAGE_REFRESH_CHANGES = 64
+
+
+def from_image(tenant: Tenant, state: TenantState) -> CachedIndex:
+    """A small tenant's first index in this worker: its image brought up to `state`, or, when there
+    is no usable image, built from the database and written as the image for the next worker."""
+    identity = checkpoint.tenant_identity(tenant)
+    found = images.load(tenant_pk=tenant.pk, generation=state.generation, floor=state.tombstone_floor,
+                        version=state.version, dim=tenant.dim, metric=tenant.metric,
+                        spill_dir=str(settings.AGENT_MEM_DATA_DIR), identity=identity)
+    if found is None:
+        cached = build_index(tenant, state)
+        images.save(tenant_pk=tenant.pk, generation=cached.generation, version=cached.version, index=cached.index,
+                    identity=identity)
+        return cached
+    index, version = found
+    cached = CachedIndex(index=index, generation=state.generation, version=version)
+    if version < state.version:
+        changed = catch_up(tenant, cached, state)
+        if len(changed) > IMAGE_REFRESH_CHANGES:
+            images.save(tenant_pk=tenant.pk, generation=cached.generation, version=cached.version,
+                        index=cached.index, identity=identity)
+    return cached
+
+
+def refresh_image(tenant: Tenant) -> str:
+    """Write the tenant's image from the database unless the one stored is at its current state:
+    "written", "current" or "too large" (the indeximages command)."""
+    state = TenantState.objects.get(tenant=tenant)
+    if state.episode_count >= images.MAX_ROWS:
+        return "too large"
+    if images.stored_at(tenant.pk) == (state.generation, state.version):
+        return "current"
+    cached = build_index(tenant, state)
+    # The host's copy too: where the command runs beside the servers (a shared AGENT_MEM_DATA_DIR),
+    # their workers' first queries then read no image from the database either.
+    images.save(tenant_pk=tenant.pk, generation=cached.generation, version=cached.version, index=cached.index,
+                identity=checkpoint.tenant_identity(tenant))
+    return "written"
+
+
 def start_index(tenant: Tenant, state: TenantState) -> CachedIndex:
-    """A worker's first index of a tenant: from its checkpoint when usable, else from the database."""
+    """A worker's first index of a tenant: from its checkpoint when usable, else from the database;
+    a small tenant that has no checkpoint at all from its image (from_image)."""
     try:
         cached = from_checkpoint(tenant, state)
     except checkpoint.CheckpointOutdated as why:
+        if state.episode_count < images.MAX_ROWS and str(why) == checkpoint.NO_CHECKPOINT:
+            return from_image(tenant, state)
         if state.episode_count:
             logger.info("index of %s built from the database: checkpoint unusable (%s)", tenant.slug, why)
         return build_index(tenant, state)
@@ -141,9 +187,14 @@ class IndexCache:
         self.lock = threading.Lock()
         self.evictions = 0
         self.on_change: Callable[[IndexCache], None] | None = None
+        # The sum of the entries' sizes, kept as they change: summing nbytes() over every entry on
+        # each keep cost milliseconds once a worker holds hundreds of small tenants.
+        self.used = 0
 
     def bytes_used(self) -> int:
-        return sum(e.index.nbytes() for e in self.entries.values())
+        """The entries' sizes, each as of its tenant's last access (a search may have built an int8
+        copy since; the tenant's next access counts it)."""
+        return self.used
 
     def peek(self, tenant_pk: int) -> CachedIndex | None:
         """The tenant's index as this worker holds it, at whatever version: for a query that reads
@@ -162,6 +213,7 @@ class IndexCache:
                 with cached.lock:
                     if cached.version < state.version:
                         catch_up(tenant, cached, state)
+            self._measure(tenant.pk, cached)
             return cached
         if cached is not None:
             logger.info("rebuilding index of %s (generation %s -> %s)", tenant.slug, cached.generation,
@@ -170,28 +222,46 @@ class IndexCache:
         self._keep(tenant, cached)
         return cached
 
+    def _measure(self, tenant_pk: int, cached: CachedIndex) -> None:
+        """Count the kept index's current size (it grows with catch-ups and its int8 copy)."""
+        size = cached.index.nbytes()
+        if size == cached.size:
+            return
+        with self.lock:
+            if self.entries.get(tenant_pk) is cached:
+                self.used += size - cached.size
+                cached.size = size
+
     def _keep(self, tenant: Tenant, cached: CachedIndex) -> None:
         size = cached.index.nbytes()
         with self.lock:
-            self.entries.pop(tenant.pk, None)
+            old = self.entries.pop(tenant.pk, None)
+            if old is not None:
+                self.used -= old.size
             if size > self.budget // 2:
                 logger.warning("index of %s (%d MB) exceeds half the cache budget: not kept", tenant.slug,
                                size >> 20)
             else:
+                cached.size = size
                 self.entries[tenant.pk] = cached
-                while self.bytes_used() > self.budget and len(self.entries) > 1:
-                    self.entries.popitem(last=False)
+                self.used += size
+                while self.used > self.budget and len(self.entries) > 1:
+                    _, evicted = self.entries.popitem(last=False)
+                    self.used -= evicted.size
                     self.evictions += 1
         if self.on_change:
             self.on_change(self)
 
     def drop(self, tenant_pk: int) -> None:
         with self.lock:
-            self.entries.pop(tenant_pk, None)
+            old = self.entries.pop(tenant_pk, None)
+            if old is not None:
+                self.used -= old.size
 
     def clear(self) -> None:
         with self.lock:
             self.entries.clear()
+            self.used = 0
 
 
 cache = IndexCache(settings.AGENT_MEM_INDEX_MEMORY_MB * 1024 * 1024)

@@ -41,6 +41,7 @@ FORMAT_VERSION = 3
 READABLE_VERSIONS = (2, 3)
 POINTER = "CURRENT"
 DIR_RE = re.compile(r"^ckpt-[0-9a-z-]{1,100}$")
+NO_CHECKPOINT = "no checkpoint"  # why a tenant that was never checkpointed has none
 TMP_GRACE_SECS = 3600  # a temporary directory this old belongs to a writer that died
 # Columns memory-mapped copy-on-write when loading (the large ones); the rest are read in full.
 # With the int8 copy, emb.npy is neither: the index reads its candidates' rows from the file
@@ -175,7 +176,7 @@ def current_manifest(slug: str) -> Manifest:
     try:
         name = (root / POINTER).read_text().strip()
     except FileNotFoundError:
-        raise CheckpointOutdated("no checkpoint") from None
+        raise CheckpointOutdated(NO_CHECKPOINT) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise CheckpointUnusable(f"unreadable {POINTER}: {exc}") from None
     if not DIR_RE.match(name):

@@ -54,6 +54,20 @@ class Tombstone(models.Model):
         indexes = [models.Index(fields=["tenant", "version"], name="tombstone_tenant_version")]
 
 
+class IndexImage(models.Model):
+    """A tenant's index packed in one byte string (memindex/packed.py) as of (generation, version):
+    a worker that has never seen the tenant loads it in one read and catches up from `version`,
+    instead of building the index row by row (episodes/images.py). Small tenants only."""
+
+    tenant = models.OneToOneField(Tenant, on_delete=models.CASCADE, primary_key=True, related_name="+")
+    generation = models.BigIntegerField()
+    version = models.BigIntegerField()
+    data = models.BinaryField()
+
+    def __str__(self) -> str:
+        return f"index image of {self.tenant_id} g{self.generation} v{self.version}"
+
+
 class SweepRun(models.Model):
     """When a deployment-wide periodic job last ran: the one row a worker must win to run it."""
 

@@ -313,7 +313,10 @@ def episode_update(*, tenant: Tenant, episode_id: uuid.UUID, changes: dict,
             setattr(row, name, list(value) if name == "tags" else value)
         state.version += 1
         row.version = state.version
-        row.save(update_fields=[*changes, "version"])
+        # Not row.save(): that names the row by its surrogate key alone, and every statement on a
+        # tenant's rows names the tenant (docs/scaling.md).
+        Episode.objects.filter(tenant=tenant, pk=row.pk).update(
+            **{name: getattr(row, name) for name in changes}, version=row.version)
         state.save(update_fields=["version"])
     audit("update_episode", tenant_id=tenant.slug, key_prefix=key_prefix, task_id=row.task_id, episode_count=1,
           user_id=user)

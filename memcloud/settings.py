@@ -199,6 +199,9 @@ AGENT_MEM_MAX_BATCH = env_int("AGENT_MEM_MAX_BATCH", 1000, minimum=1)
 AGENT_MEM_MAX_BODY_BYTES = env_int("AGENT_MEM_MAX_BODY_BYTES", 33554432, minimum=1024)
 AGENT_MEM_MAX_TOP_K = env_int("AGENT_MEM_MAX_TOP_K", 1000, minimum=1)
 AGENT_MEM_INDEX_MEMORY_MB = env_int("AGENT_MEM_INDEX_MEMORY_MB", 1024, minimum=1)
+# The host's copies of small tenants' index images (episodes/images.py), on disk under
+# AGENT_MEM_DATA_DIR/images, read through the page cache; 0: none kept.
+AGENT_MEM_IMAGE_CACHE_MB = env_int("AGENT_MEM_IMAGE_CACHE_MB", 4096, minimum=0)
 # The server's expiry sweep runs at most once per this many seconds across all workers; 0: never.
 AGENT_MEM_EXPIRE_INTERVAL_SECS = env_int("AGENT_MEM_EXPIRE_INTERVAL_SECS", 60, minimum=0)
 # Tenant embedders of the form openai:<model> (docs/api.md §2, Embedders): the provider's base URL
@@ -218,6 +221,10 @@ AGENT_MEM_METRICS_ALLOW = env_networks(
     "AGENT_MEM_METRICS_ALLOW", ("127.0.0.0/8", "::1/128") if DEBUG and not AGENT_MEM_METRICS_TOKEN else ())
 # /dashboard shows its aggregates to anyone only when this is on; else staff signed in to the admin.
 AGENT_MEM_PUBLIC_DASHBOARD = env_bool("AGENT_MEM_PUBLIC_DASHBOARD", False)
+# The tenant tables are distributed by tenant (Citus, docs/scaling.md): the authentication reads the
+# key and its tenant (reference tables), then the tenant's state by its id (one node), instead of one
+# join that names the tenant only through the join (which Citus would send to every node).
+AGENT_MEM_DISTRIBUTED = env_bool("AGENT_MEM_DISTRIBUTED", False)
 # Set by gunicorn.conf.py: prometheus_client's multiprocess mode, summed by the /metrics view.
 PROMETHEUS_MULTIPROC_DIR = env_str("PROMETHEUS_MULTIPROC_DIR")
 if PROMETHEUS_MULTIPROC_DIR:

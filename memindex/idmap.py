@@ -225,3 +225,31 @@ class IdMap:
                 raise ValueError("ids repeat")
             out.pos[out.sorted_rows] = np.arange(rows.size, dtype=np.int32)
         return out
+
+    def keys_in_row_order(self) -> np.ndarray | None:
+        """Every row's 16-byte key, (n, 16) uint8 in row order, when every id is a canonical UUID
+        (merging the recent ones first); None otherwise. What a packed index stores instead of the
+        id strings (memindex/packed.py)."""
+        if self.other:
+            return None
+        if self.recent:
+            self.merge()
+        if not self.n:
+            return np.zeros((0, 16), dtype=np.uint8)
+        return self.sorted_keys.view(np.uint8).reshape(-1, 16)[self.pos[: self.n]]
+
+    @classmethod
+    def from_keys(cls, keys: np.ndarray) -> IdMap:
+        """The inverse of keys_in_row_order: rows 0.. holding these keys; ValueError when one repeats.
+        One argsort, no per-id Python work (from_ids parses each id string)."""
+        n = int(keys.shape[0])
+        out = cls(max(n, 16))
+        out.n = n
+        if n:
+            flat = np.ascontiguousarray(keys, dtype=np.uint8).view(_KEY).reshape(-1)
+            order = np.argsort(flat, kind="stable")
+            out.sorted_keys, out.sorted_rows = flat[order].copy(), order.astype(np.int32)
+            if np.any(out.sorted_keys[1:] == out.sorted_keys[:-1]):
+                raise ValueError("ids repeat")
+            out.pos[out.sorted_rows] = np.arange(n, dtype=np.int32)
+        return out

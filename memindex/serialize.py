@@ -80,7 +80,7 @@ def to_arrays(index: TenantIndex) -> tuple[dict[str, np.ndarray], dict]:
     return arrays, meta
 
 
-def from_arrays(arrays: dict, meta: dict, spill_dir: str | None = None) -> TenantIndex:
+def from_arrays(arrays: dict, meta: dict, spill_dir: str | None = None, idmap: IdMap | None = None) -> TenantIndex:
     """The inverse of to_arrays (ValueError when the arrays or meta do not fit together). The arrays
     are adopted, not copied: pass writable ones (a copy-on-write memory map is fine); they are
     replaced by copies when the index grows. With the int8 copy, `emb` may be a RowStore of the n
@@ -102,10 +102,10 @@ def from_arrays(arrays: dict, meta: dict, spill_dir: str | None = None) -> Tenan
         if column.shape != shape or column.dtype != ARRAY_COLUMNS[name]:
             raise ValueError(f"column {name}: expected {shape} {ARRAY_COLUMNS[name]}, "
                              f"got {column.shape} {column.dtype}")
-    ids = meta["ids"]
-    if len(ids) != n:
+    ids = meta["ids"] if idmap is None else None  # `idmap`: already built (a packed index's keys)
+    if len(ids if idmap is None else idmap) != n:
         raise ValueError("ids do not match the row count")
-    index.idmap = IdMap.from_ids(ids)  # ValueError when one repeats
+    index.idmap = IdMap.from_ids(ids) if idmap is None else idmap  # ValueError when one repeats
     index.capacity = n
     columns = index.columns = FilterColumns(0)
     for name in _FILTER_ARRAYS:
@@ -120,7 +120,7 @@ def from_arrays(arrays: dict, meta: dict, spill_dir: str | None = None) -> Tenan
     columns.tagwords = np.ascontiguousarray(arrays["tagbits"][:, :words].T, dtype=dtype)
     columns.fit_codes()  # int32 in the checkpoint: int16 where the vocabulary fits
     for row, codes in meta["rare"]:
-        columns.note_rare(ids[row], tuple(int(c) for c in codes))
+        columns.note_rare(index.idmap.id_of(row) if ids is None else ids[row], tuple(int(c) for c in codes))
     columns.expires = arrays["expires"]
     columns.expiring = int(np.count_nonzero(columns.expires[:n] != NO_EXPIRY))
     if not columns.expiring:

@@ -20,7 +20,7 @@ from .keys import hash_key, parse_prefix, verify
 from .models import ApiKey, Scope, Tenant
 from .principal import Principal
 from .selectors import key_with_tenant, signing_key_with_tenant
-from .services import key_touch, tenant_get_or_create_default
+from .services import key_touch_after_answer, tenant_get_or_create_default
 
 
 @cache
@@ -79,7 +79,7 @@ class ApiKeyAuthentication(BaseAuthentication):
         tenant = api_key.tenant
         if not tenant.is_active:
             raise Forbidden(f"tenant {tenant.slug!r} is inactive")
-        key_touch(api_key=api_key)
+        key_touch_after_answer(api_key=api_key)
         return self._accept(request, tenant, Principal.of_key(api_key))
 
     def _token(self, request, raw: str):

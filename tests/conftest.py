@@ -11,7 +11,7 @@ from tests.support.database import drop_database, fresh_database_env
 from tests.support.server import LiveServer
 from tests.support.tenants import RIVAL_TASK_ID
 
-pytest_plugins = ["tests.support.redis", "tests.support.embedding_server"]  # redis_url, closed_port_url; embedding_server
+pytest_plugins = ["tests.support.redis", "tests.support.embedding_server", "tests.support.statement_audit"]  # redis_url, closed_port_url; embedding_server
 
 os.environ.setdefault("AGENT_MEM_DATA_DIR", os.path.join(os.path.dirname(__file__), "..", "data", "test"))
 

@@ -68,6 +68,16 @@ def test_writes_memory_catch_up_and_many_tenants_are_measured(smoke):
     assert records(result, op="cold_start", checkpoint=False)[0]["first_ms"] > 0
     assert records(result, op="many_store")[0]["episodes_per_s"] > 0
     assert all(r["qps"] > 0 for r in records(result, op="many_query_load"))
+    assert records(result, op="many_query_cold")[0]["p50_ms"] > 0
+
+
+def test_zipf_access_over_many_tenants_is_measured_against_one_warm_tenant(smoke):
+    result, report = smoke
+    (warm,) = records(result, op="zipf_warm_one_tenant")
+    (load,) = records(result, op="zipf_query_load")
+    assert warm["qps"] > 0 and load["qps"] > 0 and load["p99_ms"] > 0
+    assert load["ratio_to_warm"] == round(load["qps"] / warm["qps"], 3)
+    assert "### Zipf access over many tenants" in report
 
 
 def test_results_md_has_the_tables_and_target_verdicts(smoke):

@@ -222,3 +222,19 @@ def test_the_bootstrap_key_authenticates_as_the_default_tenant(tenant, settings)
     assert stats(HTTP_X_API_KEY="bootstrap-key-for-tests").json()["tenant"] == "default"
     assert Tenant.objects.filter(slug="default").count() == 1  # created once, then found
     assert_refused(stats(**bearer("bootstrap-key-for-test")), 401, "invalid API key")
+
+
+def test_last_used_at_is_written_once_the_answer_is_sent(tenant):
+    # touch_answered is the request_finished receiver (tenants/apps.py); the test above sees it run
+    # when the test client closes the response.
+    from tenants.services import key_touch_after_answer, touch_answered
+
+    _, raw = tenant
+    key = ApiKey.objects.get(prefix=raw[3:11])
+    key_touch_after_answer(api_key=key)
+    assert ApiKey.objects.get(pk=key.pk).last_used_at is None  # nothing on the request path
+    touch_answered()
+    assert ApiKey.objects.get(pk=key.pk).last_used_at is not None
+    written = ApiKey.objects.get(pk=key.pk).last_used_at
+    touch_answered()  # once: nothing pending any more
+    assert ApiKey.objects.get(pk=key.pk).last_used_at == written

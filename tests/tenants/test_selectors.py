@@ -1,5 +1,6 @@
 """tenants/selectors.py: the key lookup by prefix, with its tenant and the tenant's state, in one
-statement, giving the same values the ORM would."""
+statement (two on a distributed database: AGENT_MEM_DISTRIBUTED), giving the same values the ORM
+would. Every test runs both ways."""
 
 from __future__ import annotations
 
@@ -15,15 +16,43 @@ from tenants.services import key_issue, key_revoke
 pytestmark = pytest.mark.django_db
 
 
+@pytest.fixture(autouse=True, params=[False, True], ids=["one-node", "distributed"])
+def distributed(request, settings) -> bool:
+    settings.AGENT_MEM_DISTRIBUTED = request.param
+    return request.param
+
+
+def test_on_a_distributed_database_the_state_is_read_by_its_tenant_id(tenant, distributed):
+    from django.db import connection
+
+    t, raw = tenant
+    seen = []
+
+    def spy(execute, sql, params, many, context):
+        seen.append((sql, list(params)))
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(spy):
+        assert key_with_tenant(prefix=raw[3:11]).tenant.state.episode_count == 0
+    if distributed:
+        (lookup, _), (state, params) = seen
+        assert "tenantstate" not in lookup
+        assert "tenants_tenantstate" in state and "tenant_id" in state and params == [t.pk]
+    else:
+        (lookup, _), = seen
+        assert "tenants_tenantstate" in lookup
+
+
 def test_it_finds_nothing_for_an_unknown_prefix(tenant):
     assert key_with_tenant(prefix="zzzzzzzz") is None
 
 
 def test_it_loads_the_key_its_tenant_and_state_in_one_query(
-        tenant, django_assert_max_num_queries, django_assert_num_queries):
+        tenant, distributed, django_assert_max_num_queries, django_assert_num_queries):
     t, raw = tenant
     # At most: on PostgreSQL the statement is prepared on the raw connection, out of Django's sight.
-    with django_assert_max_num_queries(1):
+    # Distributed: two, the state's by its tenant id.
+    with django_assert_max_num_queries(2 if distributed else 1):
         found = key_with_tenant(prefix=raw[3:11])
     with django_assert_num_queries(0):  # tenant and state came with the key
         assert found.tenant.slug == "acme"

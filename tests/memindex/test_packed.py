@@ -1,0 +1,77 @@
+"""memindex/packed.py: an index as one byte string and back, answering as the original did."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from memindex.columns import Filters
+from memindex.index import TenantIndex
+from memindex.packed import NotPackable, pack, unpack
+from tests.memindex.oracle import assert_same_answers, make_rows
+
+DIM = 8
+
+
+@pytest.mark.parametrize("metric", ["cosine", "l2", "dot"])
+def test_pack_unpack_round_trip(metric):
+    rng = np.random.default_rng(11)
+    index = TenantIndex(DIM, metric)
+    index.add(**make_rows(rng, 700, DIM))
+    index.remove([f"id{i}" for i in range(0, 700, 9)])
+    copy = unpack(pack(index))
+    copy.check()
+    assert len(copy) == len(index) and copy.ids == index.ids
+    assert_same_answers(index, copy, rng)
+    # It keeps working as an index: grows past its packed capacity, removes.
+    more = make_rows(rng, 100, DIM, start=1000)
+    for target in (index, copy):
+        target.remove(["id1", "id5"])
+        target.add(**more)
+        target.check()
+    assert_same_answers(index, copy, rng)
+
+
+def test_an_empty_index_packs():
+    copy = unpack(pack(TenantIndex(DIM, "cosine")))
+    assert len(copy) == 0
+    assert copy.search(np.ones(DIM, np.float32), 3, Filters())[0] == []
+
+
+def test_damaged_or_foreign_bytes_are_refused():
+    rng = np.random.default_rng(2)
+    index = TenantIndex(DIM, "cosine")
+    index.add(**make_rows(rng, 50, DIM))
+    data = pack(index)
+    with pytest.raises(ValueError, match="not a packed index"):
+        unpack(b"PK\x03\x04" + data[4:])
+    with pytest.raises(ValueError):
+        unpack(data[: len(data) // 2])
+
+
+def test_an_index_with_the_int8_copy_is_not_packed():
+    rng = np.random.default_rng(3)
+    index = TenantIndex(DIM, "cosine", quantize_from=10)
+    index.add(**make_rows(rng, 40, DIM))
+    index.ensure_quantized()
+    with pytest.raises(NotPackable):
+        pack(index)
+
+
+def test_uuid_ids_travel_as_keys_and_come_back_the_same():
+    import uuid
+
+    rng = np.random.default_rng(12)
+    rows = make_rows(rng, 300, DIM)
+    rows["ids"] = [str(uuid.UUID(int=int(rng.integers(1 << 62)) << 64 | i)) for i in range(300)]
+    index = TenantIndex(DIM, "cosine")
+    index.add(**rows)  # 300 ids, still in the recent dict: pack merges them
+    index.remove(rows["ids"][::7])
+    data = pack(index)
+    assert all(eid.encode() not in data for eid in rows["ids"][:20])  # keys, not id strings
+    copy = unpack(data)
+    copy.check()
+    assert copy.ids == index.ids
+    assert copy.idmap.get(rows["ids"][1]) == index.idmap.get(rows["ids"][1])
+    assert copy.idmap.get(rows["ids"][0]) is None
+    assert_same_answers(index, copy, rng)
