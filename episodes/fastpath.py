@@ -219,7 +219,7 @@ def fast_episodes(items: list, *, dim: int, nonzero: bool, check: Callable[[dict
     out, rows, seen = [], [], set()
     for item in items:
         episode = _fields(item, spec.EPISODE, dim)
-        if episode is None:
+        if episode is None or "state_embedding" not in episode:  # text alone: the serializer's path
             return None
         try:
             check(episode)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import binascii
 import contextlib
+import dataclasses
 import uuid
 from dataclasses import dataclass
 from functools import lru_cache
@@ -27,6 +28,7 @@ from . import spec
 from .cache import cache
 from .changes import uuid_str
 from .cursors import make_cursor, read_cursor
+from .embedding import text_vector
 from .filtering import matching
 from .models import Episode
 from .restriction import narrowed, own
@@ -139,6 +141,8 @@ def episodes_query(*, tenant: Tenant, state: TenantState, query_embedding: np.nd
     is one more exact filter of the index (user_id), so the top k are all theirs."""
     ranking = ranking or Ranking(query_embedding=query_embedding)
     filters = narrowed(filters, user)
+    if ranking.mode != "keyword" and ranking.query_embedding is None:  # query_text: the embedder's vector
+        ranking = dataclasses.replace(ranking, query_embedding=text_vector(tenant=tenant, text=ranking.query_text))
     at = now_ms()
     for _ in range(MAX_RACE_RETRIES):
         cached = cache.current(tenant, state)

@@ -138,6 +138,9 @@ class EpisodeInput(StrictSerializer):
         """The rules between fields (the fast path runs them too)."""
         if attrs.get("expires_at") is not None and attrs.get("ttl_secs") is not None:
             raise serializers.ValidationError({"ttl_secs": ["give either expires_at or ttl_secs, not both"]})
+        if attrs.get("state_embedding") is None and attrs.get("text") is None:
+            raise serializers.ValidationError(
+                {"state_embedding": ["required (or text alone, on a tenant with an embedder)"]})
 
     def validate(self, attrs: dict) -> dict:
         self.cross_check(attrs)
@@ -220,19 +223,18 @@ class QueryInput(FilterInput):
                 if attrs.get(name) is not None:
                     raise serializers.ValidationError({name: [f"only for mode hybrid (mode is {mode})"]})
         if mode == "vector":
-            if text is not None:
+            if text is not None and embedding is not None:
                 raise serializers.ValidationError(
-                    {"query_text": ["mode vector takes query_embedding (query_text is for modes keyword and hybrid)"]})
-            if embedding is None:
-                raise serializers.ValidationError({"query_embedding": ["required for mode vector"]})
+                    {"query_text": ["mode vector takes query_embedding or query_text, not both"]})
+            if embedding is None and text is None:
+                raise serializers.ValidationError(
+                    {"query_embedding": ["required for mode vector (or query_text, on a tenant with an embedder)"]})
             return
         if text is None:
             raise serializers.ValidationError({"query_text": [f"required for mode {mode}"]})
         if mode == "keyword" and embedding is not None:
             raise serializers.ValidationError({"query_embedding": ["not used by mode keyword"]})
         if mode == "hybrid":
-            if embedding is None:
-                raise serializers.ValidationError({"query_embedding": ["required for mode hybrid (its vector part)"]})
             if attrs.get("vector_weight") is not None and not attrs["vector_weight"] > 0:
                 raise serializers.ValidationError({"vector_weight": ["must be greater than 0"]})
             if attrs.get("keyword_weight") is not None and not attrs["keyword_weight"] >= 0:

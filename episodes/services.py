@@ -21,6 +21,7 @@ from core.usage import note_stored
 from memindex.columns import Filters
 from tenants.models import Tenant, TenantState
 
+from .embedding import EMBEDDED_FROM_TEXT, with_embeddings
 from .filtering import is_empty, matching, not_expired
 from .models import Episode, Tombstone
 from .restriction import narrowed, own, patchable, stamped
@@ -56,7 +57,8 @@ def content_hash(episode: dict, embedding: bytes | None = None) -> str:
         embedding = episode["state_embedding"].astype("<f4").tobytes()
     canon = {
         "task_id": episode["task_id"],
-        "embedding": embedding.hex(),
+        # A vector the server made from the text is not what the client sent: the text is.
+        "embedding": "" if episode.get(EMBEDDED_FROM_TEXT) else embedding.hex(),
         "reward": episode["reward"],
         "metadata": episode.get("metadata", {}),
         "timestamp": episode.get("timestamp"),
@@ -108,8 +110,9 @@ def _known_hashes(tenant: Tenant, ids: list[uuid.UUID]) -> dict[uuid.UUID, str]:
 def episodes_store(*, tenant: Tenant, episodes: Sequence[dict], key_prefix: str | None = None,
                    user: str | None = None) -> StoreResult:
     """Store one or more validated episodes, all or nothing; client-chosen ids make it idempotent.
-    `user`: the bound user (restriction.py), stamped on every episode."""
-    episodes = stamped(episodes, user)
+    `user`: the bound user (restriction.py), stamped on every episode. Episodes given only `text`
+    are embedded first, by the tenant's embedder (embedding.py)."""
+    episodes = with_embeddings(tenant=tenant, episodes=stamped(episodes, user))
     stamp = now_ms()
     n = len(episodes)
     vectors = [np.asarray(e["state_embedding"], dtype="<f4").tobytes() for e in episodes]
@@ -169,7 +172,7 @@ def episode_put(*, tenant: Tenant, episode_id: uuid.UUID, episode: dict, key_pre
     stored anew (new store position, timestamp as given or now) and leaves a tombstone at the same
     version as the row, so a cached index drops the old embedding and takes the new one (cache.py
     keeps a row stamped no earlier than its tombstone). A bound `user` replaces only its own."""
-    episode = stamped([episode], user)[0]
+    episode = with_embeddings(tenant=tenant, episodes=stamped([episode], user))[0]
     stamp = now_ms()
     vector = np.asarray(episode["state_embedding"], dtype="<f4").tobytes()
     digest = content_hash(episode, vector)

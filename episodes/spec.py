@@ -71,7 +71,7 @@ EPISODE: dict[str, Field] = {
     "id": Field("uuid"),
     "task_id": Field("text", required=True, max_length=MAX_TASK_ID),
     # Required for now; optional once the server can embed `text` (one change here).
-    "state_embedding": Field("embedding", required=True),
+    "state_embedding": Field("embedding"),  # or `text` alone, embedded by the tenant's embedder
     "text": dataclasses.replace(TEXT, nullable=True),
     "reward": Field("number", required=True),
     "metadata": METADATA,

@@ -32,10 +32,9 @@ DEFAULT_TASK_ID = "memory"
 LIST_DEFAULT, LIST_MAX = 20, 100
 MODES = ("vector", "keyword", "hybrid")
 
-# Until this deployment stores texts, a call that needs one is refused with these words (one place).
-TEXT_UNSUPPORTED = ("{argument}: this deployment does not embed text yet; pass `embedding` instead "
-                    "(a list of {dim} numbers)")
-MODE_UNSUPPORTED = "mode: {mode!r} needs text search, which this deployment does not offer yet; use 'vector'"
+# A tenant without an embedder cannot turn words into a vector: such a call is refused with these words.
+TEXT_UNSUPPORTED = ("{argument}: this tenant has no embedder to turn text into a vector; pass `embedding` "
+                    "(a list of {dim} numbers), or use mode 'keyword' to search the words")
 
 
 class InvalidArguments(Exception):
@@ -51,6 +50,7 @@ class Call:
     tenant: Tenant
     key_prefix: str | None
     arguments: dict[str, Any]
+    user: str | None = None  # the end user of a user-bound key or token (docs/api.md §2.1)
 
 
 @dataclass(frozen=True)
@@ -187,20 +187,22 @@ REMEMBER_FIELDS = ("task_id", "reward", "tags", "metadata", "source", "user_id",
 
 
 def _store_args_to_episode(arguments: dict[str, Any], tenant: Tenant) -> dict[str, Any]:
-    """remember's arguments as a validated episode of `POST /v1/episodes`. The one place where
-    text becomes (or will become) the stored episode's text and embedding."""
-    if "text" in arguments:
-        raise ToolFailed(TEXT_UNSUPPORTED.format(argument="text", dim=tenant.dim))
-    if "embedding" not in arguments:
+    """remember's arguments as a validated episode of `POST /v1/episodes`: the text is the episode's
+    text, and its vector when no embedding is given (the tenant's embedder makes it)."""
+    if "text" not in arguments and "embedding" not in arguments:
         raise InvalidArguments("embedding: give text or embedding")
-    data = {"task_id": DEFAULT_TASK_ID, "reward": 0.0, **_pick(arguments, REMEMBER_FIELDS),
-            "state_embedding": arguments["embedding"]}
+    if "embedding" not in arguments and not tenant.embedder:
+        raise InvalidArguments(TEXT_UNSUPPORTED.format(argument="text", dim=tenant.dim))
+    data = {"task_id": DEFAULT_TASK_ID, "reward": 0.0, **_pick(arguments, (*REMEMBER_FIELDS, "text"))}
+    if "embedding" in arguments:
+        data["state_embedding"] = arguments["embedding"]
     return _validated(EpisodeInput, data, tenant, REMEMBER_RENAMES)
 
 
 def remember(call: Call) -> Outcome:
     episode = _store_args_to_episode(call.arguments, call.tenant)
-    result = services.episodes_store(tenant=call.tenant, episodes=[episode], key_prefix=call.key_prefix)
+    result = services.episodes_store(tenant=call.tenant, episodes=[episode], key_prefix=call.key_prefix,
+                                     user=call.user)
     memory_id = str(result.ids[0])
     return Outcome({"id": memory_id}, f"Remembered as {memory_id}.")
 
@@ -219,7 +221,8 @@ def recall_schema(tenant: Tenant) -> dict[str, Any]:
                                           dim=tenant.dim),
         "mode": {"type": "string", "enum": list(MODES),
                  "description": "vector: by meaning (embedding similarity); keyword: by the words of query; "
-                                "hybrid: both. Default: hybrid with query, vector with embedding only."},
+                                "hybrid: both. Default: hybrid with query (keyword when the tenant has no "
+                                "embedder and no embedding is given), vector with embedding only."},
         "top_k": top_k,
         **schemas.filter_properties(),
     })
@@ -228,29 +231,41 @@ def recall_schema(tenant: Tenant) -> dict[str, Any]:
 RECALL_RENAMES = {"query_embedding": "embedding"}
 
 
-def _recall(arguments: dict[str, Any], tenant: Tenant, key_prefix: str | None) -> list[dict[str, Any]]:
+def _recall(arguments: dict[str, Any], tenant: Tenant, key_prefix: str | None,
+            user: str | None = None) -> list[dict[str, Any]]:
     """recall's arguments through `POST /v1/query`'s validation and selector: the hits, best first.
-    The one place where the query text and the mode choose the search."""
+    The one place where the query text and the mode choose the search: with `query`, hybrid by
+    default (the embedder's vector and the words; the words alone on a tenant without an embedder);
+    with `embedding` only, vector."""
     mode = arguments.get("mode")
     if mode is not None and mode not in MODES:
         raise InvalidArguments(f"mode: must be one of {', '.join(MODES)}")
-    if "query" in arguments:
-        if not isinstance(arguments["query"], str) or not arguments["query"]:
-            raise InvalidArguments("query: must be a non-empty string")
-        raise ToolFailed(TEXT_UNSUPPORTED.format(argument="query", dim=tenant.dim))
-    if mode in ("keyword", "hybrid"):
-        raise ToolFailed(MODE_UNSUPPORTED.format(mode=mode))
-    if "embedding" not in arguments:
+    query, embedding = arguments.get("query"), arguments.get("embedding")
+    if "query" in arguments and (not isinstance(query, str) or not query):
+        raise InvalidArguments("query: must be a non-empty string")
+    if query is None and embedding is None:
         raise InvalidArguments("embedding: give query or embedding")
-    data = {"query_embedding": arguments["embedding"], **_pick(arguments, ("top_k", *spec.FILTER))}
-    v = _validated(QueryInput, data, tenant, RECALL_RENAMES)
-    hits = selectors.episodes_query(tenant=tenant, state=tenant.state, query_embedding=v["query_embedding"],
-                                    top_k=v["top_k"], filters=filters_from(v), key_prefix=key_prefix)
+    if query is None and mode in ("keyword", "hybrid"):
+        raise InvalidArguments(f"query: mode {mode} searches the words of query: give query")
+    if mode is None:  # words and meaning when a vector can be had; the words alone when not
+        mode = "vector" if query is None else "hybrid" if embedding is not None or tenant.embedder else "keyword"
+    if embedding is None and mode != "keyword" and not tenant.embedder:
+        raise InvalidArguments(TEXT_UNSUPPORTED.format(argument="query", dim=tenant.dim))
+    data = {"mode": mode, **_pick(arguments, ("top_k", *spec.FILTER))}
+    if embedding is not None and mode != "keyword":
+        data["query_embedding"] = embedding
+    if query is not None and not (mode == "vector" and embedding is not None):
+        data["query_text"] = query
+    v = _validated(QueryInput, data, tenant, {**RECALL_RENAMES, "query_text": "query"})
+    ranking = selectors.Ranking(mode=v["mode"], query_embedding=v.get("query_embedding"),
+                                query_text=v.get("query_text"))
+    hits = selectors.episodes_query(tenant=tenant, state=tenant.state, ranking=ranking, top_k=v["top_k"],
+                                    filters=filters_from(v), key_prefix=key_prefix, user=user)
     return orjson.loads(orjson.dumps(hits))  # JSON columns come back as unparsed fragments
 
 
 def recall(call: Call) -> Outcome:
-    hits = _recall(call.arguments, call.tenant, call.key_prefix)
+    hits = _recall(call.arguments, call.tenant, call.key_prefix, call.user)
     memories = [compact(hit, score=hit["score"]) for hit in hits]
     kept = _fit(memories, MAX_RESULT_BYTES - ENVELOPE_RESERVE)
     omitted = len(memories) - kept
@@ -277,7 +292,7 @@ def forget(call: Call) -> Outcome:
     v = _validated(EpisodesDeleteInput, dict(call.arguments), call.tenant, {})
     removed = services.episodes_delete(
         tenant=call.tenant, ids=v.get("ids"), filters=filters_from(v["filter"]) if "filter" in v else None,
-        key_prefix=call.key_prefix)
+        key_prefix=call.key_prefix, user=call.user)
     return Outcome({"removed": removed}, f"Forgot {removed} memor{'y' if removed == 1 else 'ies'}.")
 
 
@@ -302,7 +317,8 @@ def list_memories(call: Call) -> Outcome:
     v = _validated(EpisodeListInput, data, call.tenant, {})
     filters, size = filters_from(v), v["limit"]
     while True:  # a page too large for the result cap is asked again, shorter (its cursor stays right)
-        page = selectors.episodes_list(tenant=call.tenant, filters=filters, limit=size, cursor=v.get("cursor"))
+        page = selectors.episodes_list(tenant=call.tenant, filters=filters, limit=size, cursor=v.get("cursor"),
+                                       user=call.user)
         memories = [compact(row) for row in page["episodes"]]
         if size == 1 or _fit(memories, MAX_RESULT_BYTES - ENVELOPE_RESERVE) == len(memories):
             break
@@ -321,7 +337,7 @@ def stats_schema(tenant: Tenant) -> dict[str, Any]:
 
 
 def memory_stats(call: Call) -> Outcome:
-    stats = selectors.tenant_stats(tenant=call.tenant)
+    stats = selectors.tenant_stats(tenant=call.tenant, user=call.user)
     stats["default_ttl_secs"] = call.tenant.default_ttl_secs
     stats["max_top_k"] = schemas.max_top_k()
     text = (f"Tenant {stats['tenant']}: {stats['episodes']} memories; embeddings of {stats['dim']} numbers "

@@ -83,7 +83,7 @@ class McpApi(TenantApi):
         try:
             try:
                 outcome = tools.run(tool, tools.Call(tenant=self.tenant, key_prefix=self.key_prefix,
-                                                     arguments=arguments))
+                                                     arguments=arguments, user=self.bound_user))
             except MemcloudError as exc:
                 if exc.status != 400:  # a refusal of a valid call: the model reads it
                     raise tools.ToolFailed(str(exc)) from None

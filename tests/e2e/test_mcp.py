@@ -106,14 +106,39 @@ def test_remember_then_recall_on_another_connection_finds_it_at_once(memcloud_se
         assert best["tags"] == [tag] and best["reward"] == 1.5 and "state_embedding" not in best
 
 
-def test_text_without_an_embedder_is_a_tool_error_naming_the_argument(memcloud_server, keys):
+def test_text_without_an_embedder_is_refused_naming_the_argument(memcloud_server, keys):
     async def work(session: ClientSession) -> tuple:
-        return (await session.call_tool("remember", {"text": "the user prefers tea"}),
-                await session.call_tool("recall", {"query": "what does the user drink?"}))
+        with pytest.raises(MCPError) as stored:
+            await session.call_tool("remember", {"text": "the user prefers tea"})
+        with pytest.raises(MCPError) as asked:
+            await session.call_tool("recall", {"query": "what does the user drink?", "mode": "vector"})
+        return stored.value, asked.value
 
     stored, asked = run(memcloud_server.url, keys["write"], work)
-    assert stored.is_error and stored.content[0].text.startswith("text:")
-    assert asked.is_error and asked.content[0].text.startswith("query:")
+    assert stored.error.message.startswith("text:") and asked.error.message.startswith("query:")
+
+
+def test_remember_then_recall_by_text_on_a_local_minilm_tenant(memcloud_server):
+    pytest.importorskip("sentence_transformers", reason="the embeddings extra is not installed (make embeddings-deps)")
+    slug = unique_slug("mcp-text")
+    key = memcloud_server.create_tenant(slug, "--embedder", "local-minilm")
+    facts = ["The user drinks green tea every morning and dislikes coffee.",
+             "The deploy pipeline fails when the staging database migration times out.",
+             "Invoices are sent to customers on the first business day of the month."]
+
+    async def remember(session: ClientSession) -> list[str]:
+        return [(await session.call_tool("remember", {"text": fact, "task_id": f"fact-{i}"})).structured_content["id"]
+                for i, fact in enumerate(facts)]
+
+    async def recall(session: ClientSession) -> dict:
+        result = await session.call_tool("recall", {"query": "what does the user like to drink?", "top_k": 3})
+        assert not result.is_error, result
+        return result.structured_content
+
+    ids = run(memcloud_server.url, key, remember)
+    found = run(memcloud_server.url, key, recall)  # another connection: whichever worker answers
+    assert found["memories"][0]["id"] == ids[0] and found["memories"][0]["text"] == facts[0]
+    assert found["memories"][0]["task_id"] == "fact-0"
 
 
 def test_a_read_key_cannot_call_a_write_tool_and_nothing_is_stored(memcloud_server, keys):

@@ -80,7 +80,7 @@ def test_bad_put_is_a_400_or_404_and_changes_nothing(client, tenant):
     client.put(f"/v1/episodes/{eid}", ep(metadata={"keep": True}), format="json")
     version = TenantState.objects.get(tenant=tenant[0]).version
     for body, field in [({**ep(), "id": str(uuid.uuid4())}, "id"), (ep(state_embedding=[1.0]), "state_embedding"),
-                        (ep(reward="x"), "reward"), ({"task_id": "t"}, "state_embedding")]:
+                        (ep(reward="x"), "reward"), ({"task_id": "t", "reward": 0.0}, "state_embedding")]:
         r = client.put(f"/v1/episodes/{eid}", body, format="json")
         assert r.status_code == 400 and field in r.json()["error"], r.content
     assert client.put("/v1/episodes/not-a-uuid", ep(), format="json").status_code == 404

@@ -83,15 +83,25 @@ def test_bad_remember_arguments_name_the_argument_and_store_nothing(rpc, tenant,
     assert not Episode.objects.filter(tenant=tenant[0]).exists()
 
 
-def test_text_and_text_modes_are_refused_as_tool_errors_until_texts_are_stored(rpc, tenant):
+def test_text_needing_a_vector_on_a_tenant_without_an_embedder_names_the_argument(rpc, tenant):
     for name, arguments, named in (("remember", {"text": "tea, not coffee"}, "text"),
-                                   ("remember", {"text": "tea", "embedding": vec(1)}, "text"),
-                                   ("recall", {"query": "drinks"}, "query"),
-                                   ("recall", {"embedding": vec(1), "mode": "keyword"}, "mode"),
-                                   ("recall", {"embedding": vec(1), "mode": "hybrid"}, "mode")):
-        result = rpc.result(name, arguments)
-        assert result["isError"] is True and result["content"][0]["text"].startswith(named)
+                                   ("recall", {"query": "drinks", "mode": "vector"}, "query"),
+                                   ("recall", {"query": "drinks", "mode": "hybrid"}, "query"),
+                                   ("recall", {"embedding": vec(1), "mode": "keyword"}, "query")):
+        error = error_of(rpc.call(name, arguments))
+        assert error["code"] == -32602 and error["message"].startswith(named), (arguments, error)
     assert not Episode.objects.filter(tenant=tenant[0]).exists()
+
+
+def test_texts_with_vectors_are_found_by_their_words_on_a_tenant_without_an_embedder(rpc, tenant):
+    tea = rpc.result("remember", {"text": "the user drinks tea, never coffee", "embedding": vec(1)})
+    rpc.result("remember", {"text": "deploys go out on fridays", "embedding": vec(2)})
+    memory_id = tea["structuredContent"]["id"]
+    assert Episode.objects.get(tenant=tenant[0], id=memory_id).text == "the user drinks tea, never coffee"
+    found = rpc.result("recall", {"query": "coffee"})["structuredContent"]["memories"]  # keyword by default here
+    assert [m["id"] for m in found] == [memory_id] and found[0]["text"].startswith("the user drinks tea")
+    both = rpc.result("recall", {"query": "fridays", "embedding": vec(1), "mode": "hybrid", "top_k": 2})
+    assert len(both["structuredContent"]["memories"]) == 2
 
 
 def test_recall_applies_every_filter_and_answers_compact_memories(rpc):
