@@ -322,3 +322,24 @@ def test_an_embedder_of_the_wrong_size_is_refused(server, key):
 def test_too_long_a_namespace_is_refused_before_sending(store):
     with pytest.raises(ValueError, match="too long"):
         store.put(("n" * 300, "m" * 300), str(uuid.uuid4()), {"v": 1})
+
+
+def test_search_by_query_ranks_with_the_tenants_server_side_embedder(server):
+    pytest.importorskip("sentence_transformers", reason="the embeddings extra is not installed (make embeddings-deps)")
+    key = server.create_tenant(f"lg-text-{random.randrange(10**9)}", "--embedder", "local-minilm")
+    store = MemcloudStore(server.url, api_key=key, index={"fields": ["text"]})
+    try:
+        notes = {"drink": "The user drinks green tea and never coffee.",
+                 "deploy": "Deploys fail when the staging migration times out.",
+                 "billing": "Invoices go out on the first business day of the month."}
+        for name, text in notes.items():
+            store.put(("user", "42"), name, {"text": text})
+        store.put(("user", "42"), "raw", {"text": "not indexed"}, index=False)
+        found = store.search(("user", "42"), query="what does the user like to drink?", limit=3)
+        assert [item.key for item in found][0] == "drink" and found[0].score is not None
+        assert store.get(("user", "42"), "drink").value == {"text": notes["drink"]}
+        everything = store.search(("user", "42"), query="anything", limit=10)
+        assert {item.key for item in everything} == {*notes, "raw"}  # the unindexed one after the ranked
+        assert everything[-1].key == "raw" and everything[-1].score is None
+    finally:
+        store.close()

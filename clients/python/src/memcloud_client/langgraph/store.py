@@ -64,8 +64,10 @@ class MemcloudStore(BaseStore):
 
     `MemcloudStore(base_url, api_key=..., timeout=..., max_retries=...)` (URL and key default to
     MEMCLOUD_URL and MEMCLOUD_API_KEY), or `MemcloudStore(client=existing_client)` with a
-    MemcloudClient or AsyncMemcloudClient. `index={"embed": ..., "dims": ..., "fields": [...]}`
-    enables `search(query=...)`: the store embeds on this side and `dims` must be the tenant's dim.
+    MemcloudClient or AsyncMemcloudClient. `index={"fields": [...]}` enables `search(query=...)`
+    ranked by the tenant's server-side embedder (the store sends texts, the server embeds them);
+    `index={"embed": ..., "dims": ..., "fields": [...]}` embeds on this side instead (`dims` must be
+    the tenant's dim).
     `root` separates several stores sharing one tenant. TTLs are in minutes (`ttl=`, `ttl_config`).
     """
 
@@ -89,13 +91,13 @@ class MemcloudStore(BaseStore):
         self.ttl_config = ttl
         self.index_config = dict(index) if index else None
         self.embeddings = None
+        self.server_embeds = False  # index without `embed`: texts go to the tenant's embedder
         self._fields: list[tuple[str, str | list[str]]] = []
         if self.index_config:
             if self.index_config.get("embed") is None:
-                # Where a tenant's server-side embedder plugs in: without `embed`, _vectors and
-                # _ranked would send the texts (`text`, `query_text`) instead of vectors.
-                raise ValueError("index: 'embed' is required (the store embeds texts on this side)")
-            self.embeddings = ensure_embeddings(self.index_config["embed"])
+                self.server_embeds = True
+            else:
+                self.embeddings = ensure_embeddings(self.index_config["embed"])
             self._fields = [(p, p if p == "$" else tokenize_path(p)) for p in self.index_config.get("fields") or ["$"]]
         self._dim: int | None = None
 
@@ -244,7 +246,7 @@ class MemcloudStore(BaseStore):
             item = self._item(episode)
             return item is not None and value_matches(item.value, op.filter)
 
-        if op.query and self.embeddings is not None:
+        if op.query and (self.embeddings is not None or self.server_embeds):
             hits = yield from self._ranked(op, prefix, passes)
         else:  # as LangGraph's stores: without an embedder a query does not rank
             episodes = yield from self._listing(prefix, passes, op.offset + op.limit)
@@ -255,13 +257,15 @@ class MemcloudStore(BaseStore):
     def _ranked(self, op: SearchOp, prefix: tuple[str, ...], passes: Callable[[Episode], bool]) -> Step:
         """The best `limit` after `offset` by similarity among indexed items, then (as LangGraph's
         in-memory store) items without an embedding in listing order if there are too few."""
-        # Server-side embedding (see __init__): `query_text` instead of this vector.
-        vector = yield Embed([cast(str, op.query)], query=True)
+        if self.server_embeds:  # the tenant's embedder makes the query's vector from its text
+            vector, ranking = None, {"text": cast(str, op.query), "mode": "vector"}
+        else:
+            vector, ranking = (yield Embed([cast(str, op.query)], query=True)), None
         want = op.offset + op.limit
         top_k = min(MAX_TOP_K, want if not op.filter else 4 * want)
         flt = {"task_id_prefix": keys.prefix_text(self.root, prefix), "tags_all": [INDEXED_TAG]}
         while True:
-            hits = yield _api.query(vector, top_k, False, flt)  # type: ignore[arg-type]
+            hits = yield _api.query(vector, top_k, False, flt, ranking)  # type: ignore[arg-type]
             kept = [h for h in hits if passes(h)]
             if len(kept) >= want or len(hits) < top_k or top_k >= MAX_TOP_K:
                 break
@@ -290,7 +294,7 @@ class MemcloudStore(BaseStore):
         for start in range(0, len(gone), PAGE):
             yield _api.delete_many(gone[start:start + PAGE], {})
         stores = [p for p in puts if p.value is not None]
-        vectors = yield from self._vectors(stores)
+        vectors = yield from (self._texts(stores) if self.server_embeds else self._vectors(stores))
         for put, vector in zip(stores, vectors, strict=True):
             namespace = tuple(put.namespace)
             fields: dict[str, Any] = {
@@ -299,7 +303,9 @@ class MemcloudStore(BaseStore):
             }
             if put.ttl:
                 fields["ttl_secs"] = _ttl_secs(put.ttl)
-            if vector is None:
+            if isinstance(vector, str):  # server-side: the text goes, the tenant's embedder makes the vector
+                fields["text"], vector = vector, None
+            elif vector is None:
                 vector = yield from self._placeholder()
             eid, task = keys.episode_id(self.root, namespace, put.key), keys.task_id(self.root, namespace, put.key)
             yield _api.put(eid, task, vector, 0.0, fields)  # type: ignore[arg-type]
@@ -327,6 +333,20 @@ class MemcloudStore(BaseStore):
             if vector is not None and len(vector) != dim:
                 raise ValueError(f"index: the embedder gives {len(vector)} dimensions, the tenant has {dim}")
         return out
+
+    def _texts(self, puts: list[PutOp]) -> Step:
+        """One text per put for the tenant's embedder (None: not indexed): its indexed fields' texts."""
+        out: list[str | None] = []
+        for put in puts:
+            texts: list[str] = []
+            if put.index is not False:
+                paths = self._fields if put.index is None else [(p, p if p == "$" else tokenize_path(p))
+                                                               for p in put.index]
+                for _, path in paths:
+                    texts += get_text_at_path(put.value, path)
+            out.append("\n".join(texts) or None)
+        return out
+        yield  # a step like the others (it sends nothing)
 
     def _tenant_dim(self) -> Step:
         if self._dim is None:
