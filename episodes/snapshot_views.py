@@ -55,9 +55,7 @@ class SnapshotSaveApi(TenantApi):
 
     @extend_schema(request=SnapshotPathInput, responses={200: SaveResponse})
     def post(self, request: Request) -> Response:
-        data = SnapshotPathInput(data=request.data)
-        data.is_valid(raise_exception=True)
-        name = data.validated_data["path"]
+        name = self.validated(SnapshotPathInput)["path"]
         count = services.snapshot_save(tenant=self.tenant, name=name, key_prefix=self.key_prefix)
         return Response({"ok": True, "path": name, "episodes": count})
 
@@ -68,9 +66,7 @@ class SnapshotLoadApi(TenantApi):
 
     @extend_schema(request=SnapshotPathInput, responses={200: LoadResponse})
     def post(self, request: Request) -> Response:
-        data = SnapshotPathInput(data=request.data)
-        data.is_valid(raise_exception=True)
-        count = services.snapshot_load(tenant=self.tenant, name=data.validated_data["path"],
+        count = services.snapshot_load(tenant=self.tenant, name=self.validated(SnapshotPathInput)["path"],
                                        key_prefix=self.key_prefix)
         return Response({"ok": True, "episodes": count})
 
@@ -90,6 +86,6 @@ class CheckpointApi(TenantApi):
 
     @extend_schema(request=CheckpointInput, responses={200: LoadResponse})
     def post(self, request: Request) -> Response:
-        CheckpointInput(data=request.data).is_valid(raise_exception=True)
+        self.validated(CheckpointInput)
         count = services.tenant_checkpoint(tenant=self.tenant, state=self.tenant.state, key_prefix=self.key_prefix)
         return Response({"ok": True, "episodes": count})

@@ -85,9 +85,7 @@ class EpisodeCollectionApi(TenantApi):
     @extend_schema(operation_id="v1_episodes_list", parameters=LIST_PARAMETERS,
                    responses={200: EpisodeListResponse})
     def get(self, request: Request) -> Response:
-        data = EpisodeListInput(data=request.query_params, context={"tenant": self.tenant})
-        data.is_valid(raise_exception=True)
-        v = data.validated_data
+        v = self.validated(EpisodeListInput, request.query_params)
         page = selectors.episodes_list(tenant=self.tenant, filters=filters_from(v), limit=v["limit"],
                                        cursor=v.get("cursor"), include_embedding=v["include_embedding"],
                                        user=self.bound_user, embedding_format=v["embedding_format"])
@@ -95,9 +93,7 @@ class EpisodeCollectionApi(TenantApi):
 
     @extend_schema(request=EpisodeInput, responses={201: EpisodeIdResponse, 200: EpisodeIdResponse})
     def post(self, request: Request) -> Response:
-        data = EpisodeInput(data=request.data, context={"tenant": self.tenant})
-        data.is_valid(raise_exception=True)
-        result = services.episodes_store(tenant=self.tenant, episodes=[data.validated_data],
+        result = services.episodes_store(tenant=self.tenant, episodes=[self.validated(EpisodeInput)],
                                          key_prefix=self.key_prefix, user=self.bound_user)
         return Response({"id": str(result.ids[0])}, status=201 if result.any_created else 200)
 
@@ -107,9 +103,7 @@ class EpisodeBatchCreateApi(TenantApi):
 
     @extend_schema(request=EpisodeBatchInput, responses={201: EpisodeIdsResponse, 200: EpisodeIdsResponse})
     def post(self, request: Request) -> Response:
-        data = EpisodeBatchInput(data=request.data, context={"tenant": self.tenant})
-        data.is_valid(raise_exception=True)
-        result = services.episodes_store(tenant=self.tenant, episodes=data.validated_data["episodes"],
+        result = services.episodes_store(tenant=self.tenant, episodes=self.validated(EpisodeBatchInput)["episodes"],
                                          key_prefix=self.key_prefix, user=self.bound_user)
         return Response({"ids": [str(i) for i in result.ids]}, status=201 if result.any_created else 200)
 
@@ -128,9 +122,7 @@ class EpisodeDetailApi(TenantApi):
         """Create or replace the whole episode under this id, atomically: a concurrent reader sees the
         old episode or the new one, never neither."""
         eid = parse_episode_id(episode_id)
-        data = EpisodeInput(data=request.data, context={"tenant": self.tenant})
-        data.is_valid(raise_exception=True)
-        episode = data.validated_data
+        episode = self.validated(EpisodeInput)
         if episode.get("id", eid) != eid:
             raise InvalidInput("id: must be the id in the path, or absent")
         created = services.episode_put(tenant=self.tenant, episode_id=eid, episode=episode,
@@ -139,10 +131,8 @@ class EpisodeDetailApi(TenantApi):
 
     @extend_schema(request=EpisodePatchInput, responses={200: EpisodeOutput})
     def patch(self, request: Request, episode_id: str) -> Response:
-        data = EpisodePatchInput(data=request.data)
-        data.is_valid(raise_exception=True)
         row = services.episode_update(tenant=self.tenant, episode_id=parse_episode_id(episode_id),
-                                      changes=data.validated_data, key_prefix=self.key_prefix,
+                                      changes=self.validated(EpisodePatchInput), key_prefix=self.key_prefix,
                                       user=self.bound_user)
         return Response(selectors.episode_json(
             {name: getattr(row, name) for name in selectors.OUTPUT_FIELDS}, embedding=row.embedding))
@@ -161,9 +151,7 @@ class EpisodesDeleteApi(TenantApi):
 
     @extend_schema(request=EpisodesDeleteInput, responses={200: RemovedResponse})
     def post(self, request: Request) -> Response:
-        data = EpisodesDeleteInput(data=request.data)
-        data.is_valid(raise_exception=True)
-        v = data.validated_data
+        v = self.validated(EpisodesDeleteInput)
         removed = services.episodes_delete(
             tenant=self.tenant, ids=v.get("ids"), filters=filters_from(v["filter"]) if "filter" in v else None,
             key_prefix=self.key_prefix, user=self.bound_user)
@@ -175,9 +163,7 @@ class EpisodeQueryApi(TenantApi):
 
     @extend_schema(request=QueryInput, responses={200: QueryResponse})
     def post(self, request: Request) -> Response:
-        data = QueryInput(data=request.data, context={"tenant": self.tenant})
-        data.is_valid(raise_exception=True)
-        v = data.validated_data
+        v = self.validated(QueryInput)
         ranking = selectors.Ranking(
             mode=v["mode"], query_embedding=v.get("query_embedding"), query_text=v.get("query_text"),
             rrf_k=v.get("rrf_k") or spec.DEFAULT_RRF_K,
@@ -196,10 +182,9 @@ class PruneOlderThanApi(TenantApi):
 
     @extend_schema(request=PruneOlderThanInput, responses={200: RemovedResponse})
     def post(self, request: Request) -> Response:
-        data = PruneOlderThanInput(data=request.data)
-        data.is_valid(raise_exception=True)
+        data = self.validated(PruneOlderThanInput)
         removed = services.episodes_prune_older_than(
-            tenant=self.tenant, cutoff_ms=data.validated_data["timestamp_cutoff_ms"], key_prefix=self.key_prefix,
+            tenant=self.tenant, cutoff_ms=data["timestamp_cutoff_ms"], key_prefix=self.key_prefix,
             user=self.bound_user)
         return Response({"removed": removed})
 
@@ -212,9 +197,8 @@ class _PruneKeepApi(TenantApi):
 
     @extend_schema(request=PruneKeepInput, responses={200: RemovedResponse})
     def post(self, request: Request) -> Response:
-        data = PruneKeepInput(data=request.data)
-        data.is_valid(raise_exception=True)
-        removed = self.prune(tenant=self.tenant, n=data.validated_data["n"], key_prefix=self.key_prefix,
+        data = self.validated(PruneKeepInput)
+        removed = self.prune(tenant=self.tenant, n=data["n"], key_prefix=self.key_prefix,
                              user=self.bound_user)
         return Response({"removed": removed})
 

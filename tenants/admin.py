@@ -97,8 +97,27 @@ class ApiKeyForm(forms.ModelForm):
         return cleaned
 
 
+class ShownOnceAdmin(admin.ModelAdmin):
+    """A credential whose secret is made when it is added in the admin, audited, and shown once."""
+
+    issued_op = issued_what = ""
+
+    def new_secret(self, obj) -> tuple[str, str]:
+        """Fill `obj`'s stored parts; return the secret to show and the public id to audit."""
+        raise NotImplementedError
+
+    def save_model(self, request, obj, form, change):
+        if change:
+            super().save_model(request, obj, form, change)
+            return
+        shown, public = self.new_secret(obj)
+        super().save_model(request, obj, form, change)
+        audit(self.issued_op, tenant_id=obj.tenant.slug, key_prefix=public)
+        messages.warning(request, f"New {self.issued_what} for {obj.tenant.slug} (shown only once, copy it now): {shown}")
+
+
 @admin.register(ApiKey)
-class ApiKeyAdmin(admin.ModelAdmin):
+class ApiKeyAdmin(ShownOnceAdmin):
     form = ApiKeyForm
     list_display = ("prefix", "tenant", "name", "scope", "user_id", "created", "expires_at", "revoked_at",
                     "last_used_at")
@@ -119,14 +138,11 @@ class ApiKeyAdmin(admin.ModelAdmin):
         # user binding is fixed: issue a new key for another user.
         return ("tenant", "prefix", "scope", "user_id", "created", "revoked_at", "last_used_at")
 
-    def save_model(self, request, obj: ApiKey, form, change):
-        if change:
-            super().save_model(request, obj, form, change)
-            return
+    issued_op, issued_what = "key_issued", "API key"
+
+    def new_secret(self, obj: ApiKey) -> tuple[str, str]:
         raw, obj.prefix, obj.key_hash = make_key()
-        super().save_model(request, obj, form, change)
-        audit("key_issued", tenant_id=obj.tenant.slug, key_prefix=obj.prefix)
-        messages.warning(request, f"New API key for {obj.tenant.slug} (shown only once, copy it now): {raw}")
+        return raw, obj.prefix
 
     @admin.action(description="Revoke selected keys")
     def revoke_keys(self, request, queryset):
@@ -144,7 +160,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
 
 
 @admin.register(SigningKey)
-class SigningKeyAdmin(admin.ModelAdmin):
+class SigningKeyAdmin(ShownOnceAdmin):
     """Signing keys of tenant user tokens: the secret is shown once, at creation."""
 
     list_display = ("kid", "tenant", "name", "created", "revoked_at")
@@ -158,14 +174,11 @@ class SigningKeyAdmin(admin.ModelAdmin):
     def get_readonly_fields(self, request, obj=None):
         return () if obj is None else ("tenant", "kid", "created", "revoked_at")
 
-    def save_model(self, request, obj: SigningKey, form, change):
-        if change:
-            super().save_model(request, obj, form, change)
-            return
+    issued_op, issued_what = "signing_key_created", "signing key"
+
+    def new_secret(self, obj: SigningKey) -> tuple[str, str]:
         obj.kid, obj.salt, printed = make_signing_key()
-        super().save_model(request, obj, form, change)
-        audit("signing_key_created", tenant_id=obj.tenant.slug, key_prefix=obj.kid)
-        messages.warning(request, f"New signing key for {obj.tenant.slug} (shown only once, copy it now): {printed}")
+        return printed, obj.kid
 
     @admin.action(description="Revoke selected signing keys")
     def revoke_signing_keys(self, request, queryset):

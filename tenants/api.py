@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -37,6 +39,14 @@ class TenantApi(APIView):
     @property
     def api_key(self) -> ApiKey | None:
         return self.request.auth.api_key
+
+    def validated(self, serializer_class: type, data: Any = None) -> Any:
+        """The request's body (or `data`) through `serializer_class`, with the tenant in its context;
+        a 400 naming the first bad field otherwise."""
+        serializer = serializer_class(data=self.request.data if data is None else data,
+                                      context={"tenant": self.tenant})
+        serializer.is_valid(raise_exception=True)
+        return serializer.validated_data
 
     @property
     def key_prefix(self) -> str | None:

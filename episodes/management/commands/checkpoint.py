@@ -1,22 +1,12 @@
-from django.core.management.base import BaseCommand, CommandError
-
 from episodes.snapshot_services import tenant_checkpoint
-from tenants.models import Tenant
+from tenants.commands import PerTenantCommand
 
 
-class Command(BaseCommand):
+class Command(PerTenantCommand):
     help = "Write the binary index checkpoint of one tenant (SLUG) or of every tenant (--all), from the database."
 
-    def add_arguments(self, parser):
-        parser.add_argument("slug", nargs="?")
-        parser.add_argument("--all", action="store_true", help="every active tenant")
-
     def handle(self, *args, **opts):
-        if bool(opts["slug"]) == opts["all"]:
-            raise CommandError("give either a tenant SLUG or --all")
-        tenants = Tenant.objects.filter(is_active=True) if opts["all"] else Tenant.objects.filter(slug=opts["slug"])
-        if not opts["all"] and not tenants:
-            raise CommandError(f"no tenant {opts['slug']!r}")
+        tenants = self.chosen_tenants(opts)
         lines = []
         for tenant in tenants:
             count = tenant_checkpoint(tenant=tenant, from_database=True)

@@ -1,24 +1,14 @@
-from django.core.management.base import BaseCommand, CommandError
-
 from episodes.cache import refresh_image
-from tenants.models import Tenant
+from tenants.commands import PerTenantCommand
 
 
-class Command(BaseCommand):
+class Command(PerTenantCommand):
     help = ("Write the packed index image of one tenant (SLUG) or of every active tenant (--all) whose image "
             "is missing or behind, from the database: after a bulk load, or periodically, so that no "
             "worker's first query of a small tenant has to build its index (docs/scaling.md §4).")
 
-    def add_arguments(self, parser):
-        parser.add_argument("slug", nargs="?")
-        parser.add_argument("--all", action="store_true", help="every active tenant")
-
     def handle(self, *args, **opts):
-        if bool(opts["slug"]) == opts["all"]:
-            raise CommandError("give either a tenant SLUG or --all")
-        tenants = Tenant.objects.filter(is_active=True) if opts["all"] else Tenant.objects.filter(slug=opts["slug"])
-        if not opts["all"] and not tenants:
-            raise CommandError(f"no tenant {opts['slug']!r}")
+        tenants = self.chosen_tenants(opts)
         written = current = skipped = 0
         for tenant in tenants.order_by("pk").iterator(chunk_size=500):
             outcome = refresh_image(tenant)
