@@ -12,14 +12,17 @@ from core.errors import InvalidInput
 from .base import Embedder, checked
 from .errors import EmbedderBadAnswer, EmbedderUnavailable
 from .local import LocalEmbedder
-from .openai import OpenAIEmbedder, ProviderConfig
 from .spec import parse_spec
 
 _embedders: dict[str, Embedder] = {}
 _lock = threading.Lock()
 
 
-def provider_config() -> ProviderConfig:
+def provider_config():
+    """The provider's settings. embedders.openai (and httpx, about 15 MB a worker) is imported only
+    by a worker that has an openai: tenant to serve."""
+    from .openai import ProviderConfig
+
     return ProviderConfig(
         url=settings.AGENT_MEM_EMBEDDINGS_URL,
         api_key=settings.AGENT_MEM_EMBEDDINGS_API_KEY,
@@ -41,8 +44,12 @@ def embedder_for(spec: str) -> Embedder:
     with _lock:
         embedder = _embedders.get(key)
         if embedder is None:
-            embedder = (OpenAIEmbedder(parsed, provider_config()) if parsed.kind == "openai"
-                        else LocalEmbedder(parsed))
+            if parsed.kind == "openai":
+                from .openai import OpenAIEmbedder
+
+                embedder = OpenAIEmbedder(parsed, provider_config())
+            else:
+                embedder = LocalEmbedder(parsed)
             _embedders[key] = embedder
     return embedder
 
@@ -79,5 +86,6 @@ def reset(*, kind: str | None = None) -> None:
     with _lock:
         for key in [key for key in _embedders if kind is None or parse_spec(key).kind == kind]:
             embedder = _embedders.pop(key)
-            if isinstance(embedder, OpenAIEmbedder):
-                embedder.close()
+            close = getattr(embedder, "close", None)  # the openai embedder's HTTP client
+            if close is not None:
+                close()

@@ -1,3 +1,5 @@
+import functools
+
 from django.contrib import admin
 from django.core.exceptions import BadRequest, PermissionDenied
 from django.http import HttpRequest, HttpResponse
@@ -6,18 +8,32 @@ from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.views import SpectacularJSONAPIView, SpectacularSwaggerView
 
 from core.errors import UNHANDLED, error_response, exception_response
-from mcpserver.views import McpApi
 from memcloud import schema  # noqa: F401 - registers the OpenAPI extensions
 from ops import dashboard
 from ops import views as ops_views
 from ops.access import scrapers_only
 from ops.metrics import metrics_view
 
+
+@csrf_exempt
+def mcp_view(request: HttpRequest, *args, **kwargs) -> HttpResponse:
+    """/mcp, its protocol modules imported on the first MCP request: the SDK's types (pydantic
+    models of every message) cost a worker about 40 MB, which workers that never serve MCP keep."""
+    return _mcp_api()(request, *args, **kwargs)
+
+
+@functools.cache
+def _mcp_api():
+    from mcpserver.views import McpApi
+
+    return McpApi.as_view()
+
+
 urlpatterns = [
     # The API first: Django tries patterns in order, and these take nearly every request.
     path("v1/openapi.json", SpectacularJSONAPIView.as_view(), name="openapi"),
     path("v1/", include("episodes.urls")),
-    path("mcp", McpApi.as_view(), name="mcp"),
+    path("mcp", mcp_view, name="mcp"),
     path("health", ops_views.health, name="health"),
     path("ready", ops_views.ready, name="ready"),
     path("docs", SpectacularSwaggerView.as_view(url_name="openapi"), name="docs"),
