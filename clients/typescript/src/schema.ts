@@ -242,7 +242,7 @@ export interface components {
             id?: string;
             task_id: string;
             /** @description The tenant's dim finite float32 numbers, as an array or as base64 of their little-endian bytes; not all zero for cosine. */
-            state_embedding: number[] | string;
+            state_embedding?: number[] | string;
             text?: string | null;
             /** Format: double */
             reward: number;
