@@ -17,7 +17,8 @@ export type Stats = Schemas["StatsResponse"];
 export type Page = Schemas["EpisodeListResponse"];
 export type Changes = Schemas["PatchedEpisodePatchInputRequest"];
 /** An episode to store; `id` is generated on this side when absent, so a retry never stores twice. */
-export type EpisodeInput = Omit<Schemas["EpisodeInputRequest"], "state_embedding"> & { state_embedding: Vector };
+/** An episode to store; `state_embedding` may be left out when `text` is given to a tenant with an embedder. */
+export type EpisodeInput = Omit<Schemas["EpisodeInputRequest"], "state_embedding"> & { state_embedding?: Vector };
 /** Filters shared by query, list and delete-by-filter; they combine with AND. */
 export type Filters = Omit<Schemas["QueryInputRequest"], "query_embedding" | "top_k" | "include_embedding" | "embedding_format">;
 
@@ -34,8 +35,13 @@ function vector(values: Vector, name: string): number[] {
   return out;
 }
 
+function withVector<T extends { state_embedding?: Vector }>(episode: T): Omit<T, "state_embedding"> & { state_embedding?: number[] | string } {
+  const { state_embedding, ...rest } = episode;
+  return state_embedding === undefined ? rest : { ...rest, state_embedding: vector(state_embedding, "state_embedding") };
+}
+
 function episodeBody(episode: EpisodeInput): Schemas["EpisodeInputRequest"] {
-  return { ...episode, id: episode.id ?? crypto.randomUUID(), state_embedding: vector(episode.state_embedding, "state_embedding") };
+  return { ...withVector(episode), id: episode.id ?? crypto.randomUUID() };
 }
 
 function filterParams(filters: Filters): Record<string, string> {
@@ -99,7 +105,7 @@ export class MemcloudClient {
 
   /** Create or replace the whole episode `id` in one step; resolves to true if it was created. */
   async put(id: string, episode: Omit<EpisodeInput, "id">): Promise<boolean> {
-    const body = { ...episode, state_embedding: vector(episode.state_embedding, "state_embedding") };
+    const body = withVector(episode);
     const answer = await this.http.send<Schemas["EpisodePutResponse"]>({ method: "PUT", path: `/v1/episodes/${encodeURIComponent(id)}`, body });
     return answer.created;
   }

@@ -114,6 +114,8 @@ describe("errors", () => {
     await assert.rejects(mc.store({ task_id: "t", state_embedding: [1, 2], reward: 0 }), (e) => e instanceof ValidationError && e.status === 400 && /state_embedding/.test(e.message));
     await assert.rejects(mc.store({ task_id: "t", state_embedding: vec(1), reward: Number.NaN }), (e) => e instanceof ValidationError && e.status === undefined);
     await assert.rejects(mc.query([Number.POSITIVE_INFINITY, ...vec(1).slice(1)]), (e) => e instanceof ValidationError && /query_embedding/.test(e.message));
+    // Text alone goes to the server, which embeds it only for a tenant with an embedder (this one has none).
+    await assert.rejects(mc.store({ task_id: "t", text: "words", reward: 0 }), (e) => e instanceof ValidationError && e.status === 400 && /state_embedding: required/.test(e.message));
   });
 
   test("a wrong key is an AuthenticationError; every error is a MemcloudError", async () => {
