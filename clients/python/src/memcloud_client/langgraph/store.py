@@ -108,17 +108,20 @@ class MemcloudStore(BaseStore):
     # ----- clients -----
     def _sync_client(self) -> MemcloudClient:
         if self._sync is None:
-            base_url, api_key, options = self._options
-            self._sync = MemcloudClient(base_url, api_key, **options)
-            self._owned.append(self._sync)
+            self._sync = self._made(MemcloudClient)
         return self._sync
 
     def _async_client(self) -> AsyncMemcloudClient:
         if self._async is None:
-            base_url, api_key, options = self._options
-            self._async = AsyncMemcloudClient(base_url, api_key, **options)
-            self._owned.append(self._async)
+            self._async = self._made(AsyncMemcloudClient)
         return self._async
+
+    def _made(self, kind: type) -> Any:
+        """A client of `kind` from the store's own options, closed with the store."""
+        base_url, api_key, options = self._options
+        made = kind(base_url, api_key, **options)
+        self._owned.append(made)
+        return made
 
     def close(self) -> None:
         """Close the clients this store made (not one it was given)."""
