@@ -297,7 +297,7 @@ class MemcloudStore(BaseStore):
         for start in range(0, len(gone), PAGE):
             yield _api.delete_many(gone[start:start + PAGE], {})
         stores = [p for p in puts if p.value is not None]
-        vectors = yield from (self._texts(stores) if self.server_embeds else self._vectors(stores))
+        vectors = self._texts(stores) if self.server_embeds else (yield from self._vectors(stores))
         for put, vector in zip(stores, vectors, strict=True):
             namespace = tuple(put.namespace)
             fields: dict[str, Any] = {
@@ -316,15 +316,7 @@ class MemcloudStore(BaseStore):
     def _vectors(self, puts: list[PutOp]) -> Step:
         """One embedding per put (None: not indexed): the mean of its texts' unit embeddings, all
         texts of the batch embedded in one call (server-side embedding: see __init__)."""
-        texts_of: list[list[str]] = []
-        for put in puts:
-            texts: list[str] = []
-            if self.embeddings is not None and put.index is not False:
-                paths = self._fields if put.index is None else [(p, p if p == "$" else tokenize_path(p))
-                                                               for p in put.index]
-                for _, path in paths:
-                    texts += get_text_at_path(put.value, path)
-            texts_of.append(texts)
+        texts_of = [self._indexed_texts(put) if self.embeddings is not None else [] for put in puts]
         flat = [t for texts in texts_of for t in texts]
         embedded = iter((yield Embed(flat)) if flat else [])
         out: list[list[float] | None] = []
@@ -337,19 +329,17 @@ class MemcloudStore(BaseStore):
                 raise ValueError(f"index: the embedder gives {len(vector)} dimensions, the tenant has {dim}")
         return out
 
-    def _texts(self, puts: list[PutOp]) -> Step:
+    def _texts(self, puts: list[PutOp]) -> list[str | None]:
         """One text per put for the tenant's embedder (None: not indexed): its indexed fields' texts."""
-        out: list[str | None] = []
-        for put in puts:
-            texts: list[str] = []
-            if put.index is not False:
-                paths = self._fields if put.index is None else [(p, p if p == "$" else tokenize_path(p))
-                                                               for p in put.index]
-                for _, path in paths:
-                    texts += get_text_at_path(put.value, path)
-            out.append("\n".join(texts) or None)
-        return out
-        yield  # a step like the others (it sends nothing)
+        return ["\n".join(self._indexed_texts(put)) or None for put in puts]
+
+    def _indexed_texts(self, put: PutOp) -> list[str]:
+        """The texts of the put's value at its index paths (the store's, or the put's own; none for
+        index=False)."""
+        if put.index is False:
+            return []
+        paths = self._fields if put.index is None else [(p, p if p == "$" else tokenize_path(p)) for p in put.index]
+        return [text for _, path in paths for text in get_text_at_path(put.value, path)]
 
     def _tenant_dim(self) -> Step:
         if self._dim is None:
