@@ -16,7 +16,7 @@ import functools
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from django.db import DEFAULT_DB_ALIAS, connections
+from django.db import DEFAULT_DB_ALIAS, connections, transaction
 
 
 def fetch_all(sql: str, params: Sequence[Any]) -> list[tuple]:
@@ -40,6 +40,14 @@ def execute(sql: str, params: Sequence[Any]) -> int:
     with _cursor() as (cursor, options):
         _execute(cursor, options, sql, params)
         return cursor.rowcount
+
+
+def contained() -> contextlib.AbstractContextManager:
+    """Around a statement whose failure the caller handles: a savepoint inside a transaction (so
+    the failure does not break it), nothing in autocommit (as a request runs)."""
+    if connections[DEFAULT_DB_ALIAS].in_atomic_block:
+        return transaction.atomic()
+    return contextlib.nullcontext()
 
 
 def _execute(cursor, options: dict[str, Any], sql: str, params: Sequence[Any]) -> None:

@@ -28,7 +28,7 @@ import threading
 from pathlib import Path
 
 from django.conf import settings
-from django.db import DatabaseError, connection, transaction
+from django.db import DatabaseError
 
 from core import db
 from memindex.index import TenantIndex
@@ -180,10 +180,8 @@ def save(*, tenant_pk: int, generation: int, version: int, index: TenantIndex, i
         data = pack(index)
     except NotPackable:
         return False
-    # Inside a transaction, a savepoint keeps a failed write from breaking it.
-    contained = transaction.atomic() if connection.in_atomic_block else contextlib.nullcontext()
     try:
-        with contained:
+        with db.contained():
             db.execute(_WRITE_SQL, [tenant_pk, generation, version, data])
     except DatabaseError as exc:
         logger.warning("index image of tenant %s not written: %s", tenant_pk, exc)
