@@ -39,7 +39,9 @@ def _upsert_sql(rows: str) -> str:
     )
 
 
-_UPSERT_SQL = _upsert_sql("VALUES (%s, %s, %s, %s, 1, %s, %s)")
+# One request's row: _upsert_params()'s values, with requests = 1.
+_ROW = "%s, %s, %s, %s, 1, %s, %s"
+_UPSERT_SQL = _upsert_sql(f"VALUES ({_ROW})")
 
 
 @dataclass
@@ -91,15 +93,27 @@ def record_answered(**_kwargs) -> None:
                        user_id=pending.user_id)
 
 
+def usage_cte(tenant_id: int, *, rows_of: str | None = None) -> tuple[str, list] | None:
+    """This request's usage upsert as a data-modifying CTE named `usage`, and its parameters, where a
+    statement of the request's own can count it (query_upsert_params); None otherwise. `rows_of`: a
+    relation of the caller's statement; the request is counted once per row of it (one row: counted,
+    none: not), else once."""
+    upsert = query_upsert_params(tenant_id)
+    if upsert is None:
+        return None
+    rows = _UPSERT_SQL if rows_of is None else _upsert_sql(f"SELECT {_ROW} FROM {rows_of}")
+    return f"usage AS ({rows})", upsert
+
+
 def with_usage(sql: str, params: list, *, tenant_id: int) -> tuple[str, list] | None:
     """`sql` (a SELECT) preceded by this request's usage upsert as a data-modifying CTE, so that a
     query counts itself in its own last round trip instead of one more after the answer; None
     where that cannot be (SQLite has no such CTE, or no request is being counted). The caller
     runs the result, then calls counted_as_query() (or, if it failed, runs `sql` alone)."""
-    upsert = query_upsert_params(tenant_id)
-    if upsert is None:
+    cte = usage_cte(tenant_id)
+    if cte is None:
         return None
-    return f"WITH usage AS ({_UPSERT_SQL}) {sql}", [*upsert, *params]
+    return f"WITH {cte[0]} {sql}", [*cte[1], *params]
 
 
 def query_upsert_params(tenant_id: int) -> list[int] | None:
