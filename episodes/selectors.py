@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import binascii
-import contextlib
 import dataclasses
 import uuid
 from dataclasses import dataclass
@@ -13,7 +12,7 @@ from typing import Any
 import numpy as np
 import orjson
 from django.conf import settings
-from django.db import DatabaseError, connection, transaction
+from django.db import DatabaseError, connection
 from django.db.models import Q
 
 from core import db, usage
@@ -22,6 +21,7 @@ from core.errors import NotFound
 from memindex.columns import Filters
 from memindex.index import TenantIndex
 from memindex.ranking import hybrid_search, keyword_search
+from tenants import key_memo
 from tenants.models import Tenant, TenantState
 
 from . import spec
@@ -114,6 +114,11 @@ class Ranking:
     vector_weight: float = 1.0
     keyword_weight: float = 1.0
 
+    @property
+    def needs_embedder(self) -> bool:
+        """The query's vector is to come from query_text, through the tenant's embedder."""
+        return self.mode != "keyword" and self.query_embedding is None
+
 
 def _ranked(index: TenantIndex, ranking: Ranking, top_k: int, filters: Filters,
             at: int) -> tuple[list[str], list[float], list[dict[str, Any]] | None]:
@@ -132,24 +137,39 @@ def _ranked(index: TenantIndex, ranking: Ranking, top_k: int, filters: Filters,
     return index.ids_at(hits.rows), hits.scores.tolist(), ranks
 
 
-def episodes_query(*, tenant: Tenant, state: TenantState, query_embedding: np.ndarray | None = None, top_k: int,
-                   filters: Filters, include_embedding: bool = False, key_prefix: str | None = None,
-                   ranking: Ranking | None = None, user: str | None = None,
-                   embedding_format: str = "float") -> list[dict[str, Any]]:
+def episodes_query(*, tenant: Tenant, state: TenantState | None, query_embedding: np.ndarray | None = None,
+                   top_k: int, filters: Filters, include_embedding: bool = False, key_prefix: str | None = None,
+                   ranking: Ranking | None = None, user: str | None = None, embedding_format: str = "float",
+                   key_check: key_memo.Verified | None = None) -> list[dict[str, Any]]:
     """Exact filtered top-k from the worker's index (by vector, keyword or both: `ranking`; a bare
     query_embedding is a vector query), then the winners' fields from the database. A bound `user`
-    is one more exact filter of the index (user_id), so the top k are all theirs."""
+    is one more exact filter of the index (user_id), so the top k are all theirs.
+
+    With `key_check` (a key this worker verified lately, tenants/key_memo.py), `state` is None, not
+    read yet: the search runs on the index as the worker holds it, and the winners' statement checks
+    the key and reads the tenant's counters; where the index was behind them, the next round catches
+    it up and searches again. key_memo.Unconfirmed, raised before anything is answered or counted,
+    says the key or tenant did not check out (or the worker holds no index of the tenant yet)."""
     ranking = ranking or Ranking(query_embedding=query_embedding)
     filters = narrowed(filters, user)
-    if ranking.mode != "keyword" and ranking.query_embedding is None:  # query_text: the embedder's vector
+    if ranking.needs_embedder:
         ranking = dataclasses.replace(ranking, query_embedding=text_vector(tenant=tenant, text=ranking.query_text))
     at = now_ms()
+    shape = {"include_embedding": include_embedding, "embedding_format": embedding_format}
     for _ in range(MAX_RACE_RETRIES):
-        cached = cache.current(tenant, state)
+        cached = cache.current(tenant, state) if key_check is None else cache.peek(tenant.pk)
+        if cached is None:
+            raise key_memo.Unconfirmed("no index of this tenant in the worker yet")
         with cached.lock:
             ids, scores, ranks = _ranked(cached.index, ranking, top_k, filters, at)
-        rows = _winners(tenant_pk=tenant.pk, ids=ids, include_embedding=include_embedding,
-                        embedding_format=embedding_format)
+            searched = (cached.generation, cached.version)
+        if key_check is None:
+            rows = _winners(tenant_pk=tenant.pk, ids=ids, **shape)
+        else:
+            rows, state = _winners_checking_key(key_check, ids=ids, **shape)
+            key_check = None  # checked and counted: another round is an ordinary one
+            if searched != (state.generation, state.version):
+                continue  # the index was behind the counters the check read
         if len(rows) == len(ids):
             break
         # A concurrent delete removed a winner between catch-up and fetch: look again at the newer state.
@@ -191,12 +211,6 @@ def _winners_sql(vendor: str, count: int, include_embedding: bool) -> str:
     return f"SELECT {', '.join(columns)} FROM {table} WHERE {q('tenant_id')} = %s AND {q('id')} {ids}"
 
 
-def _contained():
-    """Autocommit (as a request runs): a statement is its own transaction. Inside one, a savepoint
-    keeps a failure from breaking it."""
-    return transaction.atomic() if connection.in_atomic_block else contextlib.nullcontext()
-
-
 def _fetch_counting_usage(sql: str, params: list, tenant_pk: int) -> list[tuple]:
     """The rows of `sql`, with this request's usage counted by the same statement where it can be
     (one round trip fewer per query); a failure of the usage part never fails the query."""
@@ -204,7 +218,7 @@ def _fetch_counting_usage(sql: str, params: list, tenant_pk: int) -> list[tuple]
     if combined is None:
         return db.fetch_all(sql, params)
     try:
-        with _contained():
+        with db.contained():
             rows = db.fetch_all(*combined)
     except DatabaseError as exc:
         usage.warn_not_recorded(exc)
@@ -227,22 +241,42 @@ def _winner_fields(row: tuple, *, postgres: bool, include_embedding: bool,
     return fields
 
 
-def _winners(*, tenant_pk: int, ids: list[str], include_embedding: bool,
-             embedding_format: str = "float") -> dict[str, dict[str, Any]]:
-    """The answer's fields of each of `ids` that still exists, keyed by id (str)."""
+def _winners_statement(tenant_pk: int, ids: list[str], include_embedding: bool) -> tuple[str | None, list]:
+    """The statement fetching the winners' fields and its parameters; None when there are no ids."""
     if not ids:
-        return {}
+        return None, []
     vendor = connection.vendor
-    postgres = vendor == "postgresql"
+    if vendor == "postgresql":
+        return _winners_sql(vendor, 0, include_embedding), [tenant_pk, _uuid_array(ids)]
     # Where there is no uuid type, Django stores a UUIDField as 32 hex digits.
-    params = [tenant_pk, _uuid_array(ids)] if postgres else [tenant_pk, *(uuid.UUID(i).hex for i in ids)]
-    sql = _winners_sql(vendor, 0 if postgres else len(ids), include_embedding)
+    return _winners_sql(vendor, len(ids), include_embedding), [tenant_pk, *(uuid.UUID(i).hex for i in ids)]
+
+
+def _by_id(found: list[tuple], *, include_embedding: bool, embedding_format: str) -> dict[str, dict[str, Any]]:
+    postgres = connection.vendor == "postgresql"
     out = {}
-    for row in _fetch_counting_usage(sql, params, tenant_pk):
+    for row in found:
         fields = _winner_fields(row, postgres=postgres, include_embedding=include_embedding,
                                 embedding_format=embedding_format)
         out[fields["id"]] = fields
     return out
+
+
+def _winners(*, tenant_pk: int, ids: list[str], include_embedding: bool,
+             embedding_format: str = "float") -> dict[str, dict[str, Any]]:
+    """The answer's fields of each of `ids` that still exists, keyed by id (str)."""
+    sql, params = _winners_statement(tenant_pk, ids, include_embedding)
+    found = [] if sql is None else _fetch_counting_usage(sql, params, tenant_pk)
+    return _by_id(found, include_embedding=include_embedding, embedding_format=embedding_format)
+
+
+def _winners_checking_key(check: key_memo.Verified, *, ids: list[str], include_embedding: bool,
+                          embedding_format: str = "float") -> tuple[dict[str, dict[str, Any]], TenantState]:
+    """_winners(), read by the statement that checks the key again (key_memo.checked), and the
+    tenant's counters that statement read."""
+    sql, params = _winners_statement(check.tenant.pk, ids, include_embedding)
+    state, found = key_memo.checked(check, sql, params)
+    return _by_id(found, include_embedding=include_embedding, embedding_format=embedding_format), state
 
 
 def _uuid_array(ids: list[str]) -> str:

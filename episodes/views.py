@@ -11,6 +11,7 @@ from rest_framework.response import Response
 
 from core.errors import InvalidInput, NotFound
 from memindex.columns import Filters
+from tenants import key_memo
 from tenants.api import TenantApi
 from tenants.models import Scope
 
@@ -160,6 +161,7 @@ class EpisodesDeleteApi(TenantApi):
 
 class EpisodeQueryApi(TenantApi):
     required_scope = Scope.READ
+    checks_key_late = True  # the hottest endpoint: its key is checked in the winners' statement
 
     @extend_schema(request=QueryInput, responses={200: QueryResponse})
     def post(self, request: Request) -> Response:
@@ -169,10 +171,20 @@ class EpisodeQueryApi(TenantApi):
             rrf_k=v.get("rrf_k") or spec.DEFAULT_RRF_K,
             vector_weight=1.0 if v.get("vector_weight") is None else v["vector_weight"],
             keyword_weight=1.0 if v.get("keyword_weight") is None else v["keyword_weight"])
+        if ranking.needs_embedder:
+            self.confirm_key()  # no call to the tenant's embedder on a key yet to be checked
+        try:
+            return self._answer(v, ranking)
+        except key_memo.Unconfirmed:
+            self.confirm_key()
+            return self._answer(v, ranking)
+
+    def _answer(self, v: dict, ranking: selectors.Ranking) -> Response:
         hits = selectors.episodes_query(
-            tenant=self.tenant, state=self.tenant.state, top_k=v["top_k"], filters=filters_from(v),
-            include_embedding=v["include_embedding"], key_prefix=self.key_prefix, ranking=ranking,
-            user=self.bound_user, embedding_format=v["embedding_format"],
+            tenant=self.tenant, state=None if self.key_check else self.tenant.state, top_k=v["top_k"],
+            filters=filters_from(v), include_embedding=v["include_embedding"], key_prefix=self.key_prefix,
+            ranking=ranking, user=self.bound_user, embedding_format=v["embedding_format"],
+            key_check=self.key_check,
         )
         return Response({"episodes": hits})
 

@@ -15,7 +15,7 @@ from rest_framework.authentication import BaseAuthentication
 from core.audit import audit
 from core.errors import Forbidden
 
-from . import tokens
+from . import key_memo, tokens
 from .keys import hash_key, parse_prefix, verify
 from .models import ApiKey, Scope, Tenant
 from .principal import Principal
@@ -80,7 +80,9 @@ class ApiKeyAuthentication(BaseAuthentication):
         if not tenant.is_active:
             raise Forbidden(f"tenant {tenant.slug!r} is inactive")
         key_touch_after_answer(api_key=api_key)
-        return self._accept(request, tenant, Principal.of_key(api_key))
+        principal = Principal.of_key(api_key)
+        key_memo.remember(api_key=api_key, tenant=tenant, principal=principal)
+        return self._accept(request, tenant, principal)
 
     def _token(self, request, raw: str):
         """A tenant-signed token: its signing key, tenant and change counter in one round trip (by

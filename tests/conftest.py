@@ -71,12 +71,16 @@ def api():
 
 @pytest.fixture(autouse=True)
 def _fresh_index_cache():
-    """Each test starts with an empty per-process index cache (test databases are recreated)."""
+    """Each test starts with an empty per-process index cache and key memo (test databases are
+    recreated)."""
     from episodes.cache import cache
+    from tenants import key_memo
 
     cache.clear()
+    key_memo.clear()
     yield
     cache.clear()
+    key_memo.clear()
 
 
 @pytest.fixture(scope="session")
