@@ -165,6 +165,13 @@ class EpisodeQueryApi(TenantApi):
 
     @extend_schema(request=QueryInput, responses={200: QueryResponse})
     def post(self, request: Request) -> Response:
+        try:
+            return self._answer()
+        except key_memo.Unconfirmed:
+            self.confirm_key()
+            return self._answer()  # validated again: for the tenant as the database has it now
+
+    def _answer(self) -> Response:
         v = self.validated(QueryInput)
         ranking = selectors.Ranking(
             mode=v["mode"], query_embedding=v.get("query_embedding"), query_text=v.get("query_text"),
@@ -172,14 +179,7 @@ class EpisodeQueryApi(TenantApi):
             vector_weight=1.0 if v.get("vector_weight") is None else v["vector_weight"],
             keyword_weight=1.0 if v.get("keyword_weight") is None else v["keyword_weight"])
         if ranking.needs_embedder:
-            self.confirm_key()  # no call to the tenant's embedder on a key yet to be checked
-        try:
-            return self._answer(v, ranking)
-        except key_memo.Unconfirmed:
-            self.confirm_key()
-            return self._answer(v, ranking)
-
-    def _answer(self, v: dict, ranking: selectors.Ranking) -> Response:
+            self.confirm_key()  # no call to the tenant's embedder (a provider's bill) on an unchecked key
         hits = selectors.episodes_query(
             tenant=self.tenant, state=None if self.key_check else self.tenant.state, top_k=v["top_k"],
             filters=filters_from(v), include_embedding=v["include_embedding"], key_prefix=self.key_prefix,

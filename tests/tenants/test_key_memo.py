@@ -276,3 +276,24 @@ def test_after_other_workers_writes_the_answer_is_the_full_search_of_a_fresh_ind
                                                     "reward": float(rng.integers(-3, 4))}, format="json")
         else:
             client.delete(f"/v1/episodes/{target}")
+
+
+def test_a_revoked_key_is_refused_before_the_tenants_embedder_is_called(api, db, settings, statements):
+    # The provider listens nowhere, so calling it is a 503; a revoked key's query is the key's 401,
+    # as when the key is looked up first.
+    from embedders import registry
+    from tests.support.server import free_port
+
+    settings.AGENT_MEM_EMBEDDINGS_URL = f"http://127.0.0.1:{free_port()}/v1"
+    settings.AGENT_MEM_EMBEDDINGS_RETRIES = 0
+    registry.reset(kind="openai")
+    from tenants.services import tenant_create
+
+    tenant = tenant_create(slug="memo-embedder", embedder="openai:any-model@8")
+    _, key = key_issue(tenant=tenant, scope="read")
+    client = api.as_key(key)
+    assert query(client).status_code == 200  # a vector query: remembered
+    assert key_memo.recall(key) is not None
+    key_revoke(prefix=key[3:11])
+    refused = client.post("/v1/query", {"query_text": "words"}, format="json")
+    assert refused.status_code == 401 and refused.json() == {"error": "API key has been revoked"}
