@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 import orjson
+import pybase64
 from rest_framework.exceptions import ValidationError
 
 from . import spec
@@ -156,15 +157,11 @@ def _embeddings(rows: list[list | str], dim: int, nonzero: bool) -> np.ndarray |
     binary = [i for i, row in enumerate(rows) if type(row) is str]
     if not binary:
         return _checked(_from_numbers(rows), nonzero)
-    if len(binary) == len(rows):  # the SDK's case: one decode per row, one copy for the whole batch
-        try:
-            parts = [binascii.a2b_base64(row, strict_mode=True) for row in rows]
-        except (binascii.Error, ValueError):
+    if len(binary) == len(rows):  # the SDK's case: one copy for the whole batch
+        raw = _decoded(rows, dim)
+        if raw is None:
             return None
-        if set(map(len, parts)) != {4 * dim}:
-            return None
-        return _checked(np.frombuffer(b"".join(parts), dtype="<f4").reshape(len(rows), dim).astype(np.float32),
-                        nonzero)
+        return _checked(np.frombuffer(raw, dtype="<f4").reshape(len(rows), dim).astype(np.float32), nonzero)
     matrix = np.empty((len(rows), dim), np.float32)
     for i in binary:
         vector = base64_floats(rows[i], dim=dim)
@@ -178,6 +175,23 @@ def _embeddings(rows: list[list | str], dim: int, nonzero: bool) -> np.ndarray |
         return None
     matrix[numbers] = part
     return _checked(matrix, nonzero)
+
+
+def _decoded(rows: list[str], dim: int) -> bytes | None:
+    """The float32 bytes of every row end to end, each decoded as fields.base64_floats decodes it,
+    or None. When 4 * dim is a multiple of 3 no row carries padding, so the rows joined are the
+    base64 of their bytes joined: one SIMD decode (pybase64, which refuses whatever binascii's strict
+    mode refuses) instead of one binascii call a row, several times slower."""
+    if set(map(len, rows)) != {4 * ((4 * dim + 2) // 3)}:
+        return None
+    try:
+        if 4 * dim % 3 == 0:
+            raw = pybase64.b64decode("".join(rows), validate=True)
+            return raw if len(raw) == 4 * dim * len(rows) else None
+        parts = [binascii.a2b_base64(row, strict_mode=True) for row in rows]
+    except ValueError:  # binascii.Error is one; non-ASCII text too
+        return None
+    return b"".join(parts) if set(map(len, parts)) == {4 * dim} else None
 
 
 def _from_numbers(rows: list[list]) -> np.ndarray | None:
