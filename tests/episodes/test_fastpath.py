@@ -296,3 +296,22 @@ def test_a_batch_of_base64_rows_decoded_at_once_agrees_with_the_serializer():
                 assert fast is None, (row, at)
                 continue
             assert fast is not None and all(same(f, e) for f, e in zip(fast, expected, strict=True)), (row, at)
+
+
+def test_tags_seen_earlier_in_a_batch_are_still_checked_as_a_list():
+    """The fast path remembers the tags a batch has passed; a later list of them is still deduplicated,
+    counted and refused for any other element."""
+    context = {"tenant": tenant("cosine")}
+    first = {**VALID, "tags": ["a", "b", "x" * 128] + [f"t{i}" for i in range(61)]}
+    later = [["a", "b"], ["b", "a", "b"], ["a"] * 100, ["a", 1], ["a", ["b"]], ["a", None], "a", ["a", ""],
+             ["x" * 128, "x" * 129], [*first["tags"], "new"], [*first["tags"], "a"], [1.0, "a"], [True]]
+    for tags in later:
+        items = [first, {**VALID, "tags": tags}]
+        fast = fast_episodes(items, dim=DIM, nonzero=True, check=EpisodeInput.cross_check)
+        try:
+            expected = super(EpisodeBatchInput, EpisodeBatchInput(context=context)).run_validation(
+                {"episodes": items})["episodes"]
+        except ValidationError:
+            assert fast is None, tags
+            continue
+        assert fast is not None and all(same(f, e) for f, e in zip(fast, expected, strict=True)), tags
