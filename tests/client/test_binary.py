@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 from memcloud_client import ValidationError, _http
-from memcloud_client._api import episode_body, floats, vector
+from memcloud_client._api import episode_body, floats, vector, vectors
 
 from .helpers import DIM, vec
 
@@ -32,6 +32,24 @@ def test_embeddings_are_sent_as_base64_of_little_endian_float32():
         vector([1e39] * DIM, "query_embedding")
     with pytest.raises(ValidationError):
         vector(np.full(DIM, np.nan))
+
+
+def test_a_chunk_of_embeddings_encodes_as_each_alone():
+    """store_batch encodes a chunk's embeddings together (vectors()): the same strings as vector()
+    gives each, with or without base64 padding, for numpy rows of any real dtype and mixed inputs."""
+    rng = np.random.default_rng(4)
+    for dim in (DIM, 3, 5, 384):
+        rows = [rng.standard_normal(dim).astype(np.float32) for _ in range(9)]
+        rows[1] = np.float32(1 / 3) * rows[1].astype(np.float64)
+        cases = [rows, [r.astype(np.float64) for r in rows], [np.arange(dim)] * 3, rows[:1],
+                 [rows[0], rows[1].tolist(), tuple(rows[2].tolist())], [rows[0], rows[1][:-1]]]
+        for values in cases:
+            assert vectors(values) == [vector(v) for v in values], (dim, values)
+        for bad in (np.inf, np.nan, 1e39):
+            broken = [r.astype(np.float64) for r in rows]
+            broken[4][-1] = bad
+            with pytest.raises(ValidationError, match="state_embedding: every value must be a finite"):
+                vectors(broken)
 
 
 def test_stored_and_read_back_bit_for_bit(client):

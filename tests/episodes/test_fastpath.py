@@ -274,3 +274,44 @@ def test_an_ordinary_query_takes_the_fast_path(settings):
                  {"mode": "hybrid", "query_text": "x", "query_embedding": [0.1, 0.2, 0.3, 0.4], "rrf_k": 10,
                   "vector_weight": 2.0, "keyword_weight": 0}):
         assert check(body, "cosine")
+
+
+def test_a_batch_of_base64_rows_decoded_at_once_agrees_with_the_serializer():
+    """With 4 * dim a multiple of 3 no row has padding, and the fast path decodes the rows joined
+    in one call: any bad row, wherever it stands, still makes it step aside (or agree)."""
+    dim, context = 3, {"tenant": SimpleNamespace(dim=3, metric="cosine")}
+    good = [b64(1.0, 0.5, -2.0), b64(0.25, 1, 2), b64(1e-45, 3, -0.0)]
+    bad = [b64(1, 2), b64(1, 2, 3, 4), b64(1, 2, 3)[:-1] + "=", "=" + b64(1, 2, 3)[1:], b64(1, 2, 3)[:-2] + "!!",
+           b64(1, 2, 3)[:8] + " " * 8, "é" * 16, "\ud800" + b64(1, 2, 3)[1:], b64(0, 0, 0), b64(float("nan"), 1, 1),
+           b64(1, 2, 3).replace("A", "-"), b64(3e38, 3e38, 0), b64(1, 2, 3)[:4] + "====" + b64(1, 2, 3)[8:]]
+    for row in good + bad:
+        for at in range(3):
+            embeddings = [*good[:at], row, *good[at:]]
+            items = [{"task_id": "t", "reward": 1.0, "state_embedding": e} for e in embeddings]
+            fast = fast_episodes(items, dim=dim, nonzero=True, check=EpisodeInput.cross_check)
+            reference = EpisodeBatchInput(context=context)
+            try:
+                expected = super(EpisodeBatchInput, reference).run_validation({"episodes": items})["episodes"]
+            except ValidationError:
+                assert fast is None, (row, at)
+                continue
+            assert fast is not None and all(same(f, e) for f, e in zip(fast, expected, strict=True)), (row, at)
+
+
+def test_tags_seen_earlier_in_a_batch_are_still_checked_as_a_list():
+    """The fast path remembers the tags a batch has passed; a later list of them is still deduplicated,
+    counted and refused for any other element."""
+    context = {"tenant": tenant("cosine")}
+    first = {**VALID, "tags": ["a", "b", "x" * 128] + [f"t{i}" for i in range(61)]}
+    later = [["a", "b"], ["b", "a", "b"], ["a"] * 100, ["a", 1], ["a", ["b"]], ["a", None], "a", ["a", ""],
+             ["x" * 128, "x" * 129], [*first["tags"], "new"], [*first["tags"], "a"], [1.0, "a"], [True]]
+    for tags in later:
+        items = [first, {**VALID, "tags": tags}]
+        fast = fast_episodes(items, dim=DIM, nonzero=True, check=EpisodeInput.cross_check)
+        try:
+            expected = super(EpisodeBatchInput, EpisodeBatchInput(context=context)).run_validation(
+                {"episodes": items})["episodes"]
+        except ValidationError:
+            assert fast is None, tags
+            continue
+        assert fast is not None and all(same(f, e) for f, e in zip(fast, expected, strict=True)), tags

@@ -34,7 +34,7 @@ def test_the_row_is_the_table_columns():
 def test_inserted_rows_read_back(tenant, n):
     t, _ = tenant
     rows = [EpisodeRow(uuid.uuid4(), t.pk, 100 + i, 7, f"task-{i}", bytes(range(32)), 0.5 + i,
-                       {"k": i, "nested": {"a": [1, 2]}}, NOW + i, ["x", "y"], "src" if i % 2 else None,
+                       {"k": i, "nested": {"a": [1, 2]}, "é": "✓"}, NOW + i, ["x", "y"], "src" if i % 2 else None,
                        None, None if i % 2 else [{"step": i}], None if i % 3 else NOW + 9, f"{i:064x}",
                        None if i % 2 else f"text {i}: é ✓")
             for i in range(n)]
