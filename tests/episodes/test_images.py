@@ -153,6 +153,15 @@ def test_the_hosts_copy_serves_a_worker_without_reading_the_database(tenant, set
                         version=state.version, dim=acme.dim, metric=acme.metric, spill_dir=None, identity=identity)
     assert found is not None and found[1] == state.version
     assert_same_answers(first.index, found[0], rng)
+    # The loaded index maps the file privately: replacing or removing the copy, or writing the
+    # index, changes neither the other.
+    on_disk = images.local_path(identity).read_bytes()
+    found[0].remove(found[0].ids[:3])
+    assert images.local_path(identity).read_bytes() == on_disk
+    images.local_path(identity).unlink()
+    found[0].check()
+    assert len(found[0]) == 37
+    images.local_path(identity).write_bytes(on_disk)
     # A copy of another generation is not used; a damaged one neither (the database's image is).
     found = images.load(tenant_pk=acme.pk, generation=state.generation + 1, floor=0, version=state.version,
                         dim=acme.dim, metric=acme.metric, spill_dir=None, identity=identity)
