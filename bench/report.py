@@ -98,10 +98,15 @@ def many_tenant_targets(rec: list[dict]) -> list[tuple[str, str, str]]:
     """The many-tenants targets (docs/scaling.md): a new worker's cold first query of a
     1,000-episode tenant, and Zipf access over many tenants against one warm tenant."""
     cold = one(rec, system="http", op="many_query_cold")
+    cold_db = one(rec, system="http", op="many_query_cold_db")
     first = one(rec, system="http", op="many_query_first")
-    rows = [(f"Cold first query of a {fmt(cold and cold['per_tenant'])}-episode tenant ≤ 5 ms p50 (a new worker)",
-             f"{fmt(cold and cold['p50_ms'])} ms (the deployment's very first, which builds and writes the "
-             f"image: {fmt(first and first['p50_ms'])} ms)", verdict(None if cold is None else cold["p50_ms"] <= 5))]
+    rows = [(f"Cold first query of a {fmt(cold and cold['per_tenant'])}-episode tenant ≤ 5 ms p50 (a new worker, "
+             f"the host's copy of the image)", f"{fmt(cold and cold['p50_ms'])} ms",
+             verdict(None if cold is None else cold["p50_ms"] <= 5)),
+            ("… the same, a host without copies (the image read from the database)",
+             f"{fmt(cold_db and cold_db['p50_ms'])} ms", verdict(None if cold_db is None else cold_db["p50_ms"] <= 5)),
+            ("… the deployment's very first (built from the rows; the image written after the answer)",
+             f"{fmt(first and first['p50_ms'])} ms", verdict(None if first is None else first["p50_ms"] <= 5))]
     load, warm = one(rec, system="http", op="zipf_query_load"), one(rec, system="http", op="zipf_warm_one_tenant")
     ok = None if not (load and warm) else load["ratio_to_warm"] >= 0.8 and load["p99_ms"] <= 30
     rows.append((f"Zipf over {fmt(load and load['tenants'])} tenants: QPS ≥ 0.8× one warm tenant, p99 ≤ 30 ms",

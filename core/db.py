@@ -27,10 +27,13 @@ def fetch_all(sql: str, params: Sequence[Any]) -> list[tuple]:
 
 def fetch_one(sql: str, params: Sequence[Any], *, binary: bool = False) -> tuple | None:
     """The first row of `sql`; `binary`: in PostgreSQL's binary format (a large bytea arrives as
-    its bytes, not as twice as many hex digits to decode)."""
+    its bytes, not as twice as many hex digits to decode), each bytea as a bytearray the caller
+    may keep and write to (copied once from the driver's buffer, where bytes and then a writable
+    copy of them would be two copies)."""
     with _cursor() as (cursor, options):
         if binary and options:
             options["binary"] = True
+            cursor.adapters.register_loader("bytea", _writable_bytea_loader())
         _execute(cursor, options, sql, params)
         return cursor.fetchone()
 
@@ -65,6 +68,21 @@ def _execute(cursor, options: dict[str, Any], sql: str, params: Sequence[Any]) -
     for wrapper in reversed(wrappers):
         run = functools.partial(wrapper, run)
     run(sql, params, False, {"connection": connections[DEFAULT_DB_ALIAS], "cursor": cursor})
+
+
+@functools.cache
+def _writable_bytea_loader() -> type:
+    """psycopg's loader of a binary bytea, as a bytearray (psycopg is imported where PostgreSQL is used)."""
+    from psycopg.adapt import Loader
+    from psycopg.pq import Format
+
+    class WritableBytea(Loader):
+        format = Format.BINARY
+
+        def load(self, data) -> bytearray:
+            return bytearray(data)
+
+    return WritableBytea
 
 
 @contextlib.contextmanager

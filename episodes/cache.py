@@ -124,24 +124,31 @@ IMAGE_REFRESH_CHANGES = 64
 
 def from_image(tenant: Tenant, state: TenantState) -> CachedIndex:
     """A small tenant's first index in this worker: its image brought up to `state`, or, when there
-    is no usable image, built from the database and written as the image for the next worker."""
+    is no usable image, built from the database and written as the image for the next worker
+    (once the answer is sent: images.after_answer)."""
     identity = checkpoint.tenant_identity(tenant)
     found = images.load(tenant_pk=tenant.pk, generation=state.generation, floor=state.tombstone_floor,
                         version=state.version, dim=tenant.dim, metric=tenant.metric,
                         spill_dir=str(settings.AGENT_MEM_DATA_DIR), identity=identity)
     if found is None:
         cached = build_index(tenant, state)
-        images.save(tenant_pk=tenant.pk, generation=cached.generation, version=cached.version, index=cached.index,
-                    identity=identity)
+        images.after_answer(lambda: _save_image(tenant, cached, identity))
         return cached
     index, version = found
     cached = CachedIndex(index=index, generation=state.generation, version=version)
     if version < state.version:
         changed = catch_up(tenant, cached, state)
         if len(changed) > IMAGE_REFRESH_CHANGES:
-            images.save(tenant_pk=tenant.pk, generation=cached.generation, version=cached.version,
-                        index=cached.index, identity=identity)
+            images.after_answer(lambda: _save_image(tenant, cached, identity))
     return cached
+
+
+def _save_image(tenant: Tenant, cached: CachedIndex, identity: str) -> None:
+    """Write the index as the tenant's image at the version it is at now (under its lock: another
+    thread may be catching it up)."""
+    with cached.lock:
+        images.save(tenant_pk=tenant.pk, generation=cached.generation, version=cached.version, index=cached.index,
+                    identity=identity)
 
 
 def refresh_image(tenant: Tenant) -> str:

@@ -51,3 +51,9 @@ def post_fork(server, worker):
 
     with contextlib.suppress(OSError, AttributeError):  # not glibc
         ctypes.CDLL(None).mallopt(-3, 128 * 1024)
+
+
+def post_worker_init(worker):
+    from memcloud import warmup
+
+    warmup.warm()  # the first request's one-off costs, paid before the worker accepts it

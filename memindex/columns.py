@@ -40,8 +40,16 @@ class Vocab:
     """String -> small int code; codes are never reused (the index is rebuilt on a new generation)."""
 
     def __init__(self, strings: Sequence[str] = ()) -> None:
-        self.strings: list[str] = [str(s) for s in strings]
-        self.codes: dict[str, int] = {s: code for code, s in enumerate(self.strings)}
+        self.strings: list[str] = list(map(str, strings))
+        self._codes: dict[str, int] | None = None
+
+    @property
+    def codes(self) -> dict[str, int]:
+        """Built on first use: a loaded image's vocabularies (one task id per episode is common)
+        cost a cold query their dict only when a filter or a write needs one."""
+        if self._codes is None:
+            self._codes = dict(zip(self.strings, range(len(self.strings)), strict=True))
+        return self._codes
 
     def code(self, value: str) -> int:
         code = self.codes.get(value)

@@ -113,7 +113,7 @@ def from_arrays(arrays: dict, meta: dict, spill_dir: str | None = None, idmap: I
     columns.capacity = n
     for attr, key in (("tasks", "tasks"), ("sources", "sources"), ("users", "users"), ("tags", "tags")):
         vocab = Vocab(meta[key])
-        if len(vocab.codes) != len(vocab.strings):
+        if len(set(vocab.strings)) != len(vocab.strings):
             raise ValueError(f"vocabulary {key} repeats a value")
         setattr(columns, attr, vocab)
     words, dtype = tag_layout(len(columns.tags.strings))  # the words beyond are zero

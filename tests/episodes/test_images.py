@@ -49,6 +49,25 @@ def test_the_first_build_writes_the_image_and_the_next_worker_loads_it(tenant):
     assert_same_answers(first.index, found[0], rng)
 
 
+def test_a_request_writes_the_image_once_its_answer_is_sent(tenant, api):
+    acme, key = tenant
+    rng = np.random.default_rng(8)
+    store(acme, 30, rng)
+    images.note_request()  # what request_started does
+    first = cache.current(acme, state_of(acme))
+    assert not IndexImage.objects.filter(tenant=acme).exists()  # the answer comes first
+    images.write_answered()  # what request_finished does, once the server has sent it
+    image = IndexImage.objects.get(tenant=acme)
+    assert image.version == first.version
+    images.write_answered()  # nothing pending: nothing done
+    cache.clear()
+    IndexImage.objects.all().delete()
+    images.local_path(checkpoint.tenant_identity(acme)).unlink()  # nothing to load: the request builds
+    response = api.as_key(key).post("/v1/query", {"query_embedding": [0.5] * acme.dim, "top_k": 3}, format="json")
+    assert response.status_code == 200
+    assert IndexImage.objects.filter(tenant=acme).exists()  # written after that request's answer
+
+
 def test_a_loaded_image_catches_up_on_what_changed_since(tenant):
     acme, _ = tenant
     rng = np.random.default_rng(2)
@@ -153,6 +172,15 @@ def test_the_hosts_copy_serves_a_worker_without_reading_the_database(tenant, set
                         version=state.version, dim=acme.dim, metric=acme.metric, spill_dir=None, identity=identity)
     assert found is not None and found[1] == state.version
     assert_same_answers(first.index, found[0], rng)
+    # The loaded index maps the file privately: replacing or removing the copy, or writing the
+    # index, changes neither the other.
+    on_disk = images.local_path(identity).read_bytes()
+    found[0].remove(found[0].ids[:3])
+    assert images.local_path(identity).read_bytes() == on_disk
+    images.local_path(identity).unlink()
+    found[0].check()
+    assert len(found[0]) == 37
+    images.local_path(identity).write_bytes(on_disk)
     # A copy of another generation is not used; a damaged one neither (the database's image is).
     found = images.load(tenant_pk=acme.pk, generation=state.generation + 1, floor=0, version=state.version,
                         dim=acme.dim, metric=acme.metric, spill_dir=None, identity=identity)

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
-from memindex.columns import NO_EXPIRY, Filters
+from memindex.columns import NO_EXPIRY, Filters, Vocab
 from memindex.index import TenantIndex
 from memindex.serialize import from_arrays, to_arrays
 from tests.memindex.oracle import make_rows
@@ -61,3 +62,19 @@ def test_code_columns_widen_past_int16_and_keep_filtering():
         assert each.search(np.ones(2, np.float32), 2, Filters(task_id_prefix="task-1", source="s"))[0] == [
             "e19998", "e19996"]
         assert each.search(np.ones(2, np.float32), 1, Filters(task_id_prefix="task-0"))[0] == ["e0"]
+
+
+def test_a_vocabulary_builds_its_codes_when_first_asked():
+    vocab = Vocab(["t0", "t1"])
+    assert vocab._codes is None  # a loaded index's vocabularies cost nothing until used
+    assert vocab.code("t1") == 1 and vocab.code("t2") == 2
+    assert vocab.codes == {"t0": 0, "t1": 1, "t2": 2} and vocab.strings == ["t0", "t1", "t2"]
+
+
+def test_a_stored_vocabulary_that_repeats_a_value_is_refused():
+    index = TenantIndex(4, "cosine")
+    index.add(**make_rows(np.random.default_rng(1), 5, 4))
+    arrays, meta = to_arrays(index)
+    meta["tasks"] = [meta["tasks"][0], *meta["tasks"]]
+    with pytest.raises(ValueError, match="vocabulary tasks repeats a value"):
+        from_arrays({k: np.array(v) for k, v in arrays.items()}, meta)

@@ -32,6 +32,22 @@ def test_pack_unpack_round_trip(metric):
     assert_same_answers(index, copy, rng)
 
 
+def test_a_writable_buffer_becomes_the_columns_without_a_copy():
+    rng = np.random.default_rng(4)
+    index = TenantIndex(DIM, "cosine")
+    index.add(**make_rows(rng, 60, DIM))
+    data = pack(index)
+    buffer = bytearray(data)
+    copy = unpack(buffer)
+    assert np.shares_memory(copy.storage.emb, np.frombuffer(buffer, dtype=np.uint8))
+    assert not np.shares_memory(unpack(data).storage.emb, np.frombuffer(data, dtype=np.uint8))  # bytes: copied
+    for target in (index, copy):  # a removal writes the rows in place: into the adopted buffer
+        target.remove(["id3", "id7"])
+        target.check()
+    assert bytes(buffer) != data
+    assert_same_answers(index, copy, rng)
+
+
 def test_an_empty_index_packs():
     copy = unpack(pack(TenantIndex(DIM, "cosine")))
     assert len(copy) == 0
