@@ -70,6 +70,19 @@ class MemcloudMachine(RuleBasedStateMachine):
         self.saved: list[dict[str, list]] = [{} for _ in self.models]  # per tenant: snapshot name -> episodes
 
     # ----- plumbing -----
+    def every_page(self, t: int, params: dict, limit: int, user: str | None = None) -> list[str]:
+        """The ids of every page of GET /v1/episodes with `params`, following next_cursor."""
+        seen, cursor = [], None
+        for _ in range(100):
+            page = self.call(t, "GET", "/v1/episodes", params={**params, "limit": limit,
+                                                                **({"cursor": cursor} if cursor else {})}, user=user)
+            assert page.status_code == 200, page.text
+            seen += [e["id"] for e in page.json()["episodes"]]
+            cursor = page.json()["next_cursor"]
+            if cursor is None:
+                break
+        return seen
+
     def call(self, t: int, method: str, path: str, body: Any = None, params: dict | None = None,
              user: str | None = None) -> httpx.Response:
         client = self.clients[t] if user is None else self.user_clients[t][user]
@@ -175,15 +188,7 @@ class MemcloudMachine(RuleBasedStateMachine):
     @rule(t=st.integers(0, 2), limit=st.integers(1, 4), flt=query_filters)
     def list_every_page(self, t: int, limit: int, flt: dict) -> None:
         params = {k: ",".join(v) if isinstance(v, list) else v for k, v in flt.items()}
-        seen, cursor = [], None
-        for _ in range(100):
-            page = self.call(t, "GET", "/v1/episodes", params={**params, "limit": limit,
-                                                                **({"cursor": cursor} if cursor else {})})
-            assert page.status_code == 200, page.text
-            seen += [e["id"] for e in page.json()["episodes"]]
-            cursor = page.json()["next_cursor"]
-            if cursor is None:
-                break
+        seen = self.every_page(t, params, limit)
         model = self.models[t]
         expected = [e.id for e in model.newest_first() if model.matches(e, flt)]
         Tally.leaks += len(set(seen) - set(model.episodes))
@@ -324,15 +329,7 @@ class MemcloudMachine(RuleBasedStateMachine):
         if flt.get("user_id", user) != user:
             self.refused(self.call(t, "GET", "/v1/episodes", params=params, user=user), 403, "user_id")
             return
-        seen, cursor = [], None
-        for _ in range(100):
-            page = self.call(t, "GET", "/v1/episodes", params={**params, "limit": limit,
-                                                                **({"cursor": cursor} if cursor else {})}, user=user)
-            assert page.status_code == 200, page.text
-            seen += [e["id"] for e in page.json()["episodes"]]
-            cursor = page.json()["next_cursor"]
-            if cursor is None:
-                break
+        seen = self.every_page(t, params, limit, user=user)
         model = self.models[t]
         Tally.leaks += len([i for i in seen if i not in model.episodes or not model.owns(user, i)])
         assert seen == [e.id for e in model.newest_first(user) if model.matches(e, flt)], (user, flt, limit)
