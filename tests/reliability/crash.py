@@ -39,7 +39,7 @@ from tests.support.ingress import NginxIngress, nginx_binary
 from tests.support.server import LiveServer
 from tests.support.tenants import auth
 
-from .support import record
+from .support import BatchLedger, record, write_batches
 
 DIM = 8
 
@@ -97,32 +97,11 @@ def crash_loop(kills: int, max_minutes: float, workers: int = 3, writers: int = 
         server = LiveServer(workers=workers, env=env)
         key = server.create_tenant(f"crash-{uuid.uuid4().hex[:8]}", "--dim", str(DIM))
         server.start()
-        acked: list[str] = []
-        unacked: list[str] = []
-        statuses: collections.Counter = collections.Counter()
+        ledger = BatchLedger()
+        statuses: collections.Counter = collections.Counter()  # the queries'
         bad_answers: list[str] = []
         lock = threading.Lock()
         stop = threading.Event()
-
-        def writer(n: int) -> None:
-            rng = np.random.default_rng(n)
-            with httpx.Client(base_url=server.url, headers=auth(key), timeout=60,
-                              limits=httpx.Limits(max_keepalive_connections=0)) as client:
-                i = 0
-                while not stop.is_set():
-                    label = f"w{n}x{i:05d}"
-                    i += 1
-                    try:
-                        response = client.post("/v1/episodes/batch", json={"episodes": batch(label, size, rng)})
-                    except httpx.TransportError as exc:
-                        with lock:
-                            unacked.append(label)
-                            statuses[type(exc).__name__] += 1
-                        time.sleep(0.05)
-                        continue
-                    with lock:
-                        statuses[f"batch {response.status_code}"] += 1
-                        (acked if response.status_code == 201 else unacked).append(label)
 
         def querier(n: int) -> None:
             rng = np.random.default_rng(1000 + n)
@@ -144,7 +123,11 @@ def crash_loop(kills: int, max_minutes: float, workers: int = 3, writers: int = 
                             if len(ids) != len(set(ids)):
                                 bad_answers.append("duplicate ids in a query answer")
 
-        threads = [threading.Thread(target=writer, args=(n,)) for n in range(writers)]
+        def body(label: str, rng: np.random.Generator) -> dict:
+            return {"episodes": batch(label, size, rng)}
+
+        threads = [threading.Thread(target=write_batches, args=(server.url, key, n, stop, ledger, body, "w"))
+                   for n in range(writers)]
         threads += [threading.Thread(target=querier, args=(n,)) for n in range(queriers)]
         for thread in threads:
             thread.start()
@@ -177,6 +160,8 @@ def crash_loop(kills: int, max_minutes: float, workers: int = 3, writers: int = 
             per_label, total = stored_per_label(server.url, key)
         finally:
             server.stop()
+    acked, unacked = ledger.acked, ledger.unacked
+    statuses.update({f"batch {outcome}": n for outcome, n in ledger.statuses.items()})
     figures = verify_batches(acked, unacked, per_label, size)
     server_errors = sum(v for k, v in statuses.items() if k.split()[-1].isdigit() and int(k.split()[-1]) >= 500)
     return {**figures, "sigkills": sum(killed.values()), "killed": killed, "seconds": round(elapsed, 1),

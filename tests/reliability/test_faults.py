@@ -24,7 +24,7 @@ from tests.support.database import is_postgres
 from tests.support.server import LiveServer
 from tests.support.tenants import auth, unique_slug
 
-from .support import error_message, record
+from .support import BatchLedger, record, write_batches
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -64,40 +64,16 @@ def wait_for(condition, seconds: float) -> bool:
 
 def test_sigkill_of_a_worker_mid_batch(fault_server):
     server, key = fault_server
-    acked: list[str] = []
-    unacked: list[str] = []
-    statuses: collections.Counter = collections.Counter()
-    lock = threading.Lock()
+    ledger = BatchLedger()
     stop = threading.Event()
-
-    def writer(n: int) -> None:
-        rng = np.random.default_rng(n)
-        with httpx.Client(base_url=server.url, headers=auth(key), timeout=60,
-                          limits=httpx.Limits(max_keepalive_connections=0)) as client:
-            i = 0
-            while not stop.is_set():
-                label = f"kb-{n}-{i:04d}"
-                i += 1
-                try:
-                    response = client.post("/v1/episodes/batch", json=batch_body(label, rng))
-                except httpx.TransportError:
-                    with lock:
-                        unacked.append(label)
-                        statuses["connection error"] += 1
-                    continue
-                with lock:
-                    statuses[response.status_code] += 1
-                    (acked if response.status_code == 201 else unacked).append(label)
-                if response.status_code >= 400:
-                    error_message(response)
-
-    threads = [threading.Thread(target=writer, args=(n,)) for n in range(4)]
+    threads = [threading.Thread(target=write_batches, args=(server.url, key, n, stop, ledger, batch_body, "kb-"))
+               for n in range(4)]
     for thread in threads:
         thread.start()
     killed = []
     try:
         # Kill until two kills have cut a batch off mid-request (a kill can find a worker idle), at most 8.
-        while len(killed) < 8 and (len(killed) < 3 or statuses["connection error"] < 2):
+        while len(killed) < 8 and (len(killed) < 3 or ledger.transport_errors() < 2):
             time.sleep(0.7)
             before = set(server.worker_pids())
             victim = sorted(before)[len(killed) % len(before)]
@@ -110,7 +86,8 @@ def test_sigkill_of_a_worker_mid_batch(fault_server):
         stop.set()
         for thread in threads:
             thread.join(timeout=120)
-    assert statuses[500] == 0 and not any(isinstance(s, int) and s >= 500 for s in statuses), statuses
+    acked, unacked, statuses = ledger.acked, ledger.unacked, ledger.statuses
+    assert ledger.server_errors() == 0, statuses
     assert not set(killed) & set(server.worker_pids())
     with httpx.Client(base_url=server.url, headers=auth(key), timeout=60) as client:
         lost = sum(stored_with_prefix(client, label + "-") != BATCH for label in acked)
@@ -122,10 +99,9 @@ def test_sigkill_of_a_worker_mid_batch(fault_server):
         total = client.get("/v1/stats").json()["episodes"]
     record("fault_worker_kill", batches_acknowledged=len(acked), batches_unacknowledged=len(unacked),
            unacknowledged_found_complete=unacked_present, partial_batches=partial, acknowledged_batches_lost=lost,
-           workers_killed=len(killed), statuses={str(k): v for k, v in statuses.items()}, episodes=total,
-           server_errors=sum(v for k, v in statuses.items() if isinstance(k, int) and k >= 500),
+           workers_killed=len(killed), statuses=dict(statuses), episodes=total, server_errors=ledger.server_errors(),
            command="pytest tests/reliability/test_faults.py -k sigkill")
-    assert len(acked) > 0 and statuses["connection error"] > 0, statuses  # the kills did hit batches
+    assert len(acked) > 0 and ledger.transport_errors() > 0, statuses  # the kills did hit batches
     assert lost == 0, "an acknowledged batch is incomplete"
     assert partial == 0, "a batch was stored in part"
     assert total == BATCH * (len(acked) + unacked_present)
