@@ -265,13 +265,20 @@ def section(res: dict, plot: Path | None, report: Path) -> str:
     out += ["### Worker memory (VmRSS)", "",
             table(["N", "raw matrix MiB", "RSS before", "RSS after", "growth MiB", "growth/raw", "per 100k MiB",
                    "2-worker server RSS MiB"], rows), ""]
+    out += tenant_tables(rec, plan["many_index_mb"])
+    return "\n".join(out)
+
+
+def tenant_tables(rec: list[dict], many_index_mb: int) -> list[str]:
+    """The many-tenants and Zipf tables (bench/tenants.py), for RESULTS.md and results/tenants.md."""
+    out: list[str] = []
     rows = []
     for r in rec:
         if r.get("op", "").startswith("many_"):
             rows.append([r["op"], f"{r['tenants']:,} × {r['per_tenant']:,}", r.get("concurrency", ""),
                          r.get("episodes_per_s", r.get("qps")), r.get("p50_ms"), r.get("p99_ms")])
     out += ["### Many tenants (random tenant per query, index budget per worker "
-            f"{plan['many_index_mb']} MB)", "",
+            f"{many_index_mb} MB)", "",
             table(["what", "tenants × episodes", "clients", "episodes/s or QPS", "p50 ms", "p99 ms"], rows), ""]
     rows = [[r["op"], f"{r['tenants']:,} × {r['per_tenant']:,}", r["clients"], r.get("qps"), r.get("p50_ms"),
              r.get("p99_ms"), r.get("ratio_to_warm", "")] for r in rec if r.get("op", "").startswith("zipf_")]
@@ -281,7 +288,7 @@ def section(res: dict, plot: Path | None, report: Path) -> str:
                 f"index budget per worker {first['index_memory_mb']} MB; targets: ratio >= 0.8, p99 <= 30 ms)", "",
                 table(["what", "tenants × episodes", "clients", "QPS", "p50 ms", "p99 ms", "QPS / one warm tenant"],
                       rows), ""]
-    return "\n".join(out)
+    return out
 
 
 def plot_latency(res: dict, path: Path) -> Path | None:

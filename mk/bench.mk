@@ -3,7 +3,7 @@
 # server the HTTP benchmarks use (a throw-away database is created there and dropped afterwards).
 BENCH_DATABASE_URL ?= $(or $(DATABASE_URL),postgres://postgres@127.0.0.1:5432/memcloud_bench)
 
-.PHONY: bench bench-full bench-smoke bench-profile bench-limits bench-deps bench-interleaved bench-ingest
+.PHONY: bench bench-full bench-smoke bench-profile bench-limits bench-deps bench-interleaved bench-ingest bench-tenants
 $(VENV)/.bench-installed: $(VENV)/.installed bench/requirements.txt
 	$(PY) -m pip install --quiet -r bench/requirements.txt
 	touch $@
@@ -38,3 +38,8 @@ bench-interleaved: bench-deps
 # Ingest alone: the SDK end to end and pre-encoded binary bodies, on a 2-worker server.
 bench-ingest: bench-deps
 	DATABASE_URL=$(BENCH_DATABASE_URL) $(PY) -m bench.ingest --n $(or $(N),100000)
+
+# The many-tenants phases alone, at the issue's scale: cold first queries of 100 small tenants, then
+# 10,000 tenants under Zipf access within the default index budget (bench/results/tenants.md).
+bench-tenants: bench-deps
+	DATABASE_URL=$(BENCH_DATABASE_URL) $(PY) -m bench.tenants $(BENCH_TENANTS_ARGS)
