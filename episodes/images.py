@@ -11,7 +11,7 @@ image of an older generation, or older than the tenant's tombstone floor, is not
 Images are a cache of the episodes table, never the truth: losing one costs a build.
 
 Each host also keeps a copy of the images its workers used (`AGENT_MEM_DATA_DIR/images/`, bounded by
-AGENT_MEM_IMAGE_CACHE_MB, oldest written first out): a tenant evicted from a worker's cache, or
+AGENT_MEM_IMAGE_CACHE_MB, least recently used first out): a tenant evicted from a worker's cache, or
 first met by the host's other workers, comes back from the page cache in a fraction of a
 millisecond instead of 1.6 MB read from the database per 1,000 episodes. A copy is named by the
 tenant's identity (id and creation time) and carries its (generation, version); it is used under the
@@ -80,6 +80,9 @@ def _read_local(identity: str) -> tuple[int, int, memoryview] | None:
     try:
         with open(local_path(identity), "rb") as fh:
             mapped = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_COPY)
+            # Marked as used: clean_local removes the least recently used copies first, so a hot
+            # tenant's copy stays however many others are written after it.
+            os.utime(fh.fileno())
     except (OSError, ValueError):  # missing, unreadable, or empty (ValueError)
         return None
     if len(mapped) < _LOCAL_HEAD.size:
@@ -115,8 +118,8 @@ def _write_local(identity: str, generation: int, version: int, data: bytes | mem
 
 
 def clean_local() -> int:
-    """Remove the oldest copies while they exceed AGENT_MEM_IMAGE_CACHE_MB (down to 90 % of it);
-    the number removed."""
+    """Remove the least recently used copies (written or read) while they exceed
+    AGENT_MEM_IMAGE_CACHE_MB (down to 90 % of it); the number removed."""
     limit = settings.AGENT_MEM_IMAGE_CACHE_MB * 1024 * 1024
     folder = Path(settings.AGENT_MEM_DATA_DIR) / "images"
     with _clean_lock:

@@ -200,7 +200,7 @@ def test_the_hosts_copy_serves_a_worker_without_reading_the_database(tenant, set
     assert not images.local_path(identity).exists()
 
 
-def test_the_hosts_copies_are_bounded_oldest_first(tenant, settings, tmp_path):
+def test_the_hosts_copies_are_bounded_least_recently_used_first(tenant, settings, tmp_path):
     import os
 
     folder = tmp_path / "images"
@@ -209,7 +209,12 @@ def test_the_hosts_copies_are_bounded_oldest_first(tenant, settings, tmp_path):
         path = folder / f"t{i}.mcix"
         path.write_bytes(b"x" * 300_000)
         os.utime(path, (1000 + i, 1000 + i))
+    # Reading a copy makes it the most recently used (this one is no usable image: the database is
+    # asked next, which has none either).
+    acme, _ = tenant
+    assert images.load(tenant_pk=acme.pk, generation=0, floor=0, version=0, dim=acme.dim, metric=acme.metric,
+                       spill_dir=None, identity="t1") is None
     settings.AGENT_MEM_IMAGE_CACHE_MB = 2  # 2 MiB: 6 of the 10 fit within 90 %
     assert images.clean_local() == 4
-    assert sorted(p.name for p in folder.iterdir()) == [f"t{i}.mcix" for i in range(4, 10)]
+    assert sorted(p.name for p in folder.iterdir()) == ["t1.mcix", *(f"t{i}.mcix" for i in range(5, 10))]
     assert images.clean_local() == 0
