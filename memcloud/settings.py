@@ -200,8 +200,9 @@ AGENT_MEM_MAX_BODY_BYTES = env_int("AGENT_MEM_MAX_BODY_BYTES", 33554432, minimum
 AGENT_MEM_MAX_TOP_K = env_int("AGENT_MEM_MAX_TOP_K", 1000, minimum=1)
 AGENT_MEM_INDEX_MEMORY_MB = env_int("AGENT_MEM_INDEX_MEMORY_MB", 1024, minimum=1)
 # The host's copies of small tenants' index images (episodes/images.py), on disk under
-# AGENT_MEM_DATA_DIR/images, read through the page cache; 0: none kept.
-AGENT_MEM_IMAGE_CACHE_MB = env_int("AGENT_MEM_IMAGE_CACHE_MB", 4096, minimum=0)
+# AGENT_MEM_DATA_DIR/images, read through the page cache; 0: none kept. Sized to hold every small
+# tenant a host serves (1.65 MB per 1,000 episodes at dim 384): a copy missing means a database read.
+AGENT_MEM_IMAGE_CACHE_MB = env_int("AGENT_MEM_IMAGE_CACHE_MB", 16384, minimum=0)
 # The server's expiry sweep runs at most once per this many seconds across all workers; 0: never.
 AGENT_MEM_EXPIRE_INTERVAL_SECS = env_int("AGENT_MEM_EXPIRE_INTERVAL_SECS", 60, minimum=0)
 # Tenant embedders of the form openai:<model> (docs/api.md §2, Embedders): the provider's base URL
