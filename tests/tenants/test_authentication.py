@@ -15,7 +15,7 @@ from rest_framework.test import APIClient, APIRequestFactory
 
 from tenants.authentication import ApiKeyAuthentication
 from tenants.models import ApiKey, Tenant
-from tenants.services import key_issue, key_revoke, key_roll
+from tenants.services import key_issue, key_revoke, key_roll, key_touch
 
 pytestmark = pytest.mark.django_db
 
@@ -182,6 +182,21 @@ def test_it_writes_last_used_at_at_most_once_a_minute(tenant):
     ApiKey.objects.filter(prefix=prefix).update(last_used_at=used - timedelta(minutes=2))
     assert stats(**bearer(raw)).status_code == 200
     assert ApiKey.objects.get(prefix=prefix).last_used_at > used
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="the one-statement touch is PostgreSQL's")
+def test_outside_a_transaction_a_touch_is_one_statement_committed_without_waiting(make_tenant):
+    t, raw = make_tenant("toucher")
+    key = ApiKey.objects.get(prefix=raw[3:11])
+    assert connection.get_autocommit()
+    with CaptureQueriesContext(connection) as touched:
+        key_touch(api_key=key)
+    assert len(touched.captured_queries) == 1 and key_touches(touched.captured_queries)
+    assert ApiKey.objects.get(pk=key.pk).last_used_at == key.last_used_at is not None
+    with connection.cursor() as cursor:  # the setting lasted the statement's own transaction only
+        cursor.execute("SHOW synchronous_commit")
+        assert cursor.fetchone()[0] == "on"
 
 
 def test_it_touches_only_the_key_that_was_used(tenant, other_tenant):
