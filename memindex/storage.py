@@ -12,6 +12,7 @@ move-last-into-hole); the index passes n in.
 
 from __future__ import annotations
 
+import mmap
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 
@@ -89,6 +90,19 @@ class RowStorage(ABC):
         """Raise AssertionError unless the storage holds `capacity` rows in its own shape."""
 
 
+def file_mapped(a: np.ndarray) -> bool:
+    """Whether `a` is a view of a memory-mapped file (a host's copy of an index image)."""
+    base = a.base
+    while isinstance(base, np.ndarray):
+        base = base.base
+    if isinstance(base, memoryview):
+        base = base.obj
+    return isinstance(base, mmap.mmap)
+
+
+_PAGE = mmap.PAGESIZE
+
+
 class InMemoryRows(RowStorage):
     """The rows as one float32 matrix with its squared norms, both capacity rows long."""
 
@@ -101,11 +115,17 @@ class InMemoryRows(RowStorage):
         # Zeroed (calloc'd) pages: headroom beyond n costs no memory until rows land there.
         self.emb = np.zeros((capacity, dim), dtype=np.float32) if emb is None else emb
         self.sqnorm = np.zeros(capacity, dtype=np.float32) if sqnorm is None else sqnorm
+        # Rows adopted from a copy-on-write map of a file are the page cache's (shared by the host's
+        # workers, reclaimable), as a row file's are, until a write makes a page this worker's own
+        # (moves, mostly: an adopted matrix is full, so a new row grows it into fresh memory).
+        self.mapped = emb is not None and file_mapped(emb)
+        self.moved = 0
 
     def _write(self, start: int, vectors: np.ndarray, sq: np.ndarray) -> None:
         stop = start + len(vectors)
         self.sqnorm[start:stop] = sq
         self.emb[start:stop] = vectors
+        self.moved += len(vectors)  # pages made private, if mapped
 
     def grow(self, capacity: int, n: int) -> None:
         emb = np.zeros((capacity, self.dim), dtype=np.float32)
@@ -113,6 +133,7 @@ class InMemoryRows(RowStorage):
         sqnorm = np.zeros(capacity, dtype=np.float32)
         sqnorm[:n] = self.sqnorm[:n]
         self.emb, self.sqnorm, self.capacity = emb, sqnorm, capacity
+        self.mapped = False
 
     def release(self, row: int) -> None:
         pass  # the row is overwritten by the move, or left beyond n
@@ -120,6 +141,7 @@ class InMemoryRows(RowStorage):
     def move(self, src: int, dst: int) -> None:
         self.emb[dst] = self.emb[src]
         self.sqnorm[dst] = self.sqnorm[src]
+        self.moved += 1
 
     def read(self, rows: np.ndarray) -> np.ndarray:
         return self.emb[rows]
@@ -137,6 +159,8 @@ class InMemoryRows(RowStorage):
         return self.emb[:n]
 
     def nbytes(self) -> int:
+        if self.mapped:  # the pages writes made private (a row spans at most two more pages)
+            return min(self.emb.nbytes, self.moved * (self.emb.itemsize * self.dim + _PAGE)) + self.sqnorm.nbytes
         return self.emb.nbytes + self.sqnorm.nbytes
 
     def check(self, capacity: int) -> None:

@@ -91,3 +91,27 @@ def test_uuid_ids_travel_as_keys_and_come_back_the_same():
     assert copy.idmap.get(rows["ids"][1]) == index.idmap.get(rows["ids"][1])
     assert copy.idmap.get(rows["ids"][0]) is None
     assert_same_answers(index, copy, rng)
+
+
+def test_rows_mapped_from_a_file_count_as_page_cache_until_written(tmp_path):
+    import mmap
+
+    rng = np.random.default_rng(3)
+    index = TenantIndex(DIM, "cosine")
+    index.add(**make_rows(rng, 500, DIM))
+    path = tmp_path / "image"
+    path.write_bytes(pack(index))
+    in_memory = unpack(pack(index))
+    with open(path, "rb") as fh:
+        mapped = unpack(mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_COPY))
+    rows_bytes = 500 * DIM * 4
+    assert in_memory.storage.nbytes() >= rows_bytes
+    assert mapped.nbytes() == in_memory.nbytes() - rows_bytes  # the same index, its rows the page cache's
+    assert_same_answers(in_memory, mapped, rng)
+    mapped.remove(["id3"])  # the last row moves into the hole: a page of the map becomes private
+    assert 0 < mapped.storage.nbytes() - mapped.storage.sqnorm.nbytes < rows_bytes
+    mapped.add(**make_rows(rng, 1, DIM, start=900))  # into the freed slot: one more row written
+    assert mapped.storage.mapped
+    mapped.add(**make_rows(rng, 10, DIM, start=901))  # grows into fresh memory: all of it counted
+    assert not mapped.storage.mapped and mapped.storage.nbytes() >= rows_bytes
+    path.write_bytes(b"")  # the map keeps what it was made with (copies are replaced whole, never written)
