@@ -119,13 +119,13 @@ class InMemoryRows(RowStorage):
         # workers, reclaimable), as a row file's are, until a write makes a page this worker's own
         # (moves, mostly: an adopted matrix is full, so a new row grows it into fresh memory).
         self.mapped = emb is not None and file_mapped(emb)
-        self.moved = 0
+        self.rows_written = 0  # rows written in place since adoption: their pages are private
 
     def _write(self, start: int, vectors: np.ndarray, sq: np.ndarray) -> None:
         stop = start + len(vectors)
         self.sqnorm[start:stop] = sq
         self.emb[start:stop] = vectors
-        self.moved += len(vectors)  # pages made private, if mapped
+        self.rows_written += len(vectors)
 
     def grow(self, capacity: int, n: int) -> None:
         emb = np.zeros((capacity, self.dim), dtype=np.float32)
@@ -141,7 +141,7 @@ class InMemoryRows(RowStorage):
     def move(self, src: int, dst: int) -> None:
         self.emb[dst] = self.emb[src]
         self.sqnorm[dst] = self.sqnorm[src]
-        self.moved += 1
+        self.rows_written += 1
 
     def read(self, rows: np.ndarray) -> np.ndarray:
         return self.emb[rows]
@@ -160,7 +160,7 @@ class InMemoryRows(RowStorage):
 
     def nbytes(self) -> int:
         if self.mapped:  # the pages writes made private (a row spans at most two more pages)
-            return min(self.emb.nbytes, self.moved * (self.emb.itemsize * self.dim + _PAGE)) + self.sqnorm.nbytes
+            return min(self.emb.nbytes, self.rows_written * (self.emb.itemsize * self.dim + _PAGE)) + self.sqnorm.nbytes
         return self.emb.nbytes + self.sqnorm.nbytes
 
     def check(self, capacity: int) -> None:
