@@ -81,8 +81,10 @@ def _read_local(identity: str) -> tuple[int, int, memoryview] | None:
         with open(local_path(identity), "rb") as fh:
             mapped = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_COPY)
             # Marked as used: clean_local removes the least recently used copies first, so a hot
-            # tenant's copy stays however many others are written after it.
-            os.utime(fh.fileno())
+            # tenant's copy stays however many others are written after it. A copy that cannot be
+            # marked (a read-only folder) is still read.
+            with contextlib.suppress(OSError):
+                os.utime(fh.fileno())
     except (OSError, ValueError):  # missing, unreadable, or empty (ValueError)
         return None
     if len(mapped) < _LOCAL_HEAD.size:
