@@ -15,6 +15,8 @@ from typing import Any
 import httpx
 import numpy as np
 
+from tests.support.tenants import auth
+
 ROOT = Path(__file__).resolve().parents[2]
 FIGURES_DIR = Path(os.environ.get("RELIABILITY_FIGURES_DIR", ROOT / "build" / "reliability"))
 
@@ -68,7 +70,7 @@ def write_batches(url: str, key: str, n: int, stop: threading.Event, ledger: Bat
     """Writer `n`: POST /v1/episodes/batch bodies labelled f"{label}{n}-{i:05d}", one new connection
     each (a killed worker cuts exactly one batch), until `stop`; every error body must be JSON."""
     rng = np.random.default_rng(n)
-    with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {key}"}, timeout=60,
+    with httpx.Client(base_url=url, headers=auth(key), timeout=60,
                       limits=httpx.Limits(max_keepalive_connections=0)) as client:
         i = 0
         while not stop.is_set():
