@@ -101,6 +101,7 @@ def bench_zipf_tenants(dep: Deployment, *, tenants: int, per_tenant: int, blocks
     setup_s = time.perf_counter() - t
     t = time.perf_counter()
     dep.write_images()  # the steady state of a hosted service: each small tenant has its image
+    dep.quiesce()
     case = {"tenants": tenants, "per_tenant": per_tenant, "zipf_s": s, "clients": clients,
             "index_memory_mb": index_memory_mb,
             "warmup_s": warmup_s, "setup_s": round(setup_s, 1), "images_s": round(time.perf_counter() - t, 1)}
