@@ -91,9 +91,14 @@ def git_commit() -> str | None:
     try:
         done = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
                               timeout=10)
+        # Changes to the measured code (not to earlier results) make the commit alone the wrong label.
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".",
+                                ":!bench/results", ":!bench/RESULTS.md"], cwd=ROOT, capture_output=True, text=True,
+                               timeout=10).stdout.strip()
     except OSError:
         return None
-    return done.stdout.strip() or None
+    commit = done.stdout.strip()
+    return None if not commit else f"{commit} with uncommitted changes" if dirty else commit
 
 
 def provenance(command: str, software: str) -> list[str]:
