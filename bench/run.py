@@ -90,10 +90,10 @@ def git_commit() -> str | None:
     try:
         done = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
                               timeout=10)
-        # Changes to the measured code (not to earlier results) make the commit alone the wrong label.
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".",
-                                ":!bench/results", ":!bench/RESULTS.md"], cwd=ROOT, capture_output=True, text=True,
-                               timeout=10).stdout.strip()
+        # Changes to the measured code (not to documents or earlier results) make the commit alone
+        # the wrong label.
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":!*.md",
+                                ":!bench/results"], cwd=ROOT, capture_output=True, text=True, timeout=10).stdout.strip()
     except OSError:
         return None
     commit = done.stdout.strip()
