@@ -1,4 +1,4 @@
-# Benchmarks (bench/): `make bench` (quick, about 11 minutes on 2 idle cores), `make bench-full`, `make bench-smoke`.
+# Benchmarks (bench/): `make bench` (quick, about 20 minutes on 2 idle cores), `make bench-full`, `make bench-smoke`.
 # Results go to bench/results/<name>.json and bench/RESULTS.md. DATABASE_URL selects the PostgreSQL
 # server the HTTP benchmarks use (a throw-away database is created there and dropped afterwards).
 BENCH_DATABASE_URL ?= $(or $(DATABASE_URL),postgres://postgres@127.0.0.1:5432/memcloud_bench)
