@@ -97,7 +97,9 @@ def git_commit() -> str | None:
     except OSError:
         return None
     commit = done.stdout.strip()
-    return None if not commit else f"{commit} with uncommitted changes" if dirty else commit
+    if not commit:
+        return None
+    return f"{commit} with uncommitted changes" if dirty else commit
 
 
 def provenance(command: str, software: str) -> list[str]:
