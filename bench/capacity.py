@@ -107,7 +107,8 @@ def _measure_statements(repeat: int) -> dict:
         "key lookup (auth: key, tenant, state)": lambda i: db.fetch_one(_lookup_sql(), [api_key.prefix]),
         "rate-limit hit": lambda i: counters.db_hit(tenant_id=tenant.pk, window_no=i, limit=10**9),
         "winners' fields, top 5": lambda i: db.fetch_all(_winners_sql("postgresql", 0, False), [tenant.pk, winners]),
-        "usage upsert": lambda i: db.execute(usage._UPSERT_SQL, [tenant.pk, minute, i % 4, 0, 1]),
+        # tenant, minute, slot, user ("": tenant-wide), stores, queries
+        "usage upsert": lambda i: db.execute(usage._UPSERT_SQL, [tenant.pk, minute, i % 4, "", 0, 1]),
         "catch-up read, nothing new": lambda i: changes.since(tenant_pk=tenant.pk, version=state.version),
         "index image read, 1,000 episodes": lambda i: db.fetch_one(images._READ_SQL, [tenant.pk], binary=True),
     }
