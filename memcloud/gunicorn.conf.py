@@ -5,7 +5,9 @@ import shutil
 import tempfile
 
 # Set before anything imports prometheus_client, so every worker writes its own metric files
-# and /metrics sums them, whichever worker answers the scrape.
+# and /metrics sums them, whichever worker answers the scrape. A folder made here (none was
+# given) is removed when the server exits; a given one is the operator's.
+_MADE_METRICS_DIR = "PROMETHEUS_MULTIPROC_DIR" not in os.environ
 os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="memcloud-prom-"))
 # One BLAS thread per worker: with one worker per core, more threads only fight (docs/design.md).
 for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
@@ -33,6 +35,12 @@ def on_starting(server):
     path = os.environ["PROMETHEUS_MULTIPROC_DIR"]
     shutil.rmtree(path, ignore_errors=True)
     os.makedirs(path, exist_ok=True)
+
+
+def on_exit(server):
+    # Not while a master re-executed by USR2 (which inherits the folder) still runs.
+    if _MADE_METRICS_DIR and server.reexec_pid == 0:
+        shutil.rmtree(os.environ["PROMETHEUS_MULTIPROC_DIR"], ignore_errors=True)
 
 
 def child_exit(server, worker):
