@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -32,6 +34,8 @@ class LiveServer:
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = Path(tempfile.mkdtemp(prefix="memcloud-server-")) / "server.log"
+        # Kept while the tests that started it may still read it, gone with the test process.
+        atexit.register(shutil.rmtree, self.log_path.parent, True)
         self.env = self._environment(env or {})
         self.process: subprocess.Popen | None = None
 
