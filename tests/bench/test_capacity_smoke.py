@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from tests.bench.test_limits_smoke import run_module
 from tests.support.database import is_postgres
+from tests.support.modules import run_module
 
 pytestmark = [
     pytest.mark.e2e, pytest.mark.slow,

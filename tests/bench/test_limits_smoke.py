@@ -3,24 +3,14 @@ only that every figure is there and is a positive duration)."""
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
 
 import pytest
 
 from bench import request_path
-from tests.support.server import ROOT
+from tests.support.modules import run_module
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
-
-
-def run_module(module: str, *args: str) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "DJANGO_SETTINGS"))}
-    done = subprocess.run([sys.executable, "-m", module, *args], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
 
 
 def figures(line: str) -> list[float]:
